@@ -1,0 +1,24 @@
+"""Shared test helpers: deterministic seeds and randomised BatchNorm statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every BN non-trivial running stats and affine params, so parity checks exercise them."""
+    gen = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model.eval()

@@ -1,0 +1,114 @@
+"""The built network: feature maps, classifier reset, drop path schedule, input checks, names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import StochasticDepth
+
+import effnet
+from effnet.model import feature_levels
+
+
+def test_features_only_returns_five_maps_at_reported_strides() -> None:
+    model = effnet.create_model("efficientnet_b0", features_only=True).eval()
+    assert model.channels() == [16, 24, 40, 112, 320]
+    assert model.reductions() == [2, 4, 8, 16, 32]
+    maps = model(torch.randn(1, 3, 224, 224))
+    assert [tuple(m.shape[1:]) for m in maps] == [(c, 224 // r, 224 // r) for c, r in zip(model.channels(), model.reductions(), strict=True)]
+    b3 = effnet.create_model("efficientnet_b3", features_only=True, out_indices=(2, 4))
+    assert b3.channels() == [48, 384] and b3.reductions() == [8, 32]
+    with pytest.raises(effnet.SpecError, match="out_indices"):
+        effnet.create_model("efficientnet_b0", features_only=True, out_indices=(5,))
+
+
+def test_feature_maps_equal_the_full_models_intermediates() -> None:
+    full = effnet.create_model("efficientnet_b0").eval()
+    backbone = effnet.create_model("efficientnet_b0", features_only=True).eval()
+    backbone.load_state_dict({k: v for k, v in full.state_dict().items() if k in backbone.state_dict()})
+    x = torch.randn(1, 3, 96, 96)
+    stage_outputs = []
+    h = full.stem(x)
+    for stage in full.stages:
+        h = stage(h)
+        stage_outputs.append(h)
+    with torch.no_grad():
+        maps = backbone(x)
+    for level, fmap in zip(feature_levels(full.spec), maps, strict=True):
+        assert torch.allclose(fmap, stage_outputs[level.stage], atol=1e-6)
+
+
+def test_any_resolution_classes_and_channels() -> None:
+    model = effnet.create_model("efficientnet_b0", num_classes=10, in_chans=1).eval()
+    for size in (32, 65, 300):
+        assert model(torch.randn(2, 1, size, size + 3)).shape == (2, 10)
+    assert model.forward_features(torch.randn(1, 1, 64, 64)).shape == (1, 1280, 2, 2)
+    assert model.forward_head(model.forward_features(torch.randn(1, 1, 64, 64)), pre_logits=True).shape == (1, 1280)
+
+
+def test_wrong_input_channels_error_is_clear() -> None:
+    model = effnet.create_model("efficientnet_b0")
+    with pytest.raises(ValueError, match=r"expected a batch of images shaped \(N, 3, H, W\), got shape \[1, 4, 64, 64\].*in_chans=4"):
+        model(torch.randn(1, 4, 64, 64))
+    with pytest.raises(ValueError, match="got shape"):
+        model(torch.randn(3, 64, 64))
+
+
+def test_reset_classifier() -> None:
+    model = effnet.create_model("efficientnet_lite0")
+    model.reset_classifier(5)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    assert model.spec.num_classes == 5
+    model.reset_classifier(0)
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1280)
+
+
+def test_drop_path_rises_linearly_and_dropout_follows_variant() -> None:
+    model = effnet.create_model("efficientnet_b0", drop_path_rate=0.2)
+    rates = [block.drop_path.p if isinstance(block.drop_path, StochasticDepth) else 0.0 for stage in model.stages for block in stage]
+    n = len(rates)
+    for i, rate in enumerate(rates):
+        block = [b for s in model.stages for b in s][i]
+        assert rate == (pytest.approx(0.2 * i / n) if block.has_skip else 0.0)
+    assert model.dropout.p == 0.2
+    assert effnet.create_model("efficientnet_b7").dropout.p == 0.5
+    assert effnet.create_model("efficientnet_b7", drop_rate=0.1).dropout.p == 0.1
+
+
+def test_training_step_runs_and_drop_path_is_stochastic() -> None:
+    model = effnet.create_model("efficientnet_b0", num_classes=4, drop_path_rate=0.5).train()
+    x = torch.randn(4, 3, 64, 64)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+def test_names_and_suggestions() -> None:
+    assert effnet.get_spec("b3") == effnet.get_spec("EfficientNet-B3")
+    assert "efficientnet_lite4" in effnet.list_models("lite")
+    with pytest.raises(effnet.UnknownModelError, match=r"did you mean .*'efficientnet_b1'"):
+        effnet.create_model("efficentnet_b1")
+    with pytest.raises(effnet.SpecError, match="unknown option"):
+        effnet.create_model("efficientnet_b0", widht=2)
+
+
+def test_build_from_a_spec_string_and_preprocessing() -> None:
+    model = effnet.build("ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k5_s2_e3_c24", num_classes=3, head_channels=64, resolution=96)
+    assert model(torch.randn(1, 3, 96, 96)).shape == (1, 3)
+    assert effnet.profile(model).params == sum(p.numel() for p in model.parameters())
+    assert model.preprocessing.resolution == 96
+    assert effnet.create_model("efficientnet_b4").preprocessing.resolution == 380
+    tv = effnet.create_model("efficientnet_b2", pretrained=False).preprocessing
+    assert (tv.resolution, tv.resize_size) == (260, 292)
+
+
+def test_grayscale_rgba_images_go_through_eval_transform() -> None:
+    from PIL import Image
+
+    transform = effnet.get_preprocessing("efficientnet_b0").eval_transform()
+    for mode in ("L", "RGBA", "P", "CMYK", "I;16"):
+        image = Image.new(mode, (37, 301))
+        assert transform(image).shape == (3, 224, 224)

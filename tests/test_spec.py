@@ -1,0 +1,86 @@
+"""NetSpec: validation, the block-string codec and the JSON round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+import effnet
+from effnet.spec import NetSpec, SpecError, StageSpec
+
+
+def test_block_string_round_trip_for_every_variant() -> None:
+    for name in effnet.list_models():
+        spec = effnet.get_spec(name)
+        again = NetSpec.from_string(spec.to_string(), **{k: v for k, v in spec.to_dict().items() if k != "stages"})
+        assert again == spec
+        assert NetSpec.from_json(spec.to_json()) == spec
+
+
+def test_b0_block_strings_are_table_1() -> None:
+    spec = effnet.get_spec("efficientnet_b0")
+    # Table 1: operator, resolution stride, channels, layers
+    expected = [
+        ("ds", 3, 1, 16, 1),
+        ("ir", 3, 2, 24, 2),
+        ("ir", 5, 2, 40, 2),
+        ("ir", 3, 2, 80, 3),
+        ("ir", 5, 1, 112, 3),
+        ("ir", 5, 2, 192, 4),
+        ("ir", 3, 1, 320, 1),
+    ]
+    assert [(s.block, s.kernel, s.stride, s.out_channels, s.repeats) for s in spec.stages] == expected
+    assert all(s.expand_ratio == (1 if i == 0 else 6) for i, s in enumerate(spec.stages))
+    assert all(s.se_ratio == 0.25 for s in spec.stages)
+    assert (spec.stem_channels, spec.head_channels, spec.resolution, spec.activation) == (32, 1280, 224, "swish")
+    assert spec.stages[1].to_string() == "ir_r2_k3_s2_e6_c24_se0.25"
+
+
+def test_parse_tokens() -> None:
+    stage = StageSpec.from_string("ir_r3_k5_s2_e3_c40_noskip")
+    assert stage == StageSpec("ir", 3, 5, 2, 3.0, 40, 0.0, False)
+    assert stage.to_string() == "ir_r3_k5_s2_e3_c40_noskip"
+    assert StageSpec.from_string("ds_r1_k3_s1_c16").expand_ratio == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ("ir_r2_k3_s2_e6_c24_sx0.25", "'sx0.25'"),
+        ("xx_r2_k3_s2_e6_c24", "'xx'"),
+        ("ir_r2_k3_s2_e6", "c"),
+        ("ir_r2_k4_s2_e6_c24", "odd"),
+        ("ir_r2_k3_s3_e6_c24", "stride"),
+        ("ir_r2_r3_k3_s2_e6_c24", "twice"),
+        ("ir_r0_k3_s1_e6_c24", "repeats"),
+        ("ir_rX_k3_s1_e6_c24", "'rX'"),
+    ],
+)
+def test_malformed_stage_strings_quote_the_problem(text: str, quoted: str) -> None:
+    with pytest.raises(SpecError) as info:
+        NetSpec.from_string(text)
+    message = str(info.value)
+    assert quoted in message
+    assert text in message or "stage string" in message
+
+
+def test_netspec_validation_messages() -> None:
+    spec = effnet.get_spec("efficientnet_b0")
+    with pytest.raises(SpecError, match="activation"):
+        spec.replace(activation="gelu")
+    with pytest.raises(SpecError, match="dropout"):
+        spec.replace(dropout=1.5)
+    with pytest.raises(SpecError, match="unknown NetSpec field"):
+        NetSpec.from_dict({**spec.to_dict(), "widht": 1.0})
+    with pytest.raises(SpecError, match="not valid JSON"):
+        NetSpec.from_json("{nope")
+
+
+def test_save_and_load(tmp_path) -> None:
+    spec = effnet.get_spec("efficientnet_lite2")
+    spec.save(tmp_path / "spec.json")
+    assert NetSpec.load(tmp_path / "spec.json") == spec
+    (tmp_path / "s.txt").write_text("ds_r1_k3_s1_e1_c16 ir_r2_k3_s2_e6_c24_se0.25\n")
+    assert len(NetSpec.load(tmp_path / "s.txt").stages) == 2
+    (tmp_path / "bad.json").write_text('{"stages": ["ir_r1_k3_s1_e6_cX"]}')
+    with pytest.raises(SpecError, match="bad.json"):
+        NetSpec.load(tmp_path / "bad.json")
