@@ -92,6 +92,7 @@ def weights_path(source: WeightSource) -> Path:
 
     file = Path(torch.hub.get_dir()) / "checkpoints" / source.url.rsplit("/", 1)[1]
     if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch.hub.download_url_to_file(source.url, str(file), hash_prefix=_hash_prefix(source.url), progress=True)
         except Exception as err:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from effnet.nn.blocks import MBConv
 from effnet.nn.layers import ConvBnAct
@@ -91,7 +92,7 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
             + ", H, W), got shape "
             + str(list(x.shape))
             + "; convert grayscale/RGBA images to the model's channels or build the model with in_chans="
-            + str(x.shape[1] if x.dim() == 4 else "C")
+            + (str(x.shape[1]) if x.dim() == 4 else "C")
         )
 
 
@@ -117,12 +118,19 @@ class EfficientNet(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
         self.classifier = nn.Linear(self.num_features, spec.num_classes) if spec.num_classes else nn.Identity()
         self.preprocessing: Any = None  # set by effnet.create_model / effnet.build
+        self.grad_checkpointing = False  # recompute each stage in backward (saves activation memory)
         _init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv), before pooling."""
         _check_input(x, self.in_chans)
-        return self.head(self.stages(self.stem(x)))
+        x = self.stem(x)
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+            for stage in self.stages:
+                x = checkpoint(stage, x, use_reentrant=False)
+        else:
+            x = self.stages(x)
+        return self.head(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify a feature map; `pre_logits=True` returns the pooled features."""

