@@ -170,7 +170,7 @@ class EfficientNetFeatures(nn.Module):
         self.spec = spec
         self.in_chans = spec.in_chans
         self.feature_info = [levels[i] for i in out_indices]
-        self.return_stages: list[int] = [lvl.stage for lvl in self.feature_info]
+        self.return_stages = [lvl.stage for lvl in self.feature_info]
         self.stem = _stem(spec)
         # stages after the deepest requested level are never built (they would be dead weight)
         self.stages = _stages(spec)[: max(self.return_stages) + 1]

@@ -1,0 +1,47 @@
+"""CPU inference benchmark: effnet vs timm vs torchvision (same input, same threads, interleaved runs).
+
+    python benchmarks/bench_inference.py --models efficientnet_b0 --batch-sizes 1 32 --threads 2 --repeats 30
+
+Prints a Markdown table and writes inference_bench.json / inference_bench.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from effnet.bench import LIBRARIES, format_markdown, run_inference_bench, write_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["efficientnet_b0"], help="variants to time (default: efficientnet_b0)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32], help="batch sizes (default: 1 32)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads for every library (default: 2)")
+    parser.add_argument("--resolution", type=int, default=224, help="input height and width (default: 224)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds per library first (default: 5)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per library and batch size (default: 30)")
+    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES, help="libraries to compare (default: all)")
+    parser.add_argument("--channels-last", action="store_true", help="run models and input in channels_last memory format")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory (default: benchmarks/results)")
+    args = parser.parse_args(argv)
+
+    results = run_inference_bench(
+        model_names=args.models,
+        batch_sizes=args.batch_sizes,
+        threads=args.threads,
+        resolution=args.resolution,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        libraries=args.libraries,
+        channels_last=args.channels_last,
+    )
+    json_path, md_path = write_results(results, args.out)
+    print(format_markdown(results))
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
