@@ -490,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Print the B0-B7 params/MACs table, then classify the bundled sample photos with pretrained EfficientNet-Lite0.",
     )
     p.add_argument("--topk", type=_positive_int, default=3, metavar="K", help="labels to print per photo")
+
+    from effnet.train.commands import add_train_commands
+
+    add_train_commands(command)
     return parser
 
 
@@ -510,6 +514,7 @@ def _error_text(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `effnet` command line with `argv` (default: sys.argv[1:]) and return the exit status."""
     from effnet.spec import SpecError
+    from effnet.train.checkpoint import CheckpointError
     from effnet.weights import WeightsError
     from effnet.zoo import UnknownModelError
 
@@ -523,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (CLIError, SpecError, WeightsError, UnknownModelError, OSError, ValueError) as err:
+    except (CLIError, SpecError, WeightsError, UnknownModelError, CheckpointError, OSError, ValueError) as err:
         if isinstance(err, BrokenPipeError):
             return _broken_pipe()
         print(f"effnet: error: {_error_text(err)}", file=sys.stderr)

@@ -1,0 +1,54 @@
+"""What a run leaves to look at: per-epoch metrics as JSONL and CSV, and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from effnet._io import atomic_write, atomic_write_text
+
+PLOTTED = (("loss", ("train_loss", "val_loss", "ema_val_loss")), ("top-1 accuracy (%)", ("train_top1", "val_top1", "ema_val_top1")), ("learning rate", ("lr",)))
+
+
+def write_history(history: list[dict[str, Any]], out_dir: str | Path) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from the whole history (atomic, so resume never duplicates rows)."""
+    out = Path(out_dir)
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns and not isinstance(row[k], (list, dict))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+
+
+def plot_history(history: list[dict[str, Any]], out_dir: str | Path) -> Path | None:
+    """Loss, accuracy and learning rate against epochs as one PNG (training.png); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(5 * len(PLOTTED), 3.6))
+    for ax, (title, keys) in zip(axes, PLOTTED, strict=True):
+        for key in keys:
+            points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=key.replace("_", " "))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out_dir) / "training.png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path

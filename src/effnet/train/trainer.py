@@ -1,0 +1,460 @@
+"""The training loop: the paper's recipe, resumable bit for bit, on one process or many (torchrun).
+
+Exact resume rests on three choices: every sample's augmentation is seeded by
+(seed, epoch, index) rather than by a shared RNG stream; the data order of an epoch is a
+seeded permutation (DistributedSampler), so a resumed epoch skips exactly the batches
+already consumed; and the checkpoint holds every RNG state taken at a step boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from effnet._io import atomic_write_text
+from effnet.train import distributed as D
+from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from effnet.train.config import TrainConfig
+from effnet.train.ema import ModelEMA
+from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
+from effnet.train.metrics import plot_history, write_history
+from effnet.train.optim import make_optimizer, make_scheduler
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: a checkpoint was saved, --resume continues."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_top1: float
+    best_ema_top1: float | None
+    final: dict[str, Any]
+    history: list[dict[str, Any]] = field(repr=False)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def summary(self) -> str:
+        ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""
+        return f"best top-1 {self.best_top1:.2f}%{ema}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
+
+
+def make_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The network to train: a named model (optionally pretrained) or a spec file, with the recipe's settings."""
+    from effnet.factory import create_model
+    from effnet.model import build
+    from effnet.spec import NetSpec
+
+    options: dict[str, Any] = {"num_classes": num_classes, "drop_path_rate": config.drop_path_rate, "bn_momentum": config.bn_momentum}
+    if config.dropout >= 0:
+        options["dropout"] = config.dropout
+    if config.spec:
+        if config.pretrained:
+            raise ValueError("--pretrained applies to named models, not to --spec files")
+        return build(NetSpec.load(config.spec), **options)
+    pretrained: bool | str = False
+    if config.pretrained:
+        pretrained = True if config.pretrained in ("default", "true", "1") else config.pretrained
+    drop_rate = options.pop("dropout", None)
+    return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
+
+
+def _spec_of(config: TrainConfig) -> Any:
+    from effnet.spec import NetSpec
+    from effnet.zoo import get_spec
+
+    return NetSpec.load(config.spec) if config.spec else get_spec(config.model)
+
+
+def _preprocessing_of(config: TrainConfig, resolution: int) -> Any:
+    """Eval preprocessing at the training resolution (the variant's statistics, e.g. TF's for Lite)."""
+    from effnet.preprocessing import Preprocessing
+    from effnet.zoo import get_info
+
+    base = Preprocessing() if config.spec else get_info(config.model).preprocessing
+    return base.replace(resolution=resolution)
+
+
+def _freeze_backbone(model: nn.Module) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("classifier.")
+
+
+def _backbone_eval(model: nn.Module) -> None:
+    """Frozen backbone: keep its BN statistics fixed too."""
+    for name, module in model.named_children():
+        if name != "classifier":
+            module.eval()
+
+
+class Trainer:
+    """Runs one training job described by a TrainConfig. `run()` returns a TrainResult."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        from effnet.data import build_datasets
+
+        self.config = config
+        self.device = D.resolve_device(config.device)
+        self.dist = D.init_distributed(self.device)
+        self.out_dir = Path(config.out_dir)
+        self.main = self.dist.is_main
+        torch.manual_seed(config.seed)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+
+        spec = _spec_of(config)
+        self.resolution = config.resolution or spec.resolution
+        self.data = build_datasets(
+            config.dataset,
+            data_dir=config.data_dir or None,
+            resolution=self.resolution,
+            preprocessing=_preprocessing_of(config, self.resolution),
+            auto_augment=config.auto_augment,
+            seed=config.seed,
+            num_classes=config.num_classes or None,
+            train_samples=config.train_samples,
+            val_samples=config.val_samples,
+            val_fraction=config.val_fraction,
+        )
+        self.num_classes = self.data.num_classes
+        torch.manual_seed(config.seed)
+        model = make_model(config, self.num_classes)
+        if config.freeze_backbone:
+            _freeze_backbone(model)
+        if config.activation_checkpointing:
+            model.grad_checkpointing = True
+        model.to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if config.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); on CPU each process keeps its own BN statistics")
+        if config.sync_bn and self.dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.ema = ModelEMA(model, config.ema_decay) if config.ema_decay > 0 else None
+        trained: nn.Module = torch.compile(model) if config.compile else model
+        if self.dist.enabled:
+            trained = nn.parallel.DistributedDataParallel(trained, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.trained = trained
+
+        per_process = len(self.data.train) // self.dist.world_size
+        steps = per_process // (config.batch_size * config.grad_accum)
+        if steps < 1:
+            raise ValueError(
+                f"the training set ({len(self.data.train)} images over {self.dist.world_size} process(es)) is smaller than one step "
+                f"of {config.batch_size} x {config.grad_accum} images; lower --batch-size"
+            )
+        self.steps_per_epoch = min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+        self.peak_lr = config.peak_lr(self.dist.world_size)
+        self.optimizer = make_optimizer(model, config, self.peak_lr)
+        self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.epoch_stats = [0.0, 0.0, 0.0, 0.0]  # loss sum, correct, seen, bad images
+        self.history: list[dict[str, Any]] = []
+        self.best = {"top1": -1.0, "ema_top1": -1.0}
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        self._rng_at_step = rng_state()
+
+    # ------------------------------------------------------------------ state
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "epoch_stats": list(self.epoch_stats),
+            "history": json.dumps(self.history),
+            "best": dict(self.best),
+            "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
+            "config": self.config.to_json(),
+            "spec": self.model.spec.to_json(),
+        }
+
+    def save(self) -> None:
+        """Checkpoint the state at the last step boundary (rank 0 writes; everyone waits)."""
+        if self.main:
+            save_checkpoint(self.out_dir / CHECKPOINT_NAME, self._payload(), rng=self._rng_at_step)
+        D.barrier(self.dist)
+
+    def load(self, path: Path) -> None:
+        data = load_checkpoint(path)
+        check_compatible(data, self.config.to_dict(), path)
+        try:
+            self.model.load_state_dict(data["model"])
+            if self.ema is not None and data["ema"] is not None:
+                self.ema.load_state_dict(data["ema"])
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.scaler.load_state_dict(data["scaler"])
+        self.epoch, self.step_in_epoch, self.global_step = data["epoch"], data["step_in_epoch"], data["global_step"]
+        self.epoch_stats = list(data["epoch_stats"])
+        self.history = json.loads(data["history"])
+        self.best = dict(data["best"])
+        self.images_seen, self.train_seconds = data["images_seen"], data["train_seconds"]
+        set_rng_state(data["rng"])
+        self._rng_at_step = data["rng"]
+
+    # ------------------------------------------------------------------ data
+    def _train_loader(self) -> tuple[DataLoader, int]:
+        cfg = self.config
+        self.data.train.set_epoch(self.epoch)
+        sampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(self.epoch)
+        per_step = cfg.batch_size * cfg.grad_accum
+        order = list(sampler)[self.step_in_epoch * per_step : self.steps_per_epoch * per_step]
+        loader = DataLoader(
+            self.data.train,
+            batch_size=cfg.batch_size,
+            sampler=order,
+            num_workers=cfg.workers,
+            collate_fn=self.data.collate_fn,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            # a private generator: creating the iterator must not consume the global RNG (exact resume)
+            generator=torch.Generator().manual_seed(cfg.seed * 1000 + self.epoch),
+        )
+        return loader, self.steps_per_epoch - self.step_in_epoch
+
+    def _val_loader(self, dataset: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset if dataset is not None else self.data.val,
+            batch_size=self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.workers,
+            collate_fn=self.data.collate_fn,
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+
+    # ------------------------------------------------------------------ loop
+    def _train_step(self, micro_batches: list) -> tuple[float, int, int, int]:
+        cfg = self.config
+        self._rng_at_step = rng_state()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, correct, seen, bad = 0.0, 0, 0, 0
+        for images, labels, n_bad in micro_batches:
+            bad += n_bad
+            if labels.numel() == 0:  # every image of this batch was unreadable
+                continue
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, cfg.amp):
+                logits = self.trained(images)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+            finite = D.all_true(bool(torch.isfinite(loss).item()), self.dist, self.device)
+            if not finite:
+                last = self.out_dir / CHECKPOINT_NAME
+                kept = f"the last good checkpoint {last} is intact" if last.exists() else "no checkpoint had been written yet"
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; {kept}. "
+                    "Lower --lr (or --lr-per-256), use --amp none, or check the data."
+                )
+            self.scaler.scale(loss / len(micro_batches)).backward()
+            loss_sum += loss.item() * labels.numel()
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += labels.numel()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss_sum, correct, seen, bad
+
+    def _batches(self, loader: DataLoader):
+        """Group loader batches into optimizer steps of grad_accum micro-batches."""
+        group = []
+        for batch in loader:
+            group.append(unpack(batch))
+            if len(group) == self.config.grad_accum:
+                yield group
+                group = []
+
+    def _run_epoch(self) -> None:
+        cfg = self.config
+        self.trained.train()
+        if cfg.freeze_backbone:
+            _backbone_eval(self.model)
+        loader, remaining = self._train_loader()
+        bar = None
+        if self.main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step", dynamic_ncols=True)
+        started = time.perf_counter()
+        for micro_batches in self._batches(loader):
+            loss_sum, correct, seen, bad = self._train_step(micro_batches)
+            self.epoch_stats = [a + b for a, b in zip(self.epoch_stats, (loss_sum, correct, seen, bad), strict=True)]
+            self.step_in_epoch += 1
+            self.global_step += 1
+            self.images_seen += seen * self.dist.world_size
+            elapsed = time.perf_counter() - started
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{self.epoch_stats[0] / max(1, self.epoch_stats[2]):.3f}",
+                    lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                    img_s=f"{self.images_seen / max(1e-9, self.train_seconds + elapsed):.1f}",
+                )
+            self._rng_at_step = rng_state()
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                self.train_seconds += elapsed
+                started = time.perf_counter()
+                self.save()
+        self.train_seconds += time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        if self.step_in_epoch < self.steps_per_epoch and remaining > 0:
+            raise RuntimeError(f"the data loader stopped after {self.step_in_epoch} of {self.steps_per_epoch} steps")
+
+    def _end_epoch(self) -> None:
+        cfg = self.config
+        loss_sum, correct, seen, bad = D.sum_across(self.epoch_stats, self.dist, self.device)
+        row: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": self.scheduler.get_last_lr()[0],
+            "train_loss": loss_sum / max(1, seen),
+            "train_top1": 100.0 * correct / max(1, seen),
+            "bad_images": int(bad),
+            "seconds": round(self.train_seconds, 2),
+        }
+        last_epoch = self.epoch + 1 == cfg.epochs
+        if (self.epoch + 1) % cfg.eval_every == 0 or last_epoch:
+            raw, ema = self.evaluate()
+            row.update({"val_loss": raw.loss, "val_top1": raw.top1, "val_top5": raw.top5, "val_per_class": raw.per_class})
+            self.best["top1"] = max(self.best["top1"], raw.top1)
+            if ema is not None:
+                row.update({"ema_val_loss": ema.loss, "ema_val_top1": ema.top1, "ema_val_top5": ema.top5})
+                self.best["ema_top1"] = max(self.best["ema_top1"], ema.top1)
+        if bad and self.main:
+            print(f"epoch {self.epoch + 1}: skipped {int(bad)} unreadable image(s)")
+        self.history.append(row)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.epoch_stats = [0.0, 0.0, 0.0, 0.0]
+        self._rng_at_step = rng_state()
+        self.save()
+        if self.main:
+            write_history(self.history, self.out_dir)
+            plot_history(self.history, self.out_dir)
+            if cfg.progress:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
+                print(json.dumps(shown))
+
+    def evaluate(self) -> tuple[EvalResult, EvalResult | None]:
+        """Raw and EMA weights on the validation set (every process evaluates the whole set: simple, and val is small)."""
+        loader = self._val_loader()
+        raw = evaluate(self.model, loader, self.device, self.num_classes, amp=self.config.amp, channels_last=self.config.channels_last)
+        ema = None
+        if self.ema is not None:
+            ema = evaluate(self.ema.module, loader, self.device, self.num_classes, amp=self.config.amp, channels_last=self.config.channels_last)
+        return raw, ema
+
+    def run(self) -> TrainResult:
+        """Train to the configured number of epochs (resuming if asked); write weights and a summary."""
+        cfg = self.config
+        last = self.out_dir / CHECKPOINT_NAME
+        if cfg.resume:
+            self.load(last)
+            if self.main:
+                print(f"resumed from {last}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
+        elif last.exists():
+            raise CheckpointError(f"{self.out_dir} already holds a run ({last}); pass --resume to continue it or choose another --out-dir")
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.json", cfg.to_json() + "\n")
+            self.model.spec.save(self.out_dir / "spec.json")
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+        try:
+            while self.epoch < cfg.epochs:
+                self._run_epoch()
+                self._end_epoch()
+        except KeyboardInterrupt:
+            self.save()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; checkpoint saved to {last}; continue with --resume"
+            ) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return self._finish()
+
+    def _finish(self) -> TrainResult:
+        from effnet.weights import save_file
+
+        final = self.history[-1] if self.history else {}
+        result = TrainResult(
+            out_dir=self.out_dir,
+            best_top1=self.best["top1"],
+            best_ema_top1=self.best["ema_top1"] if self.ema is not None else None,
+            final={k: v for k, v in final.items() if not isinstance(v, list)},
+            history=self.history,
+            seconds=self.train_seconds,
+            images_per_second=self.images_seen / max(1e-9, self.train_seconds),
+        )
+        if self.main:
+            save_file(self.model.state_dict(), self.out_dir / "model.safetensors", metadata={"spec": self.model.spec.to_json()})
+            if self.ema is not None:
+                save_file(self.ema.module.state_dict(), self.out_dir / "ema.safetensors", metadata={"spec": self.model.spec.to_json()})
+            summary = {
+                "best_top1": result.best_top1,
+                "best_ema_top1": result.best_ema_top1,
+                "final": result.final,
+                "seconds": result.seconds,
+                "images_per_second": result.images_per_second,
+            }
+            atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return result
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train as `config` says; see TrainConfig for every option."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        D.cleanup(trainer.dist)
+
+
+def chance_level(num_classes: int) -> float:
+    return 100.0 / num_classes if num_classes else math.nan

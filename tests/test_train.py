@@ -1,0 +1,231 @@
+"""Training end to end on the synthetic proxy task: it learns, resumes bit for bit after SIGKILL,
+runs under torchrun, fine-tunes, and fails cleanly on bad input without losing what was written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from effnet.cli import main
+from effnet.train import TrainConfig, TrainingDiverged, preset, train
+from effnet.train.checkpoint import CheckpointError
+
+# A small network (3 stages, 16-40 channels) keeps every run to seconds on 2 cores.
+TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory) -> str:
+    from effnet.spec import NetSpec
+
+    path = tmp_path_factory.mktemp("spec") / "tiny.json"
+    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=64, dropout=0.1, name="tiny").save(path)
+    return str(path)
+
+
+def quick(tiny_spec: str, out_dir: Path, **changes) -> TrainConfig:
+    """The 'proxy' preset on the tiny net at 64 px, small data, no loader workers: seconds per run."""
+    values = {
+        "spec": tiny_spec,
+        "resolution": 64,
+        "num_classes": 4,
+        "train_samples": 192,
+        "val_samples": 64,
+        "epochs": 2,
+        "batch_size": 16,
+        "workers": 0,
+        "progress": False,
+        "deterministic": True,
+        "out_dir": str(out_dir),
+    }
+    values.update(changes)
+    return preset("proxy", **values)
+
+
+def test_learns_the_proxy_task_above_chance(tiny_spec: str, tmp_path: Path) -> None:
+    config = quick(tiny_spec, tmp_path / "run", train_samples=1000, val_samples=200, epochs=5)
+    started = time.perf_counter()
+    result = train(config)
+    elapsed = time.perf_counter() - started
+    chance = 100 / 4
+    assert result.best_top1 > chance + 10, (result.best_top1, result.history)
+    # what a run leaves behind
+    for name in ("config.json", "spec.json", "last.pt", "metrics.jsonl", "metrics.csv", "training.png", "model.safetensors", "ema.safetensors", "summary.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert all(len(r["val_per_class"]) == 4 for r in rows)
+    print(f"tiny net on the proxy task: {result.best_top1:.1f}% (EMA {result.best_ema_top1:.1f}%), chance {chance:.0f}%, {elapsed:.0f} s")
+
+
+def _final_state(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tiny_spec: str, tmp_path: Path) -> None:
+    settings = {"epochs": 3, "checkpoint_every": 3, "train_samples": 256, "drop_path_rate": 0.2}
+    reference = train(quick(tiny_spec, tmp_path / "straight", **settings))
+    # the same run in a child process, killed without warning once it has checkpointed mid-epoch
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "effnet", "train", "--config", str(tmp_path / "c.json")]
+    (tmp_path / "c.json").write_text(quick(tiny_spec, run, **settings).to_json())
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let it get a few steps past the checkpoint, into unsaved work
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    assert not (run / "model.safetensors").exists()  # it really was cut short
+    resumed = train(quick(tiny_spec, run, resume=True, **settings))
+    ours, theirs = _final_state(run), _final_state(tmp_path / "straight")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+    def timeless(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+    assert timeless(resumed.history) == timeless(reference.history)  # losses, accuracies, LR: all equal
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_torchrun_two_processes_match_one_process(tiny_spec: str, tmp_path: Path) -> None:
+    # SyncBatchNorm is GPU-only: on CPU each process normalises over its own 8 images, the single
+    # process over 16, so the curves agree closely but not exactly
+    common = {"epochs": 2, "train_samples": 256, "drop_path_rate": 0.0, "dropout": 0.0, "ema_decay": 0.0}
+    single = train(quick(tiny_spec, tmp_path / "single", batch_size=16, **common))
+    (tmp_path / "c.json").write_text(quick(tiny_spec, tmp_path / "pair", batch_size=8, progress=True, **common).to_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "effnet", "train", "--config", str(tmp_path / "c.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith('{"epoch"')]
+    assert len(epoch_lines) == 2  # only rank 0 logs
+    pair = [json.loads(line) for line in (tmp_path / "pair" / "metrics.jsonl").read_text().splitlines()]
+    assert len(pair) == 2 and list((tmp_path / "pair").glob("*.tmp")) == []
+    for a, b in zip(single.history, pair, strict=True):
+        print(
+            f"epoch {a['epoch']}: train loss 1 process {a['train_loss']:.4f}, 2 processes {b['train_loss']:.4f}; val {a['val_loss']:.4f} vs {b['val_loss']:.4f}"
+        )
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.03)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.05)
+
+
+def test_finetuning_pretrained_lite0_beats_training_from_scratch(tmp_path: Path) -> None:
+    budget = {
+        "model": "efficientnet_lite0",
+        "resolution": 64,
+        "num_classes": 4,
+        "train_samples": 256,
+        "val_samples": 128,
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "workers": 0,
+        "progress": False,
+    }
+    scratch = train(preset("proxy", **budget, out_dir=str(tmp_path / "scratch")))
+    tuned = train(preset("proxy", **budget, pretrained="default", out_dir=str(tmp_path / "tuned")))
+    print(f"lite0, same budget: pretrained {tuned.best_top1:.1f}% vs scratch {scratch.best_top1:.1f}%")
+    assert tuned.best_top1 > scratch.best_top1
+
+
+def test_a_run_is_not_overwritten_and_bad_checkpoints_are_refused(tiny_spec: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(quick(tiny_spec, run, epochs=1))
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(quick(tiny_spec, run, epochs=1))
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        train(quick(tiny_spec, run, epochs=2, resume=True, spec="", model="efficientnet_lite0"))
+    truncated = tmp_path / "trunc"
+    truncated.mkdir()
+    (truncated / "last.pt").write_bytes(before[: len(before) // 3])
+    with pytest.raises(CheckpointError, match="truncated"):
+        train(quick(tiny_spec, truncated, epochs=2, resume=True))
+    assert (truncated / "last.pt").read_bytes() == before[: len(before) // 3]
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_divergence_stops_with_the_last_good_checkpoint_intact(tiny_spec: str, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    train(quick(tiny_spec, run, epochs=1))
+    good = (run / "last.pt").read_bytes()
+    # fault injection: the loss turns NaN on the 5th step of the resumed run
+    import effnet.train.trainer as trainer_module
+
+    real, calls = trainer_module.F.cross_entropy, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(trainer_module.F, "cross_entropy", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 5; the last good checkpoint .* is intact"):
+        train(quick(tiny_spec, run, epochs=3, resume=True))
+    assert (run / "last.pt").read_bytes() == good
+    # a fresh run that diverges before any checkpoint says so
+    monkeypatch.setattr(trainer_module.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("inf"))
+    with pytest.raises(TrainingDiverged, match="no checkpoint had been written yet"):
+        train(quick(tiny_spec, tmp_path / "fresh", epochs=1))
+
+
+def test_cli_train_eval_and_bad_input(tiny_spec: str, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--spec", tiny_spec, "--resolution", "64", "--num-classes", "4", "--train-samples", "64", "--val-samples", "32"]
+    args += ["--epochs", "1", "--batch-size", "16", "--workers", "0", "--auto-augment", "none", "--no-progress", "--out-dir", str(run)]
+    assert main(args) == 0
+    assert "best top-1" in capsys.readouterr().out
+    assert main(["eval", "--run", str(run), "--resolutions", "48", "64", "--val-samples", "32", "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("model") >= 2 and out.count("ema") >= 2 and "per-class" in out
+    # an unknown option value, a missing data folder, an empty one
+    assert main(["train", "--optimizer", "adam"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main([*args[:-2], "--out-dir", str(tmp_path / "x"), "--dataset", "folder", "--data-dir", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*args[:-2], "--out-dir", str(tmp_path / "y"), "--dataset", "folder", "--data-dir", str(tmp_path / "empty")]) == 2
+    assert "effnet: error:" in capsys.readouterr().err
+
+
+def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, count in (("train", 12), ("val", 4)):
+        for label, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (40 + i, 36), color).save(folder / f"{i}.jpg")
+    (tmp_path / "data" / "train" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    config = TrainConfig(
+        model="efficientnet_lite0",
+        dataset="folder",
+        data_dir=str(tmp_path / "data"),
+        resolution=32,
+        epochs=1,
+        batch_size=5,
+        workers=0,
+        progress=False,
+        auto_augment="none",
+        out_dir=str(tmp_path / "run"),
+    )
+    result = train(config)
+    assert result.history[0]["bad_images"] >= 1
