@@ -122,8 +122,8 @@ def test_torchrun_two_processes_match_one_process(tiny_spec: str, tmp_path: Path
         print(
             f"epoch {a['epoch']}: train loss 1 process {a['train_loss']:.4f}, 2 processes {b['train_loss']:.4f}; val {a['val_loss']:.4f} vs {b['val_loss']:.4f}"
         )
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.03)
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.05)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.08)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.08)
 
 
 def test_finetuning_pretrained_lite0_beats_training_from_scratch(tmp_path: Path) -> None:

@@ -1,64 +1,124 @@
-"""Training data: the built-in synthetic proxy task, image folders, torchvision datasets, and transforms.
+"""Training data: the built-in synthetic proxy task, image folders, CIFAR, and their transforms.
 
 `build_datasets` returns a `DataBundle`: train and validation datasets whose samples are
-already transformed (train augmentation seeded per sample, see `SeededTransform`), the
-class count and names, and the collate function that skips unreadable images.
+already transformed (train augmentation seeded per sample by `SeededTransform`, so it
+does not depend on worker count, order or resume), the class count and names, and the
+collate function that drops unreadable images and counts them.
+
+>>> from torch.utils.data import DataLoader
+>>> data = build_datasets("synthetic", resolution=96, train_samples=64)
+>>> data.train.set_epoch(0)                      # before each epoch's loader iterator
+>>> images, labels, num_bad = next(iter(DataLoader(data.train, batch_size=8, collate_fn=data.collate_fn)))
+>>> tuple(images.shape), num_bad
+((8, 3, 96, 96), 0)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import Dataset
 
-from effnet.data.folders import collate_skip_bad, folder_datasets
+from effnet.data.folders import DataError, ImageFolderSplit, collate_skip_bad, image_folder_splits, load_image
 from effnet.data.synthetic import SyntheticProxy
-from effnet.data.transforms import SeededTransform, eval_transform, train_transform
+from effnet.data.transforms import AUTO_AUGMENT, SeededTransform, eval_transform, stable_seed, train_transform
 from effnet.preprocessing import Preprocessing
 
 DATASETS = ("synthetic", "folder", "cifar10", "cifar100")
+# Smallest RandomResizedCrop area per dataset. The synthetic task's marks are 5 px and its
+# texture bands 1.5x apart: crops under half the image would cut marks out and zoom one
+# band onto the next (linear zoom <= 1/sqrt(0.5) = 1.41; the eval crop's zoom 1.25 is inside).
+TRAIN_MIN_AREA = {"synthetic": 0.5, "folder": 0.08, "cifar10": 0.08, "cifar100": 0.08}
 
 
 class TransformedDataset(Dataset):
-    """Applies a transform to another dataset's images; random train transforms are seeded by
-    (seed, epoch, index) through `SeededTransform`, so augmentation does not depend on worker or resume."""
+    """Another dataset with a transform applied to its images, aware of the sample index.
+
+    With `seed`, the transform runs under `SeededTransform` (random augmentation is a
+    function of seed, epoch and index); without, it is applied as is (eval). A `None`
+    image (unreadable file) passes through as ``(None, label)`` for `collate_skip_bad`.
+    """
 
     def __init__(self, base: Dataset, transform: Any, seed: int | None = None) -> None:
         self.base = base
-        self.seeded = SeededTransform(transform, seed) if seed is not None else None
         self.transform = transform
+        self.seeded = SeededTransform(transform, seed) if seed is not None else None
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation is drawn; call before creating each epoch's loader iterator."""
         if self.seeded is not None:
             self.seeded.set_epoch(epoch)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(getattr(self.base, "classes", []))
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.base[index]
-        if image is None:  # unreadable file: collate_skip_bad drops and counts it
-            return None, label
+        if image is None:
+            return None, int(label)
         image = self.seeded(image, index) if self.seeded is not None else self.transform(image)
         return image, int(label)
+
+    def __repr__(self) -> str:
+        return f"TransformedDataset({self.base!r}, seeded={self.seeded is not None})"
 
 
 @dataclass
 class DataBundle:
+    """What a trainer needs from the data: the two splits, the classes and the collate function.
+
+    `train` and `val` yield ``(float tensor (3, res, res), label)`` or ``(None, label)``
+    for an unreadable image; `collate_fn` turns a batch into ``(images, labels, num_bad)``.
+    """
+
     train: TransformedDataset
     val: TransformedDataset
     num_classes: int
     class_names: list[str]
-    collate_fn: Any = collate_skip_bad
+    collate_fn: Any = field(default=collate_skip_bad)
     description: str = ""
+
+    def set_epoch(self, epoch: int) -> None:
+        """`train.set_epoch(epoch)` (validation is not random)."""
+        self.train.set_epoch(epoch)
+
+
+class _Subset(Dataset):
+    """The first `n` images of a fixed, seed-independent shuffle of `base` (for quick runs on big data)."""
+
+    def __init__(self, base: Dataset, n: int, key: str) -> None:
+        size = len(base)  # type: ignore[arg-type]
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(stable_seed("subset", key, size)))
+        self.base, self.indices = base, sorted(order[:n].tolist())
+        self.classes = list(getattr(base, "classes", []))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.base[self.indices[index]]
+
+
+def _limit(base: Dataset, n: int | None, key: str) -> Dataset:
+    if n is None or n >= len(base):  # type: ignore[arg-type]
+        return base
+    if n < 1:
+        raise DataError(f"the number of {key} samples must be positive, got {n}")
+    return _Subset(base, n, key)
 
 
 def build_datasets(
     dataset: str = "synthetic",
     *,
-    data_dir: str | Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     resolution: int = 224,
     preprocessing: Preprocessing | None = None,
     auto_augment: str = "autoaugment",
@@ -67,59 +127,86 @@ def build_datasets(
     train_samples: int | None = None,
     val_samples: int | None = None,
     val_fraction: float = 0.1,
+    train_scale: tuple[float, float] | None = None,
 ) -> DataBundle:
-    """Train and validation data at `resolution`, with the paper's train augmentation and the
-    model's eval preprocessing (`preprocessing`, default: TF crop fraction, ImageNet statistics)."""
+    """Train and validation data for training at `resolution`.
+
+    `dataset`: "synthetic" (the built-in proxy task, generated at 128 px; `num_classes`
+    default 10, `train_samples`/`val_samples` default 10000/2000), "folder" (image folders
+    under `data_dir`, see `image_folder_splits`; `val_fraction` held out when there is no
+    val folder) or "cifar10"/"cifar100" (torchvision, downloaded into `data_dir`, default
+    ``~/.cache/effnet/<name>``). For real data `train_samples`/`val_samples` take a fixed
+    subset. Train: `train_transform` with `auto_augment` and crop area `train_scale`
+    (default per dataset, `TRAIN_MIN_AREA`), seeded per sample by `seed`. Val: the eval
+    `preprocessing` (default `Preprocessing.for_resolution`) at `resolution`.
+
+    Raises DataError (a ValueError) for an unknown dataset, unusable folders, a class count
+    that does not match the data, or a download that failed.
+    """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    if auto_augment not in AUTO_AUGMENT:
+        raise DataError(f"unknown auto_augment {auto_augment!r}; expected one of {AUTO_AUGMENT}")
     prep = (preprocessing or Preprocessing.for_resolution(resolution)).replace(resolution=resolution)
-    # the synthetic task's marks are a few pixels: ImageNet's 8%-area crops would cut most of them out
-    min_area = 0.25 if dataset == "synthetic" else 0.08
-    train_tf = train_transform(resolution, auto_augment=auto_augment, scale=(min_area, 1.0), mean=prep.mean, std=prep.std, interpolation=prep.interpolation)
+    scale = train_scale or (TRAIN_MIN_AREA[dataset], 1.0)
+    train_tf = train_transform(resolution, auto_augment=auto_augment, scale=scale, mean=prep.mean, std=prep.std, interpolation=prep.interpolation)
     eval_tf = eval_transform(prep)
     if dataset == "synthetic":
         classes = num_classes or 10
-        train = SyntheticProxy("train", num_samples=train_samples, num_classes=classes, seed=seed)
-        val = SyntheticProxy("val", num_samples=val_samples, num_classes=classes, seed=seed)
-        names, description = train.classes, train.describe()
-    elif dataset == "folder":
-        if not data_dir:
-            raise ValueError("dataset 'folder' needs data_dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
-        train, val, names = folder_datasets(data_dir, val_fraction, seed)
-        description = f"image folders under {data_dir}: {len(train)} train, {len(val)} val images, {len(names)} classes"
+        train: Dataset = SyntheticProxy("train", num_samples=train_samples, num_classes=classes, seed=seed)
+        val: Dataset = SyntheticProxy("val", num_samples=val_samples, num_classes=classes, seed=seed)
+        names, description = list(train.classes), train.describe()
     else:
-        train, val, names = _torchvision_dataset(dataset, data_dir)
-        description = f"torchvision {dataset}: {len(train)} train, {len(val)} val images"
-    if num_classes and dataset != "synthetic" and num_classes != len(names):
-        raise ValueError(f"--num-classes {num_classes} but the data has {len(names)} classes ({', '.join(names[:5])}, ...)")
-    return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), list(names), collate_skip_bad, description)
+        if dataset == "folder":
+            if data_dir is None:
+                raise DataError("dataset 'folder' needs a data directory (data_dir / --data-dir) holding train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg")
+            train, val = image_folder_splits(data_dir, val_fraction=val_fraction)
+            source = f"image folders under {data_dir}"
+        else:
+            train, val = _torchvision_dataset(dataset, data_dir)
+            source = f"torchvision {dataset}"
+        names = list(train.classes)
+        if num_classes and num_classes != len(names):
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise DataError(f"num_classes is {num_classes} but {source} has {len(names)} classes ({shown}); drop the option or fix the data")
+        train, val = _limit(train, train_samples, "train"), _limit(val, val_samples, "val")
+        description = f"{source}: {len(train)} train, {len(val)} val images, {len(names)} classes"
+    return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), names, collate_skip_bad, description)
 
 
-def _torchvision_dataset(name: str, data_dir: str | Path | None) -> tuple[Dataset, Dataset, list[str]]:
-    """CIFAR-10/100 through torchvision (downloaded into data_dir for users with internet)."""
+def _torchvision_dataset(name: str, data_dir: str | os.PathLike[str] | None) -> tuple[Dataset, Dataset]:
+    """CIFAR-10/100 through torchvision, downloaded into `data_dir` when not already there."""
     from torchvision import datasets
 
-    root = Path(data_dir or Path.home() / ".cache" / "effnet" / name)
+    root = Path(data_dir).expanduser() if data_dir is not None else Path.home() / ".cache" / "effnet" / name
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
     try:
         train = cls(str(root), train=True, download=True)
         val = cls(str(root), train=False, download=True)
-    except Exception as err:  # torchvision raises URLError, RuntimeError, ... for a failed download
-        raise ValueError(
-            f"could not load or download {name} into {root} ({type(err).__name__}: {err}); without internet, "
-            f"download it elsewhere into {root}, or use --dataset folder"
-        ) from None
-    return train, val, list(train.classes)
+    except Exception as error:  # urllib's URLError, OSError, RuntimeError (checksum) ...: all mean "not available"
+        raise DataError(
+            f"could not load or download {name} into {str(root)!r} ({type(error).__name__}: {error}); "
+            f"without internet, fetch {cls.url} elsewhere and put {archive} (or its extracted folder) in that directory, "
+            "or use the 'folder' dataset"
+        ) from error
+    return train, val
 
 
 __all__ = [
+    "AUTO_AUGMENT",
     "DATASETS",
     "DataBundle",
+    "DataError",
+    "ImageFolderSplit",
     "SeededTransform",
     "SyntheticProxy",
     "TransformedDataset",
     "build_datasets",
     "collate_skip_bad",
     "eval_transform",
+    "image_folder_splits",
+    "load_image",
+    "stable_seed",
     "train_transform",
 ]

@@ -38,7 +38,9 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image | None:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later inside a transform
-            return _to_rgb(image).copy() if image.mode == "RGB" else _to_rgb(image)
+            rgb = _to_rgb(image)
+            # closing the file releases the decoded pixels too, so an RGB original is copied out
+            return rgb.copy() if rgb is image else rgb
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         # OSError covers UnidentifiedImageError and "image file is truncated"
         logger.warning("skipping unreadable image %s: %s", path, error)

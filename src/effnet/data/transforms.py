@@ -77,8 +77,9 @@ def train_transform(
 
     RandomResizedCrop(`scale`, `ratio`) -> horizontal flip with probability `hflip` ->
     `auto_augment` ("randaugment": 2 ops at magnitude 9; "autoaugment": the ImageNet
-    policy; "none") -> float in [0, 1] -> normalise by `mean`, `std`. Every random choice
-    draws from torch's global RNG (wrap in `SeededTransform` for per-sample determinism).
+    policy; "none"; their warps resample bilinearly, as tensors allow no bicubic there)
+    -> float in [0, 1] -> normalise by `mean`, `std`. Every random choice draws from
+    torch's global RNG (wrap in `SeededTransform` for per-sample determinism).
     """
     if auto_augment not in AUTO_AUGMENT:
         raise ValueError(f"unknown auto_augment {auto_augment!r}; expected one of {AUTO_AUGMENT}")
@@ -100,10 +101,12 @@ def train_transform(
     ]
     if hflip > 0:
         steps.append(T.RandomHorizontalFlip(hflip))
+    # rotate/shear/translate on tensors support only nearest and bilinear resampling
+    warp = _interpolation("bilinear")
     if auto_augment == "randaugment":
-        steps.append(T.RandAugment(num_ops=2, magnitude=9, interpolation=mode, fill=fill))
+        steps.append(T.RandAugment(num_ops=2, magnitude=9, interpolation=warp, fill=fill))
     elif auto_augment == "autoaugment":
-        steps.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=mode, fill=fill))
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=warp, fill=fill))
     steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std)), T.Lambda(_plain_tensor)]
     return T.Compose(steps)
 
