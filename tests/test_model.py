@@ -112,3 +112,15 @@ def test_grayscale_rgba_images_go_through_eval_transform() -> None:
     for mode in ("L", "RGBA", "P", "CMYK", "I;16"):
         image = Image.new(mode, (37, 301))
         assert transform(image).shape == (3, 224, 224)
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    plain = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0).train()
+    lean = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0).train()
+    lean.load_state_dict(plain.state_dict())
+    lean.grad_checkpointing = True
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 3])
+    for model in (plain, lean):
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    for (name, a), (_, b) in zip(plain.named_parameters(), lean.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name

@@ -229,3 +229,26 @@ def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> No
     )
     result = train(config)
     assert result.history[0]["bad_images"] >= 1
+
+
+def test_ctrl_c_saves_and_resume_finishes(tiny_spec: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (tmp_path / "c.json").write_text(quick(tiny_spec, run, epochs=30, train_samples=256).to_json())
+    child = subprocess.Popen(
+        [sys.executable, "-m", "effnet", "train", "--config", str(tmp_path / "c.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err[-2000:]
+    assert "checkpoint saved" in err and "--resume" in err
+    result = train(quick(tiny_spec, run, epochs=2, train_samples=256, resume=True))
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
+def test_speed_and_memory_options_train(tiny_spec: str, tmp_path: Path) -> None:
+    config = quick(tiny_spec, tmp_path / "run", epochs=1, amp="bf16", channels_last=True, grad_accum=2, activation_checkpointing=True, batch_size=8)
+    result = train(config)
+    assert result.final["train_loss"] > 0 and result.final["val_top1"] >= 0
