@@ -115,8 +115,8 @@ def test_grayscale_rgba_images_go_through_eval_transform() -> None:
 
 
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
-    plain = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0).train()
-    lean = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0).train()
+    plain = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0, drop_rate=0.0).train()
+    lean = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.0, drop_rate=0.0).train()
     lean.load_state_dict(plain.state_dict())
     lean.grad_checkpointing = True
     x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 3])
