@@ -141,10 +141,10 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
 
 def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Top-1/top-5/loss/per-class accuracy of raw (and EMA, for a run) weights at each test resolution."""
-    import torch
     from torch.utils.data import DataLoader
 
     from effnet.data import build_datasets
+    from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
     from effnet.train.trainer import _preprocessing_of, make_model
     from effnet.weights import load_file, load_state_dict
@@ -170,40 +170,32 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
             seed=args.seed,
         )
         weights = {"model": args.weights} if args.weights else {}
-    data = build_datasets(
-        config.dataset,
-        data_dir=config.data_dir or None,
-        resolution=config.resolution or 224,
-        preprocessing=None,
-        auto_augment="none",
-        seed=config.seed,
-        num_classes=config.num_classes or None,
-        train_samples=1,
-        val_samples=config.val_samples,
-        val_fraction=config.val_fraction,
-    )
-    num_classes = config.num_classes or data.num_classes
+
+    def validation_data(resolution: int) -> Any:
+        return build_datasets(
+            config.dataset,
+            data_dir=config.data_dir or None,
+            resolution=resolution,
+            preprocessing=_preprocessing_of(config, resolution),
+            auto_augment="none",
+            seed=config.seed,
+            num_classes=config.num_classes or None,
+            train_samples=1,
+            val_samples=config.val_samples,
+            val_fraction=config.val_fraction,
+        )
+
+    device = resolve_device("auto")
+    num_classes = config.num_classes or validation_data(config.resolution or 224).num_classes
     rows = []
     for label, source in weights.items() or [("random-init", None)]:
-        model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
+        model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes).to(device)
         if source and source != "default":
             load_state_dict(model, load_file(source))
-        resolutions = args.resolutions or [config.resolution or model.spec.resolution]
-        for resolution in resolutions:
-            dataset = build_datasets(
-                config.dataset,
-                data_dir=config.data_dir or None,
-                resolution=resolution,
-                preprocessing=_preprocessing_of(config, resolution),
-                auto_augment="none",
-                seed=config.seed,
-                num_classes=config.num_classes or None,
-                train_samples=1,
-                val_samples=config.val_samples,
-                val_fraction=config.val_fraction,
-            ).val
-            loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=data.collate_fn)
-            result = evaluate(model, loader, torch.device("cpu"), num_classes)
+        for resolution in args.resolutions or [config.resolution or model.spec.resolution]:
+            data = validation_data(resolution)
+            loader = DataLoader(data.val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=data.collate_fn)
+            result = evaluate(model, loader, device, num_classes)
             rows.append({"weights": label, "resolution": resolution, **result.to_dict()})
     return rows
 
