@@ -124,3 +124,6 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
         torch.nn.functional.cross_entropy(model(x), y).backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), lean.named_parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    # the recomputation in backward must not update BN running statistics a second time
+    for (name, a), (_, b) in zip(plain.named_buffers(), lean.named_buffers(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name

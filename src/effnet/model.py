@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -84,6 +87,27 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+@contextlib.contextmanager
+def _bn_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """BatchNorm in train mode without touching running statistics (momentum 0, counter restored)."""
+    saved = []
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.momentum is not None:
+            saved.append((m, m.momentum, m.num_batches_tracked.clone()))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, count in saved:
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
+def _recompute_contexts(stage: nn.Module) -> tuple[Any, Any]:
+    """Forward runs as usual; the backward-time recomputation must not update BN statistics a second time."""
+    return contextlib.nullcontext(), _bn_stats_frozen(stage)
+
+
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(
@@ -125,12 +149,18 @@ class EfficientNet(nn.Module):
         """The last feature map (after the head conv), before pooling."""
         _check_input(x, self.in_chans)
         x = self.stem(x)
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            for stage in self.stages:
-                x = checkpoint(stage, x, use_reentrant=False)
+        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():  # noqa: SIM108 (TorchScript drops this branch)
+            x = self._checkpointed_stages(x)
         else:
             x = self.stages(x)
         return self.head(x)
+
+    @torch.jit.unused
+    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
+        """Stages whose activations are recomputed in backward; the recomputation leaves BN statistics alone."""
+        for stage in self.stages:
+            x = checkpoint(stage, x, use_reentrant=False, context_fn=partial(_recompute_contexts, stage))
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, dropout and classify a feature map; `pre_logits=True` returns the pooled features."""
