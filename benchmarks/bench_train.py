@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from effnet.bench import busy_cpus  # CPUs busy over the next 0.5 s, from /proc/stat
+
 RESULTS_JSON = "train_bench.json"
 RESULTS_MARKDOWN = "train_bench.md"
 LOAD_LIMIT = 1.5  # 1-minute load average above which we wait before timing
@@ -108,27 +110,6 @@ def wait_for_quiet(limit: float = LOAD_LIMIT, max_wait_s: float = LOAD_WAIT_S, p
     if current > limit:
         print(f"warning: load average still {current:.2f} > {limit} after {waited:.0f} s; timings will be inflated", file=sys.stderr)
     return {"initial": initial, "at_start": current, "waited_s": waited, "limit": limit, "quiet": current <= limit}
-
-
-def busy_cpus(interval: float = 0.5) -> float | None:
-    """CPUs kept busy by other processes over the next `interval` seconds (from /proc/stat; None if unreadable).
-
-    Unlike the load average this reacts at once and does not remember our own previous run,
-    so it is checked right before every run.
-    """
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as handle:
-            fields = [int(v) for v in handle.readline().split()[1:]]
-        return sum(fields[:8]), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(interval)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round((1 - (idle1 - idle0) / max(total1 - total0, 1)) * (os.cpu_count() or 1), 2)
 
 
 def wait_for_idle_cpus(limit: float = BUSY_LIMIT, max_wait_s: float = LOAD_WAIT_S) -> tuple[float | None, float]:

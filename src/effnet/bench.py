@@ -186,7 +186,7 @@ def _busy_warning(threads: int) -> float | None:
     forward pass can wait a whole scheduler time slice for a descheduled worker: 2 threads
     next to one busy process measured over 10x slower than 1 thread on a 2-core machine.
     """
-    busy = _busy_cpus()
+    busy = busy_cpus()
     cores = os.cpu_count() or threads
     if busy is not None and busy + threads > cores + 0.5:
         warnings.warn(
@@ -198,7 +198,7 @@ def _busy_warning(threads: int) -> float | None:
     return busy
 
 
-def _busy_cpus(interval: float = 0.5) -> float | None:
+def busy_cpus(interval: float = 0.5) -> float | None:
     """CPUs in use over the next `interval` seconds (Linux /proc/stat), else the 1-minute load average."""
 
     def sample() -> tuple[int, int]:
