@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from effnet.train.config import PRESETS, TrainConfig
+from effnet.train.config import PRESETS, TrainConfig, read_config_file
 
 # Fine-tuning starts from pretrained weights and needs far fewer epochs and less warm-up.
 FINETUNE_DEFAULTS = {"pretrained": "default", "epochs": 10, "warmup_epochs": 1.0, "lr_per_256": 0.004, "drop_path_rate": 0.1}
@@ -86,22 +86,10 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
     if getattr(args, "preset", None):
         values.update(PRESETS[args.preset])
     if getattr(args, "config", None):
-        values.update(TrainConfig.from_file(args.config).to_dict() | _explicit_in_file(args.config))
+        values.update(read_config_file(args.config))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     return TrainConfig.from_dict(values)
-
-
-def _explicit_in_file(path: str) -> dict[str, Any]:
-    """Only the keys the file sets (so fine-tune defaults are not reset to the recipe's by from_file)."""
-    text = Path(path).read_text()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
-    return {k.replace("-", "_"): v for k, v in data.items()}
 
 
 def run_train(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:

@@ -150,16 +150,7 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Read a YAML or JSON config file (keys are option names, with - or _)."""
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping of option names to values")
-        return cls.from_dict(data)
+        return cls.from_dict(read_config_file(path))
 
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * world_size * self.grad_accum
@@ -167,3 +158,17 @@ class TrainConfig:
     def peak_lr(self, world_size: int) -> float:
         """The paper's rule: 0.016 per 256 images of global batch, unless --lr is given."""
         return self.lr if self.lr > 0 else self.lr_per_256 * self.global_batch(world_size) / 256
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options a YAML or JSON config file sets, keys normalised to field names (unchecked)."""
+    text = Path(path).read_text()
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of option names to values")
+    return {k.replace("-", "_"): v for k, v in data.items()}
