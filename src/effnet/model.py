@@ -202,7 +202,8 @@ class EfficientNetFeatures(nn.Module):
         self.feature_info = [levels[i] for i in out_indices]
         self.return_stages = [lvl.stage for lvl in self.feature_info]
         self.stem = _stem(spec)
-        # stages after the deepest requested level are never built (they would be dead weight)
+        # stages after the deepest requested level are dropped (built with the full net, so the
+        # drop-path schedule and the state-dict names match the classifier model's)
         self.stages = _stages(spec)[: max(self.return_stages) + 1]
         _init_weights(self)
 

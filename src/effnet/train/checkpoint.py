@@ -30,11 +30,12 @@ class CheckpointError(RuntimeError):
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop draws from, as weights_only-loadable values."""
     np_state = np.random.get_state()
+    py_version, py_keys, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-        "python_gauss": random.getstate()[2],
+        "python": list(py_keys),
+        "python_version": py_version,
+        "python_gauss": py_gauss,
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
         "numpy_gauss": [int(np_state[3]), float(np_state[4])],

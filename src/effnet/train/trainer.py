@@ -9,7 +9,6 @@ already consumed; and the checkpoint holds every RNG state taken at a step bound
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -257,7 +256,6 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _train_step(self, micro_batches: list) -> tuple[float, int, int, int]:
         cfg = self.config
-        self._rng_at_step = rng_state()
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, correct, seen, bad = 0.0, 0, 0, 0
         for images, labels, n_bad in micro_batches:
@@ -325,6 +323,7 @@ class Trainer:
                     lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                     img_s=f"{self.images_seen / max(1e-9, self.train_seconds + elapsed):.1f}",
                 )
+            # RNG state at this step boundary: what any checkpoint (periodic, Ctrl-C mid-next-step) restores
             self._rng_at_step = rng_state()
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
                 self.train_seconds += elapsed
@@ -454,7 +453,3 @@ def train(config: TrainConfig) -> TrainResult:
         return trainer.run()
     finally:
         D.cleanup(trainer.dist)
-
-
-def chance_level(num_classes: int) -> float:
-    return 100.0 / num_classes if num_classes else math.nan
