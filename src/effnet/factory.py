@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from effnet.model import EfficientNet, EfficientNetFeatures, build
-from effnet.weights import WeightsError, adapt_input_channels, load_file, load_state_dict
+from effnet.weights import WeightsError, adapt_input_channels, convert_state_dict, load_file, load_state_dict
 from effnet.zoo import WeightSource, get_info
 
 
@@ -63,8 +63,6 @@ def create_model(
 
 
 def _load_pretrained(model: nn.Module, state: dict[str, Any], num_classes: int, in_chans: int) -> None:
-    from effnet.weights import convert_state_dict
-
     converted = convert_state_dict(state, model.spec)
     if in_chans != 3 and "stem.conv.weight" in converted:
         converted["stem.conv.weight"] = adapt_input_channels(converted["stem.conv.weight"], in_chans)
