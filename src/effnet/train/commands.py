@@ -94,6 +94,7 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
 def run_train(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
     """Train (or fine-tune) and print the summary; interrupted and diverged runs end with a message."""
+    from effnet.cli import INTERRUPTED
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted, train
 
     config = config_from_args(args, defaults)
@@ -101,7 +102,7 @@ def run_train(args: argparse.Namespace, defaults: dict[str, Any] | None = None) 
         result = train(config)
     except TrainingInterrupted as err:
         print(f"effnet: {err}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except TrainingDiverged as err:
         print(f"effnet: error: {err}", file=sys.stderr)
         return 3
