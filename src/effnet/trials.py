@@ -1,0 +1,275 @@
+"""Run many independent trials (train this candidate, score that spec) in parallel, and never lose one.
+
+The grid search of compound scaling and the architecture search both evaluate a list of
+candidates. This module runs `fn(params)` for each candidate: in this process, on a pool of
+local worker processes, or as Ray tasks on a cluster. Every finished trial is written to a
+`TrialStore` at once (atomically), so a killed run resumes without losing or redoing a
+finished trial. A failing candidate (out of memory, NaN loss, a bug) is recorded as failed and
+the others go on.
+
+Why Ray core and not Ray Tune: a trial here is one function call with a dict in and a dict out,
+and the search strategy (not a tuner) decides what runs next; `ray.remote` tasks are all we
+need, and the same store and resume logic serve the local and the Ray executors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effnet._io import atomic_write_text
+
+STATE_FILE = "trials.json"
+STATE_VERSION = 1
+
+
+class TrialsError(ValueError):
+    """A trial store cannot be used as asked (different study, corrupt file, bad options)."""
+
+
+@dataclass
+class Trial:
+    """One evaluated candidate: its input, outcome and cost."""
+
+    key: str
+    params: dict[str, Any]
+    status: str = "ok"  # "ok" | "failed"
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    seconds: float = 0.0
+    index: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class TrialStore:
+    """A directory whose `trials.json` holds every finished trial of one study.
+
+    `identity` describes the study (what is searched, on what data, with which budget);
+    it is saved with the trials, and opening the directory with another identity raises
+    `TrialsError` naming the keys that differ, so resuming a different study fails loudly
+    instead of mixing results.
+    """
+
+    def __init__(self, directory: str | Path, identity: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.identity = json.loads(json.dumps(identity))  # normalise (tuples -> lists) for comparison
+        self.path = self.directory / STATE_FILE
+        self._trials: dict[str, Trial] = {}
+        if self.path.exists():
+            self._load()
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
+        if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
+            raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
+        saved = data["identity"]
+        if saved != self.identity:
+            keys = sorted(k for k in set(saved) | set(self.identity) if saved.get(k) != self.identity.get(k))
+            details = "; ".join(f"{k}: stored {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in keys[:6])
+            raise TrialsError(f"{self.directory} holds trials of a different study ({details}); resume with the same settings or choose a new directory")
+        for item in data["trials"]:
+            trial = Trial.from_dict(item)
+            self._trials[trial.key] = trial
+
+    def _write(self) -> None:
+        payload = {"version": STATE_VERSION, "identity": self.identity, "trials": [t.to_dict() for t in self._trials.values()]}
+        atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
+
+    def get(self, key: str) -> Trial | None:
+        return self._trials.get(key)
+
+    def add(self, trial: Trial) -> None:
+        """Record a finished trial and write the store to disk before returning."""
+        self._trials[trial.key] = trial
+        self._write()
+
+    def trials(self) -> list[Trial]:
+        """All finished trials, in the order they finished."""
+        return list(self._trials.values())
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._trials
+
+
+# ------------------------------------------------------------------ running one trial
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _call(fn: Callable[[dict[str, Any]], dict[str, Any]], key: str, params: dict[str, Any], index: int, threads: int | None) -> Trial:
+    """Run fn(params) and turn its outcome, exception included, into a Trial (runs inside the worker)."""
+    if threads is not None:
+        _set_threads(threads)
+    start = time.perf_counter()
+    try:
+        result = fn(params)
+        if not isinstance(result, dict):
+            raise TypeError(f"a trial function must return a dict, got {type(result).__name__}")
+        result = json.loads(json.dumps(result))  # must be JSON-able: fail here, not when saving
+        return Trial(key, params, "ok", result, "", time.perf_counter() - start, index)
+    except Exception as err:  # noqa: BLE001 - any failure of a candidate is recorded, the search goes on
+        text = f"{type(err).__name__}: {err}"
+        tail = traceback.format_exc(limit=3).strip().splitlines()[-3:]
+        return Trial(key, params, "failed", {}, text + "\n" + "\n".join(tail), time.perf_counter() - start, index)
+
+
+def _default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+# ------------------------------------------------------------------ executors
+def run_trials(
+    fn: Callable[[dict[str, Any]], dict[str, Any]],
+    items: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    store: TrialStore | None = None,
+    threads_per_worker: int | None = None,
+    progress: str | None = "trials",
+    on_trial: Callable[[Trial], None] | None = None,
+) -> list[Trial]:
+    """Evaluate `fn(params)` for every `(key, params)` whose key is not already in `store`.
+
+    - ``workers == 1`` and no Ray: runs here, in order (closures are fine).
+    - ``workers > 1``: a pool of spawned processes; `fn` must be a module-level function.
+    - ``ray_address``: Ray tasks; ``"local"`` starts a Ray runtime on this machine with
+      `workers` CPUs, anything else goes to ``ray.init(address=...)``.
+
+    Each worker uses `threads_per_worker` torch threads (default: CPUs // workers). A failing
+    trial is recorded with status "failed". Every finished trial is stored at once and given to
+    `on_trial`. Returns one Trial per item, in items order; duplicate keys run once.
+    """
+    if workers < 1:
+        raise TrialsError(f"workers must be >= 1, got {workers}")
+    keys = [key for key, _ in items]
+    done: dict[str, Trial] = {}
+    todo: list[tuple[str, dict[str, Any], int]] = []
+    queued: set[str] = set()
+    for index, (key, params) in enumerate(items):
+        if key in done or key in queued:
+            continue
+        stored = store.get(key) if store is not None else None
+        if stored is not None:
+            done[key] = stored
+        else:
+            todo.append((key, params, index))
+            queued.add(key)
+    bar = _progress_bar(progress, len(set(keys)), len(done))
+
+    def finished(trial: Trial) -> None:
+        done[trial.key] = trial
+        if store is not None:
+            store.add(trial)
+        if bar is not None:
+            bar.update(1)
+            best = max((t.result.get("score", float("nan")) for t in done.values() if t.ok and "score" in t.result), default=None)
+            bar.set_postfix_str(f"failed {sum(not t.ok for t in done.values())}" + (f", best score {best:.4g}" if best is not None else ""))
+        if on_trial is not None:
+            on_trial(trial)
+
+    threads = threads_per_worker if threads_per_worker is not None else _default_threads(workers)
+    try:
+        if ray_address:
+            _run_ray(fn, todo, workers, ray_address, threads, finished)
+        elif workers == 1:
+            for key, params, index in todo:
+                finished(_call(fn, key, params, index, threads_per_worker))
+        else:
+            _run_pool(fn, todo, workers, threads, finished)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [done[key] for key in dict.fromkeys(keys)]
+
+
+def _progress_bar(label: str | None, total: int, initial: int) -> Any:
+    if not label:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, unit="trial", dynamic_ncols=True)
+
+
+def _run_pool(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers: int, threads: int, finished: Callable[[Trial], None]) -> None:
+    import multiprocessing
+
+    # spawn, not fork: forking a process that has torch threads running can deadlock
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: dict[Future, tuple[str, dict[str, Any], int]] = {
+            pool.submit(_call, fn, key, params, index, threads): (key, params, index) for key, params, index in todo
+        }
+        while pending:
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in ready:
+                key, params, index = pending.pop(future)
+                try:
+                    trial = future.result()
+                except Exception as err:  # noqa: BLE001 - a worker that died (killed, out of memory) fails its trial only
+                    trial = Trial(key, params, "failed", {}, f"worker process failed: {type(err).__name__}: {err}", 0.0, index)
+                finished(trial)
+
+
+def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers: int, address: str, threads: int, finished: Callable[[Trial], None]) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise TrialsError("--ray-address needs Ray: pip install 'effnet[ray]' (or pip install ray)") from None
+    started_here = False
+    if not ray.is_initialized():
+        if address == "local":
+            # workers see this process's import path, so functions from scripts and tests unpickle there too
+            path = os.pathsep.join(p for p in sys.path if p)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except Exception as err:  # noqa: BLE001 - Ray raises several types for an unreachable head
+                raise TrialsError(f"cannot connect to the Ray cluster at {address!r}: {err}; start one with `ray start --head` or pass 'local'") from None
+        started_here = True
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        pending = {remote.remote(fn, key, params, index, threads): (key, params, index) for key, params, index in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                key, params, index = pending.pop(ref)
+                try:
+                    trial = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - a lost worker or node fails its trial only
+                    trial = Trial(key, params, "failed", {}, f"Ray task failed: {type(err).__name__}: {err}", 0.0, index)
+                finished(trial)
+    finally:
+        if started_here:
+            ray.shutdown()
