@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from effnet.nn.blocks import MBConv
+from effnet.nn.blocks import make_block
 from effnet.nn.layers import ConvBnAct
 from effnet.spec import NetSpec, SpecError
 
@@ -28,7 +28,7 @@ class FeatureLevel:
 
 def feature_levels(spec: NetSpec) -> list[FeatureLevel]:
     """The last stage at each output stride (2, 4, 8, 16, 32 for EfficientNet), with its channels."""
-    reduction = 2  # the stem conv has stride 2
+    reduction = spec.stem_stride
     per_stage = []
     for index, stage in enumerate(spec.stages):
         reduction *= stage.stride
@@ -38,37 +38,44 @@ def feature_levels(spec: NetSpec) -> list[FeatureLevel]:
 
 def _stages(spec: NetSpec) -> nn.Sequential:
     """The stages as Sequential of Sequential of blocks; drop path rises linearly with block index."""
-    norm = {"bn_eps": spec.bn_eps, "bn_momentum": spec.bn_momentum, "padding": spec.padding}
-    in_channels = spec.stem_channels
-    total, index = spec.num_blocks, 0
-    stages = []
-    for stage in spec.stages:
-        blocks = []
-        for repeat in range(stage.repeats):
-            blocks.append(
-                MBConv(
-                    in_channels,
-                    stage.out_channels,
-                    kernel=stage.kernel,
-                    stride=stage.stride if repeat == 0 else 1,
-                    expand_ratio=stage.expand_ratio,
-                    se_ratio=stage.se_ratio,
-                    skip=stage.skip,
-                    activation=spec.activation,
-                    drop_path=spec.drop_path_rate * index / total,
-                    **norm,
-                )
+    stages: list[list[nn.Module]] = [[] for _ in spec.stages]
+    for index, site in enumerate(spec.blocks()):
+        stage = site.stage
+        stages[site.stage_index].append(
+            make_block(
+                stage.block,
+                site.in_channels,
+                stage.out_channels,
+                kernel=stage.kernel,
+                stride=site.stride,
+                expand_ratio=stage.expand_ratio,
+                se_ratio=stage.se_ratio,
+                skip=stage.skip,
+                activation=spec.activation,
+                drop_path=spec.drop_path_rate * index / spec.num_blocks,
+                bn_eps=spec.bn_eps,
+                bn_momentum=spec.bn_momentum,
+                padding=spec.padding,
             )
-            in_channels = stage.out_channels
-            index += 1
-        stages.append(nn.Sequential(*blocks))
-    return nn.Sequential(*stages)
+        )
+    return nn.Sequential(*(nn.Sequential(*blocks) for blocks in stages))
 
 
 def _stem(spec: NetSpec) -> ConvBnAct:
-    return ConvBnAct(
-        spec.in_chans, spec.stem_channels, 3, 2, activation=spec.activation, bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, padding=spec.padding
+    """conv (stride 2) -> BN -> act, and ResNet's 3x3 stride-2 max pool when the spec asks for it."""
+    stem = ConvBnAct(
+        spec.in_chans,
+        spec.stem_channels,
+        spec.stem_kernel,
+        2,
+        activation=spec.activation,
+        bn_eps=spec.bn_eps,
+        bn_momentum=spec.bn_momentum,
+        padding=spec.padding,
     )
+    if spec.stem_pool:
+        stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
+    return stem
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -123,8 +130,9 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
 class EfficientNet(nn.Module):
     """An EfficientNet-style network built from a `NetSpec` (`self.spec`).
 
-    stem (3x3 stride 2) -> stages of MBConv blocks -> 1x1 head conv -> global average
-    pool -> dropout -> linear classifier. Runs at any input resolution.
+    stem (3x3 stride 2) -> stages of blocks (MBConv for EfficientNet) -> 1x1 head conv ->
+    global average pool -> dropout -> linear classifier. Runs at any input resolution.
+    Baselines of other families (MobileNetV1/V2, ResNet) are specs built by the same class.
     """
 
     def __init__(self, spec: NetSpec) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from effnet.nn.blocks import expanded_channels, se_channels
+from effnet.nn.blocks import block_parts
 from effnet.spec import NetSpec
 
 
@@ -99,25 +99,28 @@ def profile_spec(spec: NetSpec, resolution: int | None = None) -> Profile:
         chunk = counter.layers[start:]
         stages.append(StageProfile(stage_name, sum(x.params for x in chunk), sum(x.macs for x in chunk), shape))
 
-    size = counter.conv_bn("stem", spec.in_chans, spec.stem_channels, 3, 2, res)
+    size = counter.conv_bn("stem", spec.in_chans, spec.stem_channels, spec.stem_kernel, 2, res)
+    if spec.stem_pool:
+        size = _out(size, 2)  # 3x3 stride-2 max pool, padding 1
     close_stage("stem", 0, (spec.stem_channels, size, size))
     cin = spec.stem_channels
-    for s_index, stage in enumerate(spec.stages):
-        start = len(counter.layers)
-        for b_index in range(stage.repeats):
-            prefix = f"stages.{s_index}.{b_index}"
-            stride = stage.stride if b_index == 0 else 1
-            mid = expanded_channels(cin, stage.expand_ratio)
-            if stage.expand_ratio != 1:
-                counter.conv_bn(f"{prefix}.expand", cin, mid, 1, 1, size)
-            size = counter.conv_bn(f"{prefix}.dw", mid, mid, stage.kernel, stride, size, groups=mid)
-            if stage.se_ratio > 0:
-                squeezed = se_channels(cin, stage.se_ratio)
-                counter.conv(f"{prefix}.se.reduce", mid, squeezed, 1, 1, 1, bias=True, kind="se")
-                counter.conv(f"{prefix}.se.expand", squeezed, mid, 1, 1, 1, bias=True, kind="se")
-            counter.conv_bn(f"{prefix}.project", mid, stage.out_channels, 1, 1, size)
-            cin = stage.out_channels
-        close_stage(f"stage{s_index + 1}", start, (cin, size, size))
+    start = 0
+    for site in spec.blocks():
+        stage = site.stage
+        if site.block_index == 0:
+            start = len(counter.layers)
+        block_in_size = size
+        for part in block_parts(stage.block, site.in_channels, stage.out_channels, stage.kernel, site.stride, stage.expand_ratio, stage.se_ratio, stage.skip):
+            name = f"{site.name}.{part.name}"
+            if part.kind == "se":
+                counter.conv(name, part.in_channels, part.out_channels, 1, 1, 1, bias=True, kind="se")
+            elif part.name == "shortcut":
+                counter.conv_bn(name, part.in_channels, part.out_channels, 1, part.stride, block_in_size)
+            else:
+                size = counter.conv_bn(name, part.in_channels, part.out_channels, part.kernel, part.stride, size, groups=part.groups)
+        cin = stage.out_channels
+        if site.block_index == stage.repeats - 1:
+            close_stage(f"stage{site.stage_index + 1}", start, (cin, size, size))
     start = len(counter.layers)
     if spec.head_channels:
         counter.conv_bn("head", cin, spec.head_channels, 1, 1, size)

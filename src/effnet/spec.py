@@ -10,10 +10,15 @@ Stages are written in the TF/timm block-string style, one token list per stage::
     ds_r1_k3_s1_e1_c16_se0.25      depthwise-separable block (MBConv1)
     ir_r2_k3_s2_e6_c24_se0.25      MBConv6, k3x3, stride 2, 24 output channels, SE 0.25
     ir_r1_k3_s1_e6_c320_noskip     ... without the identity residual
+    cv_r1_k3_s2_c32                regular 3x3 conv-BN-act (MnasNet's "regular conv")
+    sep_r5_k3_s1_c512_noskip       MobileNetV1 depthwise-separable conv, 5 times, no residual
+    bt_r3_k3_s1_e4_c256            ResNet bottleneck: 1x1 to 256/4, 3x3, 1x1 to 256
 
-Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` expansion ratio,
-``c`` output channels, ``se`` squeeze-excitation ratio (of the block's input
-channels; absent means no SE), ``noskip`` drops the identity residual.
+Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` expansion ratio (for ``bt``
+the bottleneck ratio: inner width = c / e), ``c`` output channels, ``se``
+squeeze-excitation ratio (of the block's input channels; absent means no SE),
+``noskip`` drops the residual. ``e`` is required for ``ir`` and ``bt`` and is 1 for
+the others.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,12 @@ from typing import Any
 BLOCK_KINDS = {
     "ds": "depthwise-separable block (MBConv1 without expansion conv)",
     "ir": "inverted residual bottleneck (MBConv)",
+    "cv": "regular conv kxk-BN-act (MnasNet's regular conv)",
+    "sep": "MobileNetV1 depthwise-separable conv (dw-BN-act, pw-BN-act)",
+    "bt": "ResNet bottleneck (1x1 reduce by e, kxk, 1x1 restore, projection shortcut)",
 }
+_NO_EXPANSION = ("ds", "cv", "sep")  # kinds whose expand_ratio is always 1
+_NEEDS_EXPANSION = ("ir", "bt")
 ACTIVATIONS = ("swish", "relu6", "relu")
 PADDINGS = ("symmetric", "tf_same")
 
@@ -56,12 +67,15 @@ class StageSpec:
         _check(isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1, f"kernel must be an odd integer >= 1, got {self.kernel!r}")
         _check(self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride!r}")
         _check(self.expand_ratio >= 1, f"expand_ratio must be >= 1, got {self.expand_ratio!r}")
-        _check(self.block != "ds" or self.expand_ratio == 1, f"a 'ds' block has no expansion: expand_ratio must be 1, got {self.expand_ratio!r}")
+        _check(
+            self.block not in _NO_EXPANSION or self.expand_ratio == 1,
+            f"a {self.block!r} block has no expansion: expand_ratio must be 1, got {self.expand_ratio!r}",
+        )
         _check(isinstance(self.out_channels, int) and self.out_channels >= 1, f"out_channels must be an integer >= 1, got {self.out_channels!r}")
         _check(0 <= self.se_ratio <= 1, f"se_ratio must be in [0, 1] (0 = no SE), got {self.se_ratio!r}")
 
     def to_string(self) -> str:
-        """Encode as a block string, e.g. ``ir_r2_k3_s2_e6_c24_se0.25``."""
+        """Encode as a block string, e.g. ``ir_r2_k3_s2_e6_c24_se0.25`` (the canonical form of the stage)."""
         parts = [self.block, f"r{self.repeats}", f"k{self.kernel}", f"s{self.stride}", f"e{_num(self.expand_ratio)}", f"c{self.out_channels}"]
         if self.se_ratio > 0:
             parts.append(f"se{_num(self.se_ratio)}")
@@ -78,7 +92,7 @@ class StageSpec:
                 f"bad block kind {tokens[0]!r} in stage string {text!r}: expected one of {', '.join(sorted(BLOCK_KINDS))}, e.g. 'ir_r2_k3_s2_e6_c24_se0.25'"
             )
         values: dict[str, Any] = {"block": tokens[0], "se_ratio": 0.0, "skip": True}
-        if tokens[0] == "ds":
+        if tokens[0] in _NO_EXPANSION:
             values["expand_ratio"] = 1.0
         seen: set[str] = set()
         for token in tokens[1:]:
@@ -102,7 +116,7 @@ class StageSpec:
         missing = [k for k in ("r", "k", "s", "c") if k not in seen]
         if missing:
             raise SpecError(f"stage string {text!r} lacks token(s) {', '.join(missing)}; e.g. 'ir_r2_k3_s2_e6_c24_se0.25'")
-        if tokens[0] == "ir" and "e" not in seen:
+        if tokens[0] in _NEEDS_EXPANSION and "e" not in seen:
             raise SpecError(f"stage string {text!r} lacks the expansion token e<ratio>, e.g. 'e6'")
         try:
             return cls(**values)
@@ -122,6 +136,22 @@ _TOKEN_FIELDS = {
 
 
 @dataclass(frozen=True)
+class BlockSite:
+    """One block of a network: where it is, its stage's design, its input channels and stride."""
+
+    stage_index: int
+    block_index: int
+    stage: StageSpec
+    in_channels: int
+    stride: int
+
+    @property
+    def name(self) -> str:
+        """The block's module name in a built model, e.g. ``stages.1.0``."""
+        return f"stages.{self.stage_index}.{self.block_index}"
+
+
+@dataclass(frozen=True)
 class NetSpec:
     """A whole network: stem conv, stages, 1x1 head conv, pooling, dropout, classifier.
 
@@ -129,10 +159,15 @@ class NetSpec:
     `bn_momentum` is in PyTorch's sense (TF's 0.99 decay is 0.01 here).
     `scale_stem_head=False` and `scale_first_last_repeats=False` are the Lite family's
     scaling rules (stem, head and the first/last stage repeats stay fixed).
+    The stem is a `stem_kernel` conv with stride 2, followed by a 3x3 stride-2 max pool
+    when `stem_pool` (ResNet's stem: kernel 7 and the pool).
+    `head_channels=0` means no 1x1 head conv (MobileNetV1, ResNet).
     """
 
     stages: tuple[StageSpec, ...]
     stem_channels: int = 32
+    stem_kernel: int = 3
+    stem_pool: bool = False
     head_channels: int = 1280
     activation: str = "swish"
     resolution: int = 224
@@ -154,6 +189,10 @@ class NetSpec:
         _check(all(isinstance(s, StageSpec) for s in self.stages), "stages must be StageSpec objects")
         _check(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; expected one of {ACTIVATIONS}")
         _check(self.padding in PADDINGS, f"unknown padding {self.padding!r}; expected one of {PADDINGS}")
+        _check(
+            isinstance(self.stem_kernel, int) and self.stem_kernel >= 1 and self.stem_kernel % 2 == 1,
+            f"stem_kernel must be an odd integer >= 1, got {self.stem_kernel!r}",
+        )
         for name in ("stem_channels", "resolution", "in_chans"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
@@ -174,6 +213,19 @@ class NetSpec:
     def num_blocks(self) -> int:
         """Total number of blocks over all stages (the drop-path schedule runs over these)."""
         return sum(s.repeats for s in self.stages)
+
+    @property
+    def stem_stride(self) -> int:
+        """Downsampling of the stem: 2 from its conv, 4 with the max pool."""
+        return 4 if self.stem_pool else 2
+
+    def blocks(self) -> Iterator[BlockSite]:
+        """Every block in forward order, with its input channels and stride (the first of a stage carries the stage's)."""
+        in_channels = self.stem_channels
+        for s, stage in enumerate(self.stages):
+            for b in range(stage.repeats):
+                yield BlockSite(s, b, stage, in_channels, stage.stride if b == 0 else 1)
+                in_channels = stage.out_channels
 
     @property
     def num_features(self) -> int:

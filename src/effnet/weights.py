@@ -1,4 +1,4 @@
-"""Weights in and out: key-layout conversion (timm, torchvision, EfficientNet-PyTorch), safe file I/O.
+"""Weights in and out: key-layout conversion (timm, torchvision incl. MobileNetV2 and ResNet, EfficientNet-PyTorch), safe file I/O.
 
 Each foreign layout is described by a map from our module names to theirs, derived from
 the spec by walking it block by block. Conversion is then a rename; anything left over
@@ -15,15 +15,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from effnet.nn.blocks import Part, block_parts
 from effnet.spec import NetSpec
 
-LAYOUTS = ("effnet", "timm", "torchvision", "efficientnet_pytorch")
-# A key that only one layout has, to tell them apart.
+LAYOUTS = ("effnet", "timm", "torchvision", "efficientnet_pytorch", "torchvision_mobilenet", "torchvision_resnet")
+# A key that only one layout has, to tell them apart (checked in order: MobileNetV2 before EfficientNet).
 _SIGNATURES = {
     "stem.conv.weight": "effnet",
     "conv_stem.weight": "timm",
+    "features.1.conv.0.0.weight": "torchvision_mobilenet",
     "features.0.0.weight": "torchvision",
     "_conv_stem.weight": "efficientnet_pytorch",
+    "layer1.0.conv1.weight": "torchvision_resnet",
 }
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 _PREFIXES = ("module.", "_orig_mod.", "model.")
@@ -35,12 +38,33 @@ class WeightsError(ValueError):
 
 # ------------------------------------------------------------------ layout maps
 def _block_modules(spec: NetSpec) -> list[tuple[int, int, bool, bool]]:
-    """(stage, block, has_expand, has_se) for every block, in order."""
+    """(stage, block, has_expand, has_se) for every MBConv block, in order (the EfficientNet layouts)."""
     out = []
-    for s, stage in enumerate(spec.stages):
-        for b in range(stage.repeats):
-            out.append((s, b, stage.expand_ratio != 1, stage.se_ratio > 0))
+    for site in spec.blocks():
+        if site.stage.block not in ("ir", "ds"):
+            raise WeightsError(f"this weight layout holds only MBConv blocks, but stage {site.stage_index + 1} is {site.stage.block!r}; use the effnet layout")
+        out.append((site.stage_index, site.block_index, site.stage.expand_ratio != 1, site.stage.se_ratio > 0))
     return out
+
+
+def _parts(spec: NetSpec) -> list[tuple[str, Part]]:
+    """(block module name, part) for every weight layer inside the stages."""
+    out = []
+    for site in spec.blocks():
+        st = site.stage
+        for part in block_parts(st.block, site.in_channels, st.out_channels, st.kernel, site.stride, st.expand_ratio, st.se_ratio, st.skip):
+            out.append((site.name, part))
+    return out
+
+
+def _ends(spec: NetSpec, stem: tuple[str, str], head: tuple[str, str] | None, classifier: str) -> dict[str, str]:
+    """The stem, head and classifier entries of a map (head and classifier only where the spec has them)."""
+    pairs = {"stem.conv": stem[0], "stem.bn": stem[1]}
+    if spec.head_channels and head is not None:
+        pairs.update({"head.conv": head[0], "head.bn": head[1]})
+    if spec.num_classes:
+        pairs["classifier"] = classifier
+    return pairs
 
 
 def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
@@ -50,13 +74,15 @@ def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     n_stages = len(spec.stages)
     if layout == "effnet":
-        names = ["stem.conv", "stem.bn", "head.conv", "head.bn", "classifier"]
-        for s, b, has_expand, has_se in _block_modules(spec):
-            p = f"stages.{s}.{b}"
-            names += [f"{p}.dw.conv", f"{p}.dw.bn", f"{p}.project.conv", f"{p}.project.bn"]
-            names += [f"{p}.expand.conv", f"{p}.expand.bn"] if has_expand else []
-            names += [f"{p}.se.reduce", f"{p}.se.expand"] if has_se else []
-        return {n: n for n in names}
+        pairs = _ends(spec, ("stem.conv", "stem.bn"), ("head.conv", "head.bn"), "classifier")
+        for block, part in _parts(spec):
+            names = [f"{block}.{part.name}"] if part.kind == "se" else [f"{block}.{part.name}.conv", f"{block}.{part.name}.bn"]
+            pairs.update({n: n for n in names})
+        return pairs
+    if layout == "torchvision_mobilenet":
+        return _torchvision_mobilenet_map(spec)
+    if layout == "torchvision_resnet":
+        return _torchvision_resnet_map(spec)
     if layout == "timm":
         pairs.update({"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"})
         for s, b, has_expand, has_se in _block_modules(spec):
@@ -107,6 +133,36 @@ def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
             pairs.update({f"{p}.expand.conv": f"{t}._expand_conv", f"{p}.expand.bn": f"{t}._bn0"})
         if has_se:
             pairs.update({f"{p}.se.reduce": f"{t}._se_reduce", f"{p}.se.expand": f"{t}._se_expand"})
+    return pairs
+
+
+def _torchvision_mobilenet_map(spec: NetSpec) -> dict[str, str]:
+    """torchvision's mobilenet_v2: features.0 stem, one flat `features.i.conv` per block, features.N+1 head."""
+    pairs = _ends(spec, ("features.0.0", "features.0.1"), (f"features.{spec.num_blocks + 1}.0", f"features.{spec.num_blocks + 1}.1"), "classifier.1")
+    for flat, (s, b, has_expand, has_se) in enumerate(_block_modules(spec), start=1):
+        if has_se:
+            raise WeightsError("torchvision's MobileNetV2 has no squeeze-excitation; this spec has SE")
+        p, t = f"stages.{s}.{b}", f"features.{flat}.conv"
+        if has_expand:
+            pairs.update({f"{p}.expand.conv": f"{t}.0.0", f"{p}.expand.bn": f"{t}.0.1", f"{p}.dw.conv": f"{t}.1.0", f"{p}.dw.bn": f"{t}.1.1"})
+            pairs.update({f"{p}.project.conv": f"{t}.2", f"{p}.project.bn": f"{t}.3"})
+        else:
+            pairs.update({f"{p}.dw.conv": f"{t}.0.0", f"{p}.dw.bn": f"{t}.0.1", f"{p}.project.conv": f"{t}.1", f"{p}.project.bn": f"{t}.2"})
+    return pairs
+
+
+_RESNET_NAMES = {"reduce": ("conv1", "bn1"), "spatial": ("conv2", "bn2"), "restore": ("conv3", "bn3"), "shortcut": ("downsample.0", "downsample.1")}
+
+
+def _torchvision_resnet_map(spec: NetSpec) -> dict[str, str]:
+    """torchvision's resnet50/101/152: conv1/bn1 stem, layerN.i bottlenecks, fc."""
+    pairs = _ends(spec, ("conv1", "bn1"), None, "fc")
+    for block, part in _parts(spec):
+        _, s, b = block.split(".")
+        if part.name not in _RESNET_NAMES:
+            raise WeightsError(f"torchvision's ResNet has no counterpart of {block}.{part.name}: only bottleneck blocks without SE convert")
+        conv, bn = _RESNET_NAMES[part.name]
+        pairs.update({f"{block}.{part.name}.conv": f"layer{int(s) + 1}.{b}.{conv}", f"{block}.{part.name}.bn": f"layer{int(s) + 1}.{b}.{bn}"})
     return pairs
 
 

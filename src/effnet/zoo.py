@@ -59,6 +59,61 @@ def efficientnet_lite0_spec() -> NetSpec:
     return NetSpec.from_string("-".join(stages), activation="relu6", scale_stem_head=False, scale_first_last_repeats=False, name="efficientnet_lite0")
 
 
+# Baselines of the paper's Table 3, scaled in the scaling study. Written in the same spec
+# language and built by the same builder as EfficientNet.
+MOBILENET_V1_STAGES = (  # Howard et al. 2017, Table 1: conv dw + conv 1x1, no residuals
+    "sep_r1_k3_s1_c64_noskip",
+    "sep_r1_k3_s2_c128_noskip",
+    "sep_r1_k3_s1_c128_noskip",
+    "sep_r1_k3_s2_c256_noskip",
+    "sep_r1_k3_s1_c256_noskip",
+    "sep_r1_k3_s2_c512_noskip",
+    "sep_r5_k3_s1_c512_noskip",
+    "sep_r1_k3_s2_c1024_noskip",
+    "sep_r1_k3_s1_c1024_noskip",  # the paper's table prints s2 here, but the map stays 7x7: stride 1
+)
+MOBILENET_V2_STAGES = (  # Sandler et al. 2018, Table 2 (t, c, n, s)
+    "ds_r1_k3_s1_c16",
+    "ir_r2_k3_s2_e6_c24",
+    "ir_r3_k3_s2_e6_c32",
+    "ir_r4_k3_s2_e6_c64",
+    "ir_r3_k3_s1_e6_c96",
+    "ir_r3_k3_s2_e6_c160",
+    "ir_r1_k3_s1_e6_c320",
+)
+RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+
+
+def mobilenet_v1_spec() -> NetSpec:
+    """MobileNetV1 (width 1.0, 224): 4.2M params, 569M MACs."""
+    return NetSpec.from_string(
+        "-".join(MOBILENET_V1_STAGES), activation="relu", head_channels=0, dropout=0.0, drop_path_rate=0.0, bn_momentum=0.1, name="mobilenet_v1"
+    )
+
+
+def mobilenet_v2_spec() -> NetSpec:
+    """MobileNetV2 (width 1.0, 224) as torchvision builds it: 3.5M params, 300M MACs."""
+    return NetSpec.from_string("-".join(MOBILENET_V2_STAGES), activation="relu6", dropout=0.2, drop_path_rate=0.0, bn_momentum=0.1, name="mobilenet_v2")
+
+
+def resnet_spec(name: str = "resnet50") -> NetSpec:
+    """ResNet-50/101/152 (v1.5, torchvision's): 7x7 stem with max pool, bottleneck stages of 256-2048 channels."""
+    repeats = RESNET_BLOCKS[name]
+    stages = [f"bt_r{r}_k3_s{1 if i == 0 else 2}_e4_c{256 * 2**i}" for i, r in enumerate(repeats)]
+    return NetSpec.from_string(
+        "-".join(stages),
+        stem_channels=64,
+        stem_kernel=7,
+        stem_pool=True,
+        head_channels=0,
+        activation="relu",
+        dropout=0.0,
+        drop_path_rate=0.0,
+        bn_momentum=0.1,
+        name=name,
+    )
+
+
 @dataclass(frozen=True)
 class WeightSource:
     """Where a set of pretrained weights lives and what the network must look like to use them."""
@@ -85,11 +140,13 @@ class ModelInfo:
     description: str = ""
 
 
-def _torchvision_weights(name: str, file: str, crop: int, resize: int, top1: float, interpolation: str = "bicubic") -> WeightSource:
+def _torchvision_weights(
+    name: str, file: str, crop: int, resize: int, top1: float, interpolation: str = "bicubic", layout: str = "torchvision"
+) -> WeightSource:
     eps = 1e-3 if name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else None
     return WeightSource(
         tag="torchvision",
-        layout="torchvision",
+        layout=layout,
         url=f"https://download.pytorch.org/models/{file}",
         bn_eps=eps,
         preprocessing=Preprocessing(resolution=crop, crop_fraction=crop / resize, interpolation=interpolation),
@@ -148,6 +205,20 @@ def _registry() -> dict[str, ModelInfo]:
                 ),
             )
         models[name] = ModelInfo(name, spec, preprocessing, weights, f"EfficientNet-Lite{name[-1]} (ReLU6, no SE; width {width}, depth {depth})")
+    # the baselines of Table 3, with torchvision's IMAGENET1K_V1 weights where torchvision has the model
+    models["mobilenet_v1"] = ModelInfo("mobilenet_v1", mobilenet_v1_spec(), Preprocessing.for_resolution(224), (), "MobileNetV1 1.0 (baseline, no weights)")
+    mobilenet_weights = _torchvision_weights("mobilenet_v2", "mobilenet_v2-b0353104.pth", 224, 256, 71.878, "bilinear", "torchvision_mobilenet")
+    models["mobilenet_v2"] = ModelInfo(
+        "mobilenet_v2", mobilenet_v2_spec(), Preprocessing.for_resolution(224), (mobilenet_weights,), "MobileNetV2 1.0 (baseline)"
+    )
+    resnet_files = {
+        "resnet50": ("resnet50-0676ba61.pth", 76.13),
+        "resnet101": ("resnet101-63fe2227.pth", 77.374),
+        "resnet152": ("resnet152-394f9c45.pth", 78.312),
+    }
+    for name, (file, top1) in resnet_files.items():
+        weights = (_torchvision_weights(name, file, 224, 256, top1, "bilinear", "torchvision_resnet"),)
+        models[name] = ModelInfo(name, resnet_spec(name), Preprocessing.for_resolution(224), weights, f"ResNet-{name[6:]} v1.5 (baseline)")
     return models
 
 

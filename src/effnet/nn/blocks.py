@@ -1,15 +1,103 @@
-"""Blocks: MBConv, the inverted bottleneck with depthwise conv and squeeze-excitation (paper Table 1)."""
+"""Blocks, one per block kind of the spec language.
+
+- ``ir`` / ``ds``: MBConv, the inverted bottleneck with depthwise conv and squeeze-excitation
+  (EfficientNet's Table 1; ``ds`` is MBConv1, without the expansion conv);
+- ``cv``: a regular kxk convolution (MnasNet's "regular conv" op);
+- ``sep``: MobileNetV1's depthwise-separable conv (activation after both convs);
+- ``bt``: ResNet's bottleneck (1x1 reduce, kxk, 1x1 restore, projection shortcut).
+
+`block_parts` lists each block's weight layers by module name; the analytic profile and the
+weight-layout maps are derived from it, and a test checks it against the built modules.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from effnet.nn.layers import ConvBnAct, SqueezeExcite
+from effnet.nn.layers import ConvBnAct, SqueezeExcite, make_activation
 
 
-class MBConv(nn.Module):
+def expanded_channels(in_channels: int, expand_ratio: float) -> int:
+    """Width inside an inverted bottleneck: in_channels * expand_ratio (as in the TF reference)."""
+    return int(round(in_channels * expand_ratio))
+
+
+def bottleneck_channels(out_channels: int, expansion: float) -> int:
+    """Width inside a ResNet bottleneck: out_channels / expansion (ResNet-50: 256 / 4 = 64)."""
+    return max(1, int(round(out_channels / expansion)))
+
+
+def se_channels(in_channels: int, se_ratio: float) -> int:
+    """Squeezed width of SE: se_ratio of the block's input channels, at least 1."""
+    return max(1, int(in_channels * se_ratio))
+
+
+def has_identity_skip(skip: bool, stride: int, in_channels: int, out_channels: int) -> bool:
+    """An identity residual exists when the spec asks for one and the shapes allow it."""
+    return skip and stride == 1 and in_channels == out_channels
+
+
+@dataclass(frozen=True)
+class Part:
+    """One weight layer of a block: a conv+BN (`conv_bn`) or an SE conv with bias (`se`)."""
+
+    name: str  # module name inside the block: "dw" (a ConvBnAct) or "se.reduce" (a Conv2d)
+    kind: str  # "conv_bn" | "se"
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    groups: int = 1
+    on_pooled: bool = False  # runs on the 1x1 pooled map (SE)
+
+
+def block_parts(kind: str, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: float, se_ratio: float, skip: bool) -> list[Part]:
+    """The weight layers of one block, in forward order, named as in the built module."""
+
+    def se(channels: int) -> list[Part]:
+        if se_ratio <= 0:
+            return []
+        squeezed = se_channels(in_channels, se_ratio)
+        return [Part("se.reduce", "se", channels, squeezed, on_pooled=True), Part("se.expand", "se", squeezed, channels, on_pooled=True)]
+
+    if kind in ("ir", "ds"):
+        mid = expanded_channels(in_channels, expand_ratio)
+        expand = [Part("expand", "conv_bn", in_channels, mid)] if expand_ratio != 1 else []
+        return [*expand, Part("dw", "conv_bn", mid, mid, kernel, stride, mid), *se(mid), Part("project", "conv_bn", mid, out_channels)]
+    if kind == "cv":
+        return [Part("conv", "conv_bn", in_channels, out_channels, kernel, stride), *se(out_channels)]
+    if kind == "sep":
+        return [
+            Part("dw", "conv_bn", in_channels, in_channels, kernel, stride, in_channels),
+            *se(in_channels),
+            Part("pw", "conv_bn", in_channels, out_channels),
+        ]
+    if kind == "bt":
+        mid = bottleneck_channels(out_channels, expand_ratio)
+        parts = [Part("reduce", "conv_bn", in_channels, mid), Part("spatial", "conv_bn", mid, mid, kernel, stride), *se(mid)]
+        parts.append(Part("restore", "conv_bn", mid, out_channels))
+        if skip and not has_identity_skip(skip, stride, in_channels, out_channels):
+            parts.append(Part("shortcut", "conv_bn", in_channels, out_channels, 1, stride))
+        return parts
+    raise ValueError(f"unknown block kind {kind!r}")
+
+
+class _Residual(nn.Module):
+    """Shared residual logic: drop path on the branch, identity added when the block has a skip."""
+
+    has_skip: bool
+    drop_path: nn.Module
+
+    def _init_residual(self, has_skip: bool, drop_path: float) -> None:
+        self.has_skip = has_skip
+        self.drop_path = StochasticDepth(drop_path, "row") if has_skip and drop_path > 0 else nn.Identity()
+
+
+class MBConv(_Residual):
     """Mobile inverted bottleneck (MobileNetV2 / MnasNet), as in EfficientNet.
 
     expand 1x1 (skipped when expand_ratio == 1, i.e. the depthwise-separable 'MBConv1')
@@ -40,8 +128,7 @@ class MBConv(nn.Module):
         self.dw = ConvBnAct(mid, mid, kernel, stride, groups=mid, activation=activation, **norm)
         self.se = SqueezeExcite(mid, se_channels(in_channels, se_ratio), activation) if se_ratio > 0 else nn.Identity()
         self.project = ConvBnAct(mid, out_channels, 1, activation=None, **norm)
-        self.has_skip = skip and stride == 1 and in_channels == out_channels
-        self.drop_path = StochasticDepth(drop_path, "row") if self.has_skip and drop_path > 0 else nn.Identity()
+        self._init_residual(has_identity_skip(skip, stride, in_channels, out_channels), drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
@@ -50,11 +137,146 @@ class MBConv(nn.Module):
         return out
 
 
-def expanded_channels(in_channels: int, expand_ratio: float) -> int:
-    """Width inside the bottleneck: in_channels * expand_ratio (as in the TF reference)."""
-    return int(round(in_channels * expand_ratio))
+class ConvBlock(_Residual):
+    """A regular kxk conv-BN-activation (MnasNet's "regular conv"), optional SE and identity skip."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        skip: bool = True,
+        activation: str = "swish",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.01,
+        padding: str = "symmetric",
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.conv = ConvBnAct(in_channels, out_channels, kernel, stride, activation=activation, bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding)
+        self.se = SqueezeExcite(out_channels, se_channels(in_channels, se_ratio), activation) if se_ratio > 0 else nn.Identity()
+        self._init_residual(has_identity_skip(skip, stride, in_channels, out_channels), drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.se(self.conv(x))
+        if self.has_skip:
+            out = self.drop_path(out) + x
+        return out
 
 
-def se_channels(in_channels: int, se_ratio: float) -> int:
-    """Squeezed width of SE: se_ratio of the block's input channels, at least 1."""
-    return max(1, int(in_channels * se_ratio))
+class SeparableConv(_Residual):
+    """MobileNetV1's depthwise-separable conv: depthwise kxk-BN-act, then pointwise 1x1-BN-act.
+
+    Unlike MBConv1 (`ds`), the pointwise conv has an activation; MobileNetV1 has no
+    residuals, so its specs say `noskip`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int = 3,
+        stride: int = 1,
+        se_ratio: float = 0.0,
+        skip: bool = True,
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.01,
+        padding: str = "symmetric",
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum, "padding": padding}
+        self.dw = ConvBnAct(in_channels, in_channels, kernel, stride, groups=in_channels, activation=activation, **norm)
+        self.se = SqueezeExcite(in_channels, se_channels(in_channels, se_ratio), activation) if se_ratio > 0 else nn.Identity()
+        self.pw = ConvBnAct(in_channels, out_channels, 1, activation=activation, **norm)
+        self._init_residual(has_identity_skip(skip, stride, in_channels, out_channels), drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pw(self.se(self.dw(x)))
+        if self.has_skip:
+            out = self.drop_path(out) + x
+        return out
+
+
+class Bottleneck(_Residual):
+    """ResNet's bottleneck (v1.5, as torchvision: the stride sits on the kxk conv).
+
+    1x1 reduce to out/expansion -> kxk (stride) -> optional SE -> 1x1 restore (no activation),
+    plus the identity, or a 1x1 projection shortcut where the shape changes; activation
+    after the sum. `skip=False` drops the shortcut entirely (a plain network).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int = 3,
+        stride: int = 1,
+        expansion: float = 4.0,
+        se_ratio: float = 0.0,
+        skip: bool = True,
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.01,
+        padding: str = "symmetric",
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum, "padding": padding}
+        mid = bottleneck_channels(out_channels, expansion)
+        self.reduce = ConvBnAct(in_channels, mid, 1, activation=activation, **norm)
+        self.spatial = ConvBnAct(mid, mid, kernel, stride, activation=activation, **norm)
+        self.se = SqueezeExcite(mid, se_channels(in_channels, se_ratio), activation) if se_ratio > 0 else nn.Identity()
+        self.restore = ConvBnAct(mid, out_channels, 1, activation=None, **norm)
+        projection = skip and not has_identity_skip(skip, stride, in_channels, out_channels)
+        self.shortcut = ConvBnAct(in_channels, out_channels, 1, stride, activation=None, **norm) if projection else nn.Identity()
+        self.act = make_activation(activation)
+        self._init_residual(skip, drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.restore(self.se(self.spatial(self.reduce(x))))
+        if self.has_skip:
+            out = self.drop_path(out) + self.shortcut(x)
+        return self.act(out)
+
+
+def make_block(
+    kind: str,
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel: int,
+    stride: int,
+    expand_ratio: float,
+    se_ratio: float,
+    skip: bool,
+    activation: str,
+    drop_path: float,
+    bn_eps: float,
+    bn_momentum: float,
+    padding: str,
+) -> nn.Module:
+    """The block module for a spec's block kind."""
+    common = {
+        "kernel": kernel,
+        "stride": stride,
+        "se_ratio": se_ratio,
+        "skip": skip,
+        "activation": activation,
+        "drop_path": drop_path,
+        "bn_eps": bn_eps,
+        "bn_momentum": bn_momentum,
+        "padding": padding,
+    }
+    if kind in ("ir", "ds"):
+        return MBConv(in_channels, out_channels, expand_ratio=expand_ratio, **common)
+    if kind == "cv":
+        return ConvBlock(in_channels, out_channels, **common)
+    if kind == "sep":
+        return SeparableConv(in_channels, out_channels, **common)
+    if kind == "bt":
+        return Bottleneck(in_channels, out_channels, expansion=expand_ratio, **common)
+    raise ValueError(f"unknown block kind {kind!r}")
