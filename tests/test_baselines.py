@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import randomize_bn
 
 import effnet
 from effnet.model import feature_levels
@@ -15,7 +16,6 @@ from effnet.profile import measure, profile_spec
 from effnet.spec import NetSpec, SpecError, StageSpec
 from effnet.weights import WeightsError, convert_state_dict, detect_layout, load_state_dict
 from effnet.zoo import get_spec
-from tests.conftest import randomize_bn
 
 torchvision = pytest.importorskip("torchvision")
 

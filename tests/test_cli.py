@@ -298,3 +298,42 @@ def test_bench_tiny_run_writes_results(capsys: pytest.CaptureFixture[str], tmp_p
 
     code, _, err = run(capsys, "bench", "--libraries", "tensorflow", "--repeats", "1")
     assert code == 2 and "unknown libraries" in err
+
+
+def test_scale_prints_and_writes_a_trainable_spec(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from effnet.profile import profile_spec
+    from effnet.scaling import compound
+    from effnet.spec import NetSpec
+
+    out = tmp_path / "b0_phi1.json"
+    assert main(["scale", "b0", "--phi", "1", "--out", str(out), "--name", "b0_phi1"]) == 0
+    text = capsys.readouterr().out
+    expected = compound(effnet.get_spec("b0"), 1.0)
+    assert expected.to_string() in text and "MACs x2.573" in text
+    saved = NetSpec.load(out)
+    assert saved == expected and saved.name == "b0_phi1"
+    assert main(["scale", "resnet50", "--target-macs", "2e9", "--dimension", "width", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert abs(data["macs"] / 2e9 - 1) < 0.02 and data["macs"] == profile_spec(NetSpec.from_dict(data["spec"])).macs
+    assert "width scaling to 2e+09 MACs" in data["scaling"]
+    assert main(["scale", str(out), "--depth", "2", "--resolution", "1.1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s.split("_")[1] for s in data["spec"]["stages"]] == [f"r{2 * s.repeats}" for s in saved.stages]
+
+
+def test_scale_bad_input_messages(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"stages": ["ir_r1_k4_s1_e6_c16"]}')
+    cases = [
+        (["scale", "b0", "--phi", "-1"], "phi must be >= 0"),
+        (["scale", "b0", "--target-macs", "1e8"], "below the baseline's"),
+        (["scale", "b0"], "exactly one of --phi, --target-macs"),
+        (["scale", "b0", "--phi", "1", "--width", "2"], "exactly one of"),
+        (["scale", str(bad), "--phi", "1"], "kernel must be an odd integer"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("effnet: error:"), err
+    assert main(["scale", "b0", "--phi", "1", "--alpha", "2"]) == 0
+    assert "effnet: warning: alpha * beta^2 * gamma^2 = 3.200, far from" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 import effnet
-from effnet.scaling import compound, compound_multipliers, round_filters, round_repeats, scale
+from effnet.scaling import compound, compound_multipliers, round_filters, round_repeats, scale, scale_to_macs, solve_multiplier, solve_phi
 from effnet.spec import SpecError
 
 
@@ -77,3 +77,54 @@ def test_bad_scaling_inputs() -> None:
         warnings.simplefilter("always")
         compound(b0, 1.0, alpha=2.0, beta=1.5, gamma=1.5)
     assert any("far from the paper's constraint" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("target", [0.7e9, 1.0e9, 1.8e9, 4.2e9, 9.9e9, 37e9])
+def test_solve_phi_lands_within_two_percent(target: float) -> None:
+    b0 = effnet.get_spec("efficientnet_b0")
+    phi = solve_phi(b0, target)
+    assert abs(effnet.profile(compound(b0, phi)).macs / target - 1) < 0.02
+
+
+@pytest.mark.filterwarnings("ignore:.*cannot land within")
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v2", "resnet50"])
+@pytest.mark.parametrize("dimension", ["depth", "width", "resolution"])
+def test_single_dimension_solvers_find_the_nearest_step(name: str, dimension: str) -> None:
+    spec = effnet.get_spec(name)
+    base = effnet.profile(spec).macs
+    grid = [0.25 + 0.01 * i for i in range(300)]  # brute force: no multiplier on this grid may come closer
+    reachable = [effnet.profile(scale(spec, **{dimension: m})).macs for m in grid]
+    for factor in (0.5, 2.0):
+        target = base * factor
+        scaled, multiplier = scale_to_macs(spec, target, dimension)
+        assert scaled == scale(spec, **{dimension: multiplier})
+        error = abs(effnet.profile(scaled).macs / target - 1)
+        assert error <= min(abs(m / target - 1) for m in reachable) + 1e-12
+        assert error < 0.07  # the coarsest step here: ResNet-50's depth going from 2 to 3 blocks per stage
+        # the other dimensions are untouched
+        facts = {"depth": lambda s: [x.repeats for x in s.stages], "width": lambda s: [x.out_channels for x in s.stages], "resolution": lambda s: s.resolution}
+        assert all(facts[d](scaled) == facts[d](spec) for d in facts if d != dimension)
+    assert solve_multiplier(spec, base * 2, dimension) > 1
+
+
+def test_scale_to_macs_warns_when_a_step_cannot_be_hit() -> None:
+    # ceil() makes any depth above 1 add a layer to every one-layer stage: +23% at once for MobileNetV1
+    v1 = effnet.get_spec("mobilenet_v1")
+    with pytest.warns(UserWarning, match="cannot land within 2%"):
+        scale_to_macs(v1, effnet.profile(v1).macs * 1.1, "depth")
+
+
+def test_solver_inputs_are_checked() -> None:
+    b0 = effnet.get_spec("efficientnet_b0")
+    with pytest.raises(SpecError, match="below the baseline's .* only scales up"):
+        solve_phi(b0, 0.2e9)
+    with pytest.raises(SpecError, match="target MACs must be > 0"):
+        solve_phi(b0, 0)
+    with pytest.raises(SpecError, match="unknown scaling dimension 'height'"):
+        scale_to_macs(b0, 1e9, "height")
+    with pytest.raises(SpecError, match="use solve_phi"):
+        solve_multiplier(b0, 1e9, "compound")
+    with pytest.raises(SpecError, match="out of reach"):
+        solve_multiplier(b0, 1e20, "depth")
+    with pytest.warns(UserWarning, match=r"alpha \* beta\^2 \* gamma\^2 = 3.000"):
+        solve_phi(b0, 1e9, alpha=3.0, beta=1.0, gamma=1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def _print_predictions(results: Sequence[Any], short_names: bool = False) -> Non
 # ------------------------------------------------------------------ shared resolution of arguments
 def _resolve_specs(targets: Sequence[str]) -> list[Any]:
     """NetSpecs for profile targets: group keywords (all, lite, zoo), model names, spec files, or spec strings."""
-    from effnet.spec import NetSpec
+    from effnet.spec import BLOCK_KINDS, NetSpec
     from effnet.zoo import get_spec, list_models
 
     groups = {"all": PAPER_TABLE2, "lite": LITE, "zoo": tuple(list_models())}
@@ -93,7 +94,7 @@ def _resolve_specs(targets: Sequence[str]) -> list[Any]:
         elif target.endswith(".json") or Path(target).exists():
             spec = NetSpec.load(target)
             specs.append(spec if spec.name else spec.replace(name=Path(target).stem))
-        elif key.startswith(("ds_", "ir_")):
+        elif key.split("_", 1)[0] in BLOCK_KINDS and "_r" in key:
             specs.append(NetSpec.from_string(target, name="custom"))
         else:
             specs.append(get_spec(target))
@@ -158,13 +159,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _operator(spec: Any, stage_name: str) -> tuple[str, str, str]:
     """(operator, channels, layers) of a profile stage, in the words of the paper's Table 1."""
     if stage_name == "stem":
-        return "Conv3x3", str(spec.stem_channels), "1"
+        k = spec.stem_kernel
+        return f"Conv{k}x{k}" + (" & MaxPool" if spec.stem_pool else ""), str(spec.stem_channels), "1"
     if stage_name == "head":
         parts = (["Conv1x1"] if spec.head_channels else []) + ["Pooling"] + (["FC"] if spec.num_classes else [])
         return " & ".join(parts), str(spec.num_features), "1"
     stage = spec.stages[int(stage_name.removeprefix("stage")) - 1]
     ratio = int(stage.expand_ratio) if float(stage.expand_ratio).is_integer() else stage.expand_ratio
-    text = f"MBConv{ratio}, k{stage.kernel}x{stage.kernel}" + ("" if stage.se_ratio > 0 else ", no SE") + ("" if stage.skip else ", no skip")
+    k = f"k{stage.kernel}x{stage.kernel}"
+    kinds = {"ir": f"MBConv{ratio}, {k}", "ds": f"MBConv1, {k}", "cv": f"Conv, {k}", "sep": f"SepConv, {k}", "bt": f"Bottleneck/{ratio}, {k}"}
+    text = kinds[stage.block] + ("" if stage.se_ratio > 0 or stage.block not in ("ir", "ds") else ", no SE") + ("" if stage.skip else ", no skip")
+    if stage.se_ratio > 0 and stage.block not in ("ir", "ds"):
+        text += ", SE"
     return text, str(stage.out_channels), str(stage.repeats)
 
 
@@ -205,6 +211,50 @@ def cmd_profile(args: argparse.Namespace) -> int:
             print()
             print(f"{prof.name} at {prof.resolution}x{prof.resolution}: {_count(prof.params)} params, {_count(prof.macs)} MACs")
             print(_stage_table(spec, prof))
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    """`effnet scale`: a spec scaled by φ, by multipliers, or to a MACs budget; printed, profiled and saved."""
+    from effnet.profile import profile_spec
+    from effnet.scaling import compound, scale, scale_to_macs
+
+    specs = _resolve_specs([args.target])
+    if len(specs) != 1:
+        raise CLIError(f"scale takes one model or spec, but {args.target!r} names {len(specs)}")
+    base = specs[0]
+    multipliers = {d: getattr(args, d) for d in ("depth", "width", "resolution") if getattr(args, d) is not None}
+    modes = sum([args.phi is not None, bool(multipliers), args.target_macs is not None])
+    if modes != 1:
+        raise CLIError("give exactly one of --phi, --target-macs, or --depth/--width/--resolution multipliers")
+    abg = (args.alpha, args.beta, args.gamma)
+    if args.phi is not None:
+        scaled, how = compound(base, args.phi, *abg), f"compound phi={args.phi:g} (alpha={args.alpha:g}, beta={args.beta:g}, gamma={args.gamma:g})"
+    elif multipliers:
+        if args.dimension != "compound":
+            raise CLIError("--dimension only applies with --target-macs")
+        scaled, how = scale(base, **multipliers), ", ".join(f"{d} x{m:g}" for d, m in multipliers.items())
+    else:
+        scaled, multiplier = scale_to_macs(base, args.target_macs, args.dimension, *abg)
+        label = "phi" if args.dimension == "compound" else f"{args.dimension} x"
+        how = f"{args.dimension} scaling to {args.target_macs:.4g} MACs: {label}{multiplier:.4f}"
+    name = args.name or f"{base.name or 'custom'}_scaled"
+    scaled = scaled.replace(name=name)
+    before, after = profile_spec(base), profile_spec(scaled)
+    if args.json:
+        print(json.dumps({"scaling": how, "spec": scaled.to_dict(), "params": after.params, "macs": after.macs}, indent=2))
+    else:
+        print(f"{base.name or 'custom'} -> {name}: {how}")
+        print(_profile_table([before, after]))
+        print(f"MACs x{after.macs / before.macs:.3f}, params x{after.params / before.params:.3f}")
+        print()
+        print(_stage_table(scaled, after))
+        print()
+        print("spec string: " + scaled.to_string())
+        print(scaled.to_json())
+    if args.out:
+        scaled.save(args.out)
+        print(f"wrote {args.out}: train it with `effnet train --spec {args.out}`", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -405,6 +455,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables (stages included with --stages)")
 
     p = command(
+        "scale",
+        cmd_scale,
+        "scale a network: compound (phi), by multipliers, or to a MACs budget",
+        "Scale any model or spec (paper Section 3): compound scaling by phi (depth alpha^phi, width beta^phi,\n"
+        "resolution gamma^phi), single dimensions by multipliers, or to a MACs budget. Depth multiplies each\n"
+        "stage's layers and rounds up; width rounds channels to multiples of 8 (never below 90%); resolution\n"
+        "rounds to whole pixels, as in the EfficientNet reference code. Prints the new spec and its profile.",
+        epilog="examples:\n  effnet scale b0 --phi 1\n  effnet scale resnet50 --depth 2\n"
+        "  effnet scale mobilenet_v2 --width 1.4 --resolution 1.15\n  effnet scale b0 --target-macs 1.8e9 --out b3ish.json\n"
+        "  effnet scale my_net.json --target-macs 1e9 --dimension width --name my_net_w",
+    )
+    p.add_argument("target", metavar="NAME_OR_SPEC", help="a model name, a NetSpec file or a compact spec string")
+    p.add_argument("--phi", type=float, help="compound coefficient (>= 0)")
+    p.add_argument("--depth", type=float, help="depth multiplier d")
+    p.add_argument("--width", type=float, help="width multiplier w")
+    p.add_argument("--resolution", type=float, help="resolution multiplier r")
+    p.add_argument("--target-macs", type=float, metavar="MACS", help="scale to this many multiply-adds, e.g. 1.8e9")
+    p.add_argument("--dimension", choices=("compound", "depth", "width", "resolution"), default="compound", help="what --target-macs scales")
+    p.add_argument("--alpha", type=float, default=1.2, help="depth base of compound scaling")
+    p.add_argument("--beta", type=float, default=1.1, help="width base of compound scaling")
+    p.add_argument("--gamma", type=float, default=1.15, help="resolution base of compound scaling")
+    p.add_argument("--name", default="", help="name of the new spec (default: <base>_scaled)")
+    p.add_argument("--out", metavar="FILE", help="write the scaled spec as JSON (accepted by effnet train --spec)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    p = command(
         "predict",
         cmd_predict,
         "classify images (ImageNet top-k)",
@@ -527,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    saved_showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.handler(args)
     except (CLIError, SpecError, WeightsError, UnknownModelError, CheckpointError, OSError, ValueError) as err:
@@ -537,6 +614,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("effnet: interrupted", file=sys.stderr)
         return INTERRUPTED
+    finally:
+        warnings.showwarning = saved_showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Warnings of our own code read as CLI messages; those of other libraries keep their origin."""
+    origin = "" if "effnet" in filename else f" ({Path(filename).name}:{lineno})"
+    print(f"effnet: warning: {message}{origin}", file=file or sys.stderr)
 
 
 def _broken_pipe() -> int:

@@ -9,12 +9,17 @@ Rounding follows the EfficientNet reference code (tensorflow/tpu efficientnet_mo
   in proportion to its depth (stages are never split or merged);
 - resolution: the input size becomes ``round(resolution * r)`` unless given exactly
   (the released B1-B7 use a fixed table of resolutions, not γ^φ).
+
+The same rules apply to any spec (MobileNet, ResNet, a user's net). Because of ceil() a
+depth multiplier just above 1 already adds a layer to every stage, so MACs grow in steps;
+`scale_to_macs` / `solve_phi` find the multiplier whose network lands nearest a MACs budget.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 from effnet.spec import NetSpec, SpecError
 
@@ -111,3 +116,93 @@ def compound(
     """Compound scaling (paper Eq. 3): depth α^φ, width β^φ, resolution γ^φ."""
     depth, width, resolution = compound_multipliers(phi, alpha, beta, gamma)
     return scale(spec, depth=depth, width=width, resolution=resolution, name=name)
+
+
+DIMENSIONS = ("compound", "depth", "width", "resolution")
+
+
+def _scaler(spec: NetSpec, dimension: str, alpha: float, beta: float, gamma: float) -> Callable[[float], NetSpec]:
+    """multiplier -> scaled spec for one way of scaling (compound: the multiplier is φ)."""
+    if dimension == "compound":
+        compound_multipliers(0.0, alpha, beta, gamma)  # validate (and warn about) α, β, γ once
+        return lambda phi: scale(spec, depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
+    if dimension in ("depth", "width", "resolution"):
+        return lambda m: scale(spec, **{dimension: m})
+    raise SpecError(f"unknown scaling dimension {dimension!r}; expected one of {DIMENSIONS}")
+
+
+def scale_to_macs(
+    spec: NetSpec,
+    target_macs: float,
+    dimension: str = "compound",
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    *,
+    tolerance: float = 0.02,
+) -> tuple[NetSpec, float]:
+    """Scale `spec` along `dimension` to the MACs budget `target_macs`; returns (scaled spec, multiplier).
+
+    `dimension` is "compound" (the multiplier is φ >= 0, so it only scales up), or "depth",
+    "width", "resolution" (a multiplier > 0, below 1 scales down). MACs grow in steps (rounded
+    layers, channels and pixels), so the result is the step nearest the target; when no step
+    lies within `tolerance` (relative), a warning names the two nearest reachable networks.
+    """
+    from effnet.profile import profile_spec
+
+    if not target_macs > 0:
+        raise SpecError(f"target MACs must be > 0, got {target_macs!r}")
+    scaled = _scaler(spec, dimension, alpha, beta, gamma)
+
+    def macs(m: float) -> int:
+        return profile_spec(scaled(m)).macs
+
+    base = profile_spec(spec).macs
+    if dimension == "compound":
+        if target_macs < base * (1 - tolerance):
+            raise SpecError(
+                f"target {target_macs:.4g} MACs is below the baseline's {base:.4g}: compound scaling (phi >= 0) only scales up; "
+                "pick a smaller baseline, or scale it down along one dimension (width, depth or resolution below 1)"
+            )
+        low, high = 0.0, 1.0
+    else:
+        low, high = 1.0, 1.0
+        while macs(low) > target_macs:  # down-scaling: find a multiplier below the target
+            low /= 2
+            if low < 1e-3:
+                raise SpecError(
+                    f"target {target_macs:.4g} MACs is below the smallest network {dimension} scaling reaches "
+                    f"({macs(low):.4g}: one layer per stage, {8} channels, or a few pixels); scale another dimension"
+                )
+    while macs(high) < target_macs:
+        low, high = high, high * 2
+        if high > 1e3:
+            raise SpecError(f"target {target_macs:.4g} MACs is out of reach of {dimension} scaling of this {base:.4g}-MACs baseline")
+    # MACs never decrease with the multiplier: bisect for the first step at or above the target
+    for _ in range(60):
+        mid = (low + high) / 2
+        if macs(mid) >= target_macs:
+            high = mid
+        else:
+            low = mid
+    best = min((low, high), key=lambda m: abs(macs(m) - target_macs))
+    error = macs(best) / target_macs - 1
+    if abs(error) > tolerance:
+        warnings.warn(
+            f"{dimension} scaling cannot land within {tolerance:.0%} of {target_macs:.4g} MACs: the nearest networks have "
+            f"{macs(low):.4g} (multiplier {low:.4f}) and {macs(high):.4g} (multiplier {high:.4f}); using the nearer ({error:+.1%})",
+            stacklevel=2,
+        )
+    return scaled(best), best
+
+
+def solve_phi(spec: NetSpec, target_macs: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> float:
+    """The compound coefficient φ whose scaled network is nearest `target_macs` MACs."""
+    return scale_to_macs(spec, target_macs, "compound", alpha, beta, gamma)[1]
+
+
+def solve_multiplier(spec: NetSpec, target_macs: float, dimension: str) -> float:
+    """The depth, width or resolution multiplier (that dimension alone) nearest `target_macs` MACs."""
+    if dimension == "compound":
+        raise SpecError("solve_multiplier scales one dimension (depth, width or resolution); use solve_phi for compound scaling")
+    return scale_to_macs(spec, target_macs, dimension)[1]
