@@ -89,9 +89,7 @@ def block_parts(kind: str, in_channels: int, out_channels: int, kernel: int, str
 class _Residual(nn.Module):
     """Shared residual logic: drop path on the branch, identity added when the block has a skip."""
 
-    has_skip: bool
-    drop_path: nn.Module
-
+    # no class-level annotations here: TorchScript cannot resolve them under `from __future__ import annotations`
     def _init_residual(self, has_skip: bool, drop_path: float) -> None:
         self.has_skip = has_skip
         self.drop_path = StochasticDepth(drop_path, "row") if has_skip and drop_path > 0 else nn.Identity()
