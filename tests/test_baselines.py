@@ -112,3 +112,11 @@ def test_efficientnet_layouts_refuse_other_block_kinds() -> None:
     spec = get_spec("resnet50")
     with pytest.raises(WeightsError, match="only MBConv blocks, but stage 1 is 'bt'"):
         convert_state_dict({"conv_stem.weight": torch.zeros(1)}, spec, "timm")
+
+
+def test_every_block_kind_scripts_with_torchscript() -> None:
+    model = effnet.build("cv_r1_k3_s1_c24_se0.25-sep_r1_k3_s2_c32_noskip-bt_r2_k3_s2_e4_c64-ir_r1_k3_s1_e3_c64", stem_kernel=7, stem_pool=True).eval()
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))
