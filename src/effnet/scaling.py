@@ -190,7 +190,7 @@ def scale_to_macs(
     if abs(error) > tolerance:
         warnings.warn(
             f"{dimension} scaling cannot land within {tolerance:.0%} of {target_macs:.4g} MACs: the nearest networks have "
-            f"{macs(low):.4g} (multiplier {low:.4f}) and {macs(high):.4g} (multiplier {high:.4f}); using the nearer ({error:+.1%})",
+            f"{macs(low):.4g} (multiplier {low:.4g}) and {macs(high):.4g} (multiplier {high:.4g}); using the nearer ({error:+.1%})",
             stacklevel=2,
         )
     return scaled(best), best

@@ -14,13 +14,14 @@ need, and the same store and resume logic serve the local and the Ray executors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,24 +242,42 @@ def _run_pool(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers
                 finished(trial)
 
 
-def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers: int, address: str, threads: int, finished: Callable[[Trial], None]) -> None:
+@contextlib.contextmanager
+def ray_session(address: str | None, workers: int = 1) -> Iterator[None]:
+    """Keep one Ray runtime up for a block of `run_trials` calls (a search runs one batch per call).
+
+    Does nothing without an address or when Ray is already initialised. ``"local"`` starts a
+    runtime on this machine with `workers` CPUs; anything else connects to that cluster.
+    """
+    if not address:
+        yield
+        return
     try:
         import ray
     except ImportError:
         raise TrialsError("--ray-address needs Ray: pip install 'effnet[ray]' (or pip install ray)") from None
-    started_here = False
-    if not ray.is_initialized():
-        if address == "local":
-            # workers see this process's import path, so functions from scripts and tests unpickle there too
-            path = os.pathsep.join(p for p in sys.path if p)
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-        else:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except Exception as err:  # noqa: BLE001 - Ray raises several types for an unreachable head
-                raise TrialsError(f"cannot connect to the Ray cluster at {address!r}: {err}; start one with `ray start --head` or pass 'local'") from None
-        started_here = True
+    if ray.is_initialized():
+        yield
+        return
+    if address == "local":
+        # workers see this process's import path, so functions from scripts and tests unpickle there too
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    else:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except Exception as err:  # noqa: BLE001 - Ray raises several types for an unreachable head
+            raise TrialsError(f"cannot connect to the Ray cluster at {address!r}: {err}; start one with `ray start --head` or pass 'local'") from None
     try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers: int, address: str, threads: int, finished: Callable[[Trial], None]) -> None:
+    with ray_session(address, workers):
+        import ray
+
         remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         pending = {remote.remote(fn, key, params, index, threads): (key, params, index) for key, params, index in todo}
         while pending:
@@ -270,6 +289,3 @@ def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers:
                 except Exception as err:  # noqa: BLE001 - a lost worker or node fails its trial only
                     trial = Trial(key, params, "failed", {}, f"Ray task failed: {type(err).__name__}: {err}", 0.0, index)
                 finished(trial)
-    finally:
-        if started_here:
-            ray.shutdown()

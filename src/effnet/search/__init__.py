@@ -1,0 +1,39 @@
+"""Architecture search (MnasNet method with MACs in the reward, as for EfficientNet-B0).
+
+- `space`: the factorized hierarchical search space as data; encodings decode to `NetSpec`s.
+- `reward`: accuracy x (MACs / T)^w, soft and hard constraints.
+- `strategies`: LSTM controller with PPO or REINFORCE, random search, regularized evolution (ask/tell).
+- `evaluators`: proxy training, the NASWOT zero-cost score, a toy objective for tests.
+- `runner`: the resumable search loop over `effnet.trials.run_trials` (local processes or Ray).
+- `report`: best spec, top-k table, plots, Markdown summary.
+"""
+
+from effnet.search.evaluators import EvaluatorConfig, evaluate_candidate, naswot_score
+from effnet.search.reward import Reward
+from effnet.search.runner import SearchConfig, SearchError, SearchResult, run_search
+from effnet.search.space import DIMENSIONS, SearchSpace, SearchSpaceError, StageChoices, b0_encoding, default_space
+from effnet.search.strategies import STRATEGIES, Controller, PolicyGradient, RandomSearch, RegularizedEvolution, Strategy, make_strategy
+
+__all__ = [
+    "DIMENSIONS",
+    "STRATEGIES",
+    "Controller",
+    "EvaluatorConfig",
+    "PolicyGradient",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "Reward",
+    "SearchConfig",
+    "SearchError",
+    "SearchResult",
+    "SearchSpace",
+    "SearchSpaceError",
+    "StageChoices",
+    "Strategy",
+    "b0_encoding",
+    "default_space",
+    "evaluate_candidate",
+    "make_strategy",
+    "naswot_score",
+    "run_search",
+]

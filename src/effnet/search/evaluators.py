@@ -1,0 +1,229 @@
+"""Evaluators: what a candidate architecture's "accuracy" is during the search.
+
+- "proxy" (default): a few epochs of training through `effnet.train` (the `proxy` preset,
+  AdamW + cosine, made for minutes-long CPU runs), top-1 on the dataset's held-out
+  validation split (the synthetic task's val stream, a folder's ``val/`` or its held-out
+  fraction). The synthetic proxy task is the default dataset.
+- "naswot": the zero-cost score of Mellor et al. 2021 ("NAS without training"): log|K| of the
+  kernel of binary activation codes of one batch through the untrained net. Seconds instead of
+  minutes; for quick runs and for warm-starting. The reward then uses this score (> 0, the
+  higher the better) in place of accuracy.
+- "toy": a known function of the encoding (the fraction of decisions equal to a target
+  encoding), no training: for tests of the search machinery.
+
+`evaluate_candidate(params)` is the one, module-level entry point (a worker process or a Ray
+task imports and calls it); params are JSON-able: ``{"evaluator": {...}, "spec": spec dict,
+"encoding": [...]}``. A failure raises: the trial runner records it as failed and goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVALUATORS = ("proxy", "naswot", "toy")
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """How candidates are scored. Only the fields of `kind` matter; all are JSON-able (part of a search's identity)."""
+
+    kind: str = "proxy"
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    num_classes: int = 0  # 0: the dataset's (synthetic: 10)
+    resolution: int = 64
+    train_samples: int = 1000
+    val_samples: int = 500
+    epochs: int = 2
+    batch_size: int = 32
+    seed: int = 0
+    train: dict[str, Any] = field(default_factory=dict)  # more TrainConfig fields for proxy training (on top of the proxy preset)
+    naswot_batch: int = 32
+    toy_target: tuple[int, ...] = ()
+    toy_sleep: float = 0.0
+    toy_fail_first: int = -1  # toy: candidates whose first decision is this value fail (tests of failure handling)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {self.kind!r}; expected one of {', '.join(EVALUATORS)}")
+        for name in ("resolution", "train_samples", "val_samples", "epochs", "batch_size", "naswot_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluator {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.kind == "toy" and not self.toy_target:
+            raise ValueError("the toy evaluator needs toy_target, the encoding of its optimum")
+        if self.kind == "proxy":
+            from effnet.train.config import TrainConfig
+
+            unknown = sorted(set(self.train) - {f.name for f in dataclasses.fields(TrainConfig)})
+            if unknown:
+                raise ValueError(f"unknown training option(s) {unknown} for the proxy evaluator; see `effnet train --help`")
+        object.__setattr__(self, "toy_target", tuple(int(v) for v in self.toy_target))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["toy_target"] = list(self.toy_target)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluatorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown evaluator option(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def describe(self) -> str:
+        if self.kind == "proxy":
+            return (
+                f"proxy training: {self.epochs} epoch(s) on {self.dataset} ({self.train_samples} train / {self.val_samples} held-out val images"
+                f"{'' if self.dataset == 'synthetic' else ' at most'}) at {self.resolution} px"
+            )
+        if self.kind == "naswot":
+            return f"NASWOT zero-cost score on a batch of {self.naswot_batch} {self.dataset} images at {self.resolution} px"
+        return "toy objective: fraction of decisions equal to a known target encoding"
+
+
+def check_data(config: EvaluatorConfig) -> int:
+    """Open the evaluator's dataset once and read a sample of each split; returns the class count.
+
+    Called before a search starts so that a dataset that cannot be read fails with one clear
+    message instead of as many failed trials.
+    """
+    if config.kind == "toy":
+        return config.num_classes or 10
+    from effnet.data import DataError, build_datasets
+
+    try:
+        data = _datasets(config, build_datasets, train_samples=config.train_samples)
+        data.train.set_epoch(0)
+        for split in (data.train, data.val):
+            if len(split) == 0:
+                raise DataError("a split is empty")
+            image, _ = split[0]
+            if image is None:
+                raise DataError("its first image cannot be decoded")
+    except (DataError, OSError) as err:
+        where = f" under {config.data_dir!r}" if config.data_dir else ""
+        raise DataError(f"cannot read the {config.dataset!r} dataset{where} for the search: {err}") from None
+    return data.num_classes
+
+
+def _datasets(config: EvaluatorConfig, build_datasets: Any, train_samples: int) -> Any:
+    return build_datasets(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        resolution=config.resolution,
+        auto_augment="none",
+        seed=config.seed,
+        num_classes=config.num_classes or None,
+        train_samples=train_samples,
+        val_samples=config.val_samples,
+    )
+
+
+def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
+    """Score one candidate (see the module docstring); returns {"accuracy": ..., ...}; raises on failure."""
+    from effnet.spec import NetSpec
+
+    config = EvaluatorConfig.from_dict(params["evaluator"])
+    if config.kind == "toy":
+        return _toy(config, params["encoding"])
+    spec = NetSpec.from_dict(params["spec"])
+    if config.kind == "naswot":
+        return {"accuracy": naswot_score(spec, config)}
+    return _proxy_train(spec, config)
+
+
+def _toy(config: EvaluatorConfig, encoding: list[int]) -> dict[str, Any]:
+    if config.toy_sleep:
+        time.sleep(config.toy_sleep)
+    if len(encoding) != len(config.toy_target):
+        raise ValueError(f"toy objective: encoding has {len(encoding)} decisions, target {len(config.toy_target)}")
+    if encoding and encoding[0] == config.toy_fail_first:
+        raise RuntimeError(f"toy objective: simulated failure (first decision is {config.toy_fail_first})")
+    hits = sum(int(a) == b for a, b in zip(encoding, config.toy_target, strict=True))
+    return {"accuracy": hits / len(encoding)}
+
+
+def _proxy_train(spec: Any, config: EvaluatorConfig) -> dict[str, Any]:
+    """Train `spec` for a few epochs with the proxy preset; top-1 on held-out validation data (fraction)."""
+    from effnet.train import preset, train
+
+    with tempfile.TemporaryDirectory(prefix="effnet-search-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec.save(spec_path)
+        options: dict[str, Any] = {
+            "spec": str(spec_path),
+            "dataset": config.dataset,
+            "data_dir": config.data_dir,
+            "num_classes": config.num_classes,
+            "resolution": config.resolution,
+            "train_samples": config.train_samples,
+            "val_samples": config.val_samples,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "workers": 0,  # the trial runner already runs candidates in parallel
+            "progress": False,
+            "ema_decay": 0.0,  # a few hundred steps: the EMA would still be mostly the initial weights
+            "out_dir": str(Path(tmp) / "run"),
+            **config.train,
+        }
+        result = train(preset("proxy", **options))
+    final = result.final
+    accuracy = final.get("val_top1")
+    if accuracy is None or not math.isfinite(accuracy):
+        raise RuntimeError(f"proxy training ended without a finite validation accuracy ({final})")
+    return {
+        "accuracy": accuracy / 100.0,
+        "val_loss": final.get("val_loss"),
+        "train_top1": final.get("train_top1", 0.0) / 100.0,
+        "train_seconds": result.seconds,
+        "curve": [row.get("val_top1") for row in result.history],
+    }
+
+
+def naswot_score(spec: Any, config: EvaluatorConfig) -> float:
+    """NASWOT: log-determinant of K = C C^T + (1-C)(1-C)^T, C the binary codes (pre-activation > 0) of a batch.
+
+    Networks whose units split the batch's images into more distinct activation patterns score
+    higher; Mellor et al. found the score correlates with trained accuracy. Computed on the
+    untrained net (seeded init), BN in training mode, in float64 for the determinant.
+    """
+    import torch
+    from torch import nn
+
+    from effnet.data import build_datasets
+    from effnet.model import build
+
+    data = _datasets(config, build_datasets, train_samples=max(config.naswot_batch, 1))
+    n = min(config.naswot_batch, len(data.train))
+    data.train.set_epoch(0)
+    images = torch.stack([data.train[i][0] for i in range(n)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build(spec, num_classes=data.num_classes)
+    kernel = torch.zeros(n, n, dtype=torch.float64)
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        codes = (inputs[0].detach().reshape(n, -1) > 0).double()
+        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, (nn.SiLU, nn.ReLU, nn.ReLU6))]
+    try:
+        model.train()
+        with torch.no_grad():
+            model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    sign, logdet = torch.linalg.slogdet(kernel)
+    if sign <= 0 or not math.isfinite(float(logdet)):
+        raise RuntimeError("NASWOT kernel is singular (identical activation patterns for different images)")
+    return float(logdet)

@@ -1,0 +1,382 @@
+"""The search loop: ask the strategy, evaluate in parallel, tell the rewards; resumable after a kill.
+
+A search directory holds:
+
+- ``search.json``: the search's settings (what is searched, how it is scored, the budget);
+- ``trials.json``: every evaluated architecture (`effnet.trials.TrialStore`, keyed by the
+  canonical spec string, rewritten atomically after each finished trial: a repeat of an
+  architecture is never retrained);
+- ``state.pt``: the strategy (controller weights and optimizer, population, RNG state), the
+  history of every trial told to it and the batch being evaluated; rewritten atomically after
+  each ask and each tell; it holds only tensors, numbers and strings and is read with
+  ``torch.load(weights_only=True)``;
+- reports at the end (`effnet.search.report`).
+
+Resume rests on the order of writes: the batch a strategy asked for is saved (with the RNG
+state after asking) before any of it is evaluated; each evaluated candidate is saved by the
+trial store as it finishes; the strategy is told, and the state saved, only when the whole
+batch is in. A search killed at any moment resumes by evaluating the candidates of the saved
+batch that are not in the store, so no trial is lost or repeated and the strategy sees the
+same rewards in the same order as in an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from effnet._io import atomic_write, atomic_write_text
+from effnet.search.evaluators import EvaluatorConfig, check_data, evaluate_candidate
+from effnet.search.reward import Reward
+from effnet.search.space import SearchSpace, SearchSpaceError, default_space
+from effnet.search.strategies import STRATEGIES, make_strategy
+from effnet.spec import SpecError
+
+CONFIG_FILE = "search.json"
+STATE_FILE = "state.pt"
+STATE_VERSION = 1
+# settings that may change when a search is resumed (they change how, not what, is searched)
+RESUMABLE_CHANGES = ("trials", "workers")
+
+
+class SearchError(ValueError):
+    """A search cannot start or resume as asked; the message says why and what to do."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search. All but `trials` is its identity (a resume must match it)."""
+
+    strategy: str = "ppo"
+    trials: int = 32
+    batch_size: int = 4
+    seed: int = 0
+    target_macs: float = 400e6
+    reward: str = "soft"
+    w: float = -0.07
+    space: dict[str, Any] = field(default_factory=lambda: default_space().to_dict())
+    evaluator: dict[str, Any] = field(default_factory=lambda: EvaluatorConfig().to_dict())
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    warm_start: int = 0  # zero-cost (NASWOT) scores of this many random architectures before the search
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise SearchError(f"unknown strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        if self.trials < 1:
+            raise SearchError(f"the trial budget must be >= 1, got {self.trials}")
+        if self.batch_size < 1:
+            raise SearchError(f"the batch size must be >= 1, got {self.batch_size}")
+        try:
+            make_strategy(self.strategy, [2], 0, **self.strategy_options)  # checks the options before anything runs
+        except (TypeError, ValueError) as err:
+            raise SearchError(f"bad options {self.strategy_options} for strategy {self.strategy!r}: {err}") from None
+        if self.warm_start < 0:
+            raise SearchError(f"warm_start (zero-cost samples) must be >= 0, got {self.warm_start}")
+        try:
+            self.reward_fn()
+        except ValueError as err:
+            raise SearchError(str(err)) from None
+        if isinstance(self.space, SearchSpace):
+            self.space = self.space.to_dict()
+        if isinstance(self.evaluator, EvaluatorConfig):
+            self.evaluator = self.evaluator.to_dict()
+        try:
+            self.space = self.search_space().to_dict()  # validated, and in one canonical form (the identity compares it)
+        except SpecError as err:
+            raise SearchSpaceError(f"bad search space skeleton: {err}") from None
+        try:
+            self.evaluator_config()
+        except (TypeError, ValueError) as err:
+            raise SearchError(f"bad evaluator settings: {err}") from None
+
+    def reward_fn(self) -> Reward:
+        return Reward.from_name(self.reward, self.target_macs, self.w)
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space)
+
+    def evaluator_config(self) -> EvaluatorConfig:
+        return EvaluatorConfig.from_dict(self.evaluator)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed search must share with the saved one."""
+        out = self.to_dict()
+        out.pop("trials")
+        return {"kind": "effnet-search", **out}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SearchError(f"unknown search setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class SearchResult:
+    """What a finished search found: every trial told to the strategy, the best one, where the files are."""
+
+    out_dir: Path
+    history: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    batches: list[dict[str, Any]]
+    evaluated: int  # trials evaluated by this call (not cached, not from an earlier session)
+    seconds: float
+
+    def summary(self) -> str:
+        if self.best is None:
+            return f"no successful trial in {len(self.history)}; see {self.out_dir}"
+        b = self.best
+        return (
+            f"best reward {b['reward']:.4f} (accuracy {b['accuracy']:.4f}, {b['macs'] / 1e6:.1f}M MACs) at trial {b['trial'] + 1} of {len(self.history)}: "
+            f"{b['key']}\nbest spec: {self.out_dir / 'best_spec.json'}; report: {self.out_dir / 'summary.md'}"
+        )
+
+
+# ------------------------------------------------------------------ state I/O
+def _save_state(path: Path, identity: dict[str, Any], strategy: Any, history: list, batches: list, pending: list | None) -> None:
+    payload = {
+        "version": STATE_VERSION,
+        "identity": json.dumps(identity, sort_keys=True),
+        "strategy": strategy.state_dict(),
+        "history": json.dumps(history),
+        "batches": json.dumps(batches),
+        "pending": json.dumps(pending),
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable state file gets the same advice
+        raise SearchError(f"cannot read the search state {path}: {err}; the trials in {path.parent / 'trials.json'} are intact") from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise SearchError(f"{path} is not an effnet search state (version {STATE_VERSION})")
+    return data
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ (recursing into dicts), for the resume error."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} (saved {_short(a)}, now {_short(b)})")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------ the loop
+def _warm_start(
+    config: SearchConfig,
+    space: SearchSpace,
+    evaluator: EvaluatorConfig,
+    strategy: Any,
+    out: Path,
+    identity: dict[str, Any],
+    workers: int,
+    ray_address: str | None,
+    threads: int | None,
+    log: Callable[[str], None],
+) -> None:
+    """Score `config.warm_start` random architectures with NASWOT (seconds each) and hand the scores to the strategy.
+
+    The scores are kept in their own trial store (``warm_start/``), so a search killed during the
+    warm start redoes none of them.
+    """
+    from effnet.trials import TrialStore, run_trials
+
+    generator = torch.Generator().manual_seed(config.seed + 7919)  # its own stream: the strategy's RNG is untouched
+    encodings = [[int(torch.randint(n, (1,), generator=generator)) for n in space.sizes] for _ in range(config.warm_start)]
+    zero_cost = dataclasses.replace(evaluator, kind="naswot").to_dict()
+    items = []
+    for encoding in encodings:
+        spec = space.decode(encoding)
+        items.append((spec.to_string(), {"evaluator": zero_cost, "spec": spec.to_dict(), "encoding": encoding}))
+    log(f"warm start: NASWOT scores of {len(items)} random architectures")
+    store = TrialStore(out / "warm_start", identity)
+    trials = run_trials(evaluate_candidate, items, workers=workers, ray_address=ray_address, store=store, threads_per_worker=threads, progress=None)
+    by_key = {t.key: t for t in trials}
+    scores = [by_key[key].result["accuracy"] if by_key[key].ok else -math.inf for key, _ in items]
+    keep = strategy.population_size if config.strategy == "evolution" else config.batch_size
+    strategy.warm_start(encodings, scores, keep)
+
+
+def run_search(
+    config: SearchConfig | None,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
+    threads_per_worker: int | None = None,
+    fn: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
+    log: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> SearchResult:
+    """Run (or with `resume`, continue) the search `config` describes in `out_dir`.
+
+    With `resume`, `config` may be None (the saved settings are used) or must match the saved
+    identity (its `trials` may be larger, to extend a search). `fn` evaluates one candidate
+    (default: `evaluate_candidate`; with workers > 1 it must be a module-level function).
+    `log` receives one progress line per finished trial (default: print to stderr).
+    """
+    from effnet.profile import profile_spec
+    from effnet.trials import TrialsError, TrialStore, ray_session, run_trials
+
+    out = Path(out_dir)
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    config_path, state_path = out / CONFIG_FILE, out / STATE_FILE
+    if resume:
+        if not config_path.is_file():
+            raise SearchError(f"{out} holds no search to resume (no {CONFIG_FILE}); start one with --out-dir {out}")
+        try:
+            saved = SearchConfig.from_dict(json.loads(config_path.read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise SearchError(f"cannot read {config_path}: {err}") from None
+        if config is None:
+            config = saved
+        elif config.identity() != saved.identity():
+            diffs = _differences(saved.identity(), config.identity())
+            raise SearchError(
+                f"{out} holds a different search: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
+                "Resume it with its own settings (only --trials and --workers may change) or choose a new --out-dir; nothing was changed."
+            )
+    else:
+        if config is None:
+            raise SearchError("run_search needs a SearchConfig unless it resumes")
+        if config_path.exists() or state_path.exists():
+            raise SearchError(f"{out} already holds a search; continue it with --resume {out} or choose another --out-dir")
+    if workers < 1:
+        raise SearchError(f"workers must be >= 1, got {workers}")
+
+    reward_fn = config.reward_fn()
+    evaluator = config.evaluator_config()
+    space = config.search_space()
+    num_classes = check_data(evaluator)  # a dataset that cannot be read fails here, before anything is written
+    space = dataclasses.replace(space, resolution=space.resolution or evaluator.resolution, num_classes=space.num_classes or num_classes)
+    identity = config.identity()
+    try:
+        store = TrialStore(out, identity)
+    except TrialsError as err:
+        raise SearchError(str(err)) from None
+    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+    strategy = make_strategy(config.strategy, space.sizes, config.seed, **config.strategy_options)
+    history: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
+    pending: list[list[int]] | None = None
+    if state_path.exists():
+        state = _load_state(state_path)
+        if json.loads(state["identity"]) != identity:
+            raise SearchError(f"{state_path} belongs to a different search than {config_path}; move one of them away")
+        strategy.load_state_dict(state["strategy"])
+        history, batches, pending = json.loads(state["history"]), json.loads(state["batches"]), json.loads(state["pending"])
+        log(f"resumed {out}: {len(history)} of {config.trials} trials told, {len(store)} architectures evaluated")
+
+    start, evaluated, in_batch = time.perf_counter(), 0, 0
+    seen = {record["key"] for record in history}
+    best = max((r["reward"] for r in history if r["reward"] is not None), default=None)
+
+    def describe(trial: Any) -> str:
+        nonlocal evaluated, in_batch, best
+        evaluated += 1
+        in_batch += 1
+        done = len(history) + in_batch
+        macs = profile_spec(decoded[trial.key]).macs
+        if trial.ok:
+            reward = reward_fn(trial.result["accuracy"], macs)
+            best = reward if best is None else max(best, reward)
+            outcome = f"reward {reward:.4f} (accuracy {trial.result['accuracy']:.4f}, {macs / 1e6:.1f}M MACs)"
+        else:
+            outcome = f"FAILED: {trial.error.splitlines()[0]}"
+        elapsed = time.perf_counter() - start
+        remaining = max(0, config.trials - done)
+        eta = elapsed / evaluated * remaining
+        return f"trial {min(done, config.trials)}/{config.trials} {outcome}; best {best if best is None else round(best, 4)}; {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
+
+    decoded: dict[str, Any] = {}
+    with ray_session(ray_address, workers):
+        if config.warm_start and not state_path.exists():
+            _warm_start(config, space, evaluator, strategy, out, identity, workers, ray_address, threads_per_worker, log)
+            _save_state(state_path, identity, strategy, history, batches, pending)
+        while len(history) < config.trials:
+            if pending is None:
+                pending = [list(e) for e in strategy.ask(min(config.batch_size, config.trials - len(history)))]
+                # the batch is saved before it is evaluated: a resume evaluates exactly these
+                _save_state(state_path, identity, strategy, history, batches, pending)
+            items, in_batch = [], 0
+            for encoding in pending:
+                spec = space.decode(encoding)
+                decoded[spec.to_string()] = spec
+                items.append((spec.to_string(), {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": encoding}))
+            trials = run_trials(
+                fn,
+                items,
+                workers=workers,
+                ray_address=ray_address,
+                store=store,
+                threads_per_worker=threads_per_worker,
+                progress=None,
+                on_trial=lambda trial: log(describe(trial)),
+            )
+            by_key = {t.key: t for t in trials}
+            rewards = []
+            for encoding, (key, _) in zip(pending, items, strict=True):
+                trial = by_key[key]
+                spec = decoded[key]
+                prof = profile_spec(spec)
+                ok = trial.status == "ok"
+                reward = reward_fn(trial.result["accuracy"], prof.macs) if ok else None
+                history.append(
+                    {
+                        "trial": len(history),
+                        "batch": len(batches),
+                        "strategy": config.strategy,
+                        "key": key,
+                        "encoding": encoding,
+                        "status": trial.status,
+                        "accuracy": trial.result.get("accuracy") if ok else None,
+                        "macs": prof.macs,
+                        "params": prof.params,
+                        "reward": reward,
+                        "seconds": 0.0 if key in seen else trial.seconds,
+                        "cached": key in seen,
+                        "error": trial.error.splitlines()[0] if trial.error else "",
+                    }
+                )
+                seen.add(key)
+                rewards.append(reward)
+            strategy.tell([tuple(e) for e in pending], rewards)
+            told = [r for r in history[-len(pending) :] if r["reward"] is not None]
+            batches.append({"batch": len(batches), "trials": len(history), "best": max((r["reward"] for r in told), default=None), **strategy.stats()})
+            pending = None
+            _save_state(state_path, identity, strategy, history, batches, pending)
+
+    ok = [r for r in history if r["reward"] is not None]
+    result = SearchResult(out, history, max(ok, key=lambda r: r["reward"]) if ok else None, batches, evaluated, time.perf_counter() - start)
+    if report:
+        from effnet.search.report import write_report
+
+        write_report(out, config, space, result)
+    return result
