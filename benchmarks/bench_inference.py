@@ -1,6 +1,10 @@
-"""CPU inference benchmark: effnet vs timm vs torchvision (same input, same threads, interleaved runs).
+"""Inference benchmark: effnet's default and fast paths vs timm and torchvision, eager and compiled (same input, same threads, interleaved runs).
 
     python benchmarks/bench_inference.py --models efficientnet_b0 --batch-sizes 1 32 --threads 2 --repeats 30
+    flock /tmp/effnet-heavy.lock python benchmarks/bench_inference.py --paths effnet effnet-fast effnet-fast-compiled timm timm-compiled --channels-last
+    python benchmarks/bench_inference.py --paths effnet effnet-fast-compiled timm-compiled --device cuda --amp bf16 --batch-sizes 1 256
+
+For the whole proof (inference, Table 4, AOT load, training, chart) use `effnet bench --full`.
 
 Prints a Markdown table and writes inference_bench.json / inference_bench.md to --out.
 """
@@ -11,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from effnet.bench import LIBRARIES, format_markdown, run_inference_bench, write_results
+from effnet.bench import LIBRARIES, PATHS, format_markdown, run_inference_bench, write_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed rounds per library first (default: 5)")
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per library and batch size (default: 30)")
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES, help="libraries to compare (default: all)")
+    parser.add_argument("--paths", nargs="+", choices=PATHS, help="inference paths instead of --libraries (fast and compiled ones included)")
     parser.add_argument("--channels-last", action="store_true", help="run models and input in channels_last memory format")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), help="CUDA: autocast every path to this dtype")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory (default: benchmarks/results)")
     args = parser.parse_args(argv)
 
@@ -36,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         libraries=args.libraries,
         channels_last=args.channels_last,
+        paths=args.paths,
+        device=args.device,
+        amp=args.amp,
     )
     json_path, md_path = write_results(results, args.out)
     print(format_markdown(results))

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from effnet.bench import format_markdown, run_inference_bench, write_results
+from effnet.bench import TrainConfig, _train_worker, format_markdown, format_report, plot_report, run_inference_bench, write_report, write_results
 
 pytest.importorskip("timm")
 pytest.importorskip("torchvision")
@@ -50,7 +50,7 @@ def test_write_results(results, tmp_path):
     markdown = md_path.read_text()
     assert markdown.startswith(format_markdown(results))
     table = [line for line in markdown.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| model | batch | library | median ms")
+    assert table[0].startswith("| model | batch | path | median ms")
     assert len(table) == 2 + len(results)
     assert all(line.count("|") == table[0].count("|") for line in table)
     assert "| efficientnet_b0 | 1 | timm |" in markdown
@@ -77,3 +77,54 @@ def test_missing_library_is_skipped(monkeypatch):
 def test_rejects_unknown_library():
     with pytest.raises(ValueError, match="unknown libraries"):
         run_inference_bench(libraries=("keras",))
+
+
+def test_fast_paths_run_and_match_plain_outputs():
+    rows = run_inference_bench(("b0",), batch_sizes=(2,), threads=1, resolution=32, warmup=0, repeats=1, paths=("effnet", "effnet-fast", "timm"))
+    by_path = {r["path"]: r for r in rows}
+    assert set(by_path) == {"effnet", "effnet-fast", "timm"} and by_path["effnet-fast"]["library"] == "effnet"
+    assert by_path["effnet"]["max_rel_diff_vs_effnet"] == 0.0
+    assert by_path["effnet-fast"]["max_rel_diff_vs_effnet"] < 1e-4  # BN folded: the same logits, relative to the largest
+    assert by_path["timm"]["max_rel_diff_vs_effnet"] is None and by_path["timm"]["ratio_vs_timm"] == pytest.approx(1.0)
+    assert by_path["effnet-fast"]["params"] == by_path["effnet"]["params"]  # of the model before folding
+    assert all(r["first_call_s"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="unknown paths"):
+        run_inference_bench(paths=("effnet-turbo",))
+
+
+def test_train_config_keys_round_trip_and_reject_bad_ones():
+    for key in ("effnet", "effnet+lean", "effnet+lean+ckpt+compile", "timm+compile", "timm+compile+budget"):
+        assert TrainConfig.parse(key).key == key
+    with pytest.raises(ValueError, match="effnet options"):
+        TrainConfig.parse("timm+lean")
+    with pytest.raises(ValueError, match="bad training configuration"):
+        TrainConfig.parse("effnet+turbo")
+    with pytest.raises(ValueError, match="add \\+compile"):
+        TrainConfig.parse("effnet+budget")
+
+
+def test_train_worker_runs_lean_steps():
+    result = _train_worker(["effnet+lean", "2", "32", "1", "1", "1", "cpu", "none", "1"])
+    assert result["config"] == "effnet+lean" and result["images_per_s"] > 0 and len(result["step_s"]) == 1
+    assert result["params"] == 5288548 and result["first_loss"] > 0
+
+
+def test_report_markdown_and_chart(tmp_path, results):
+    train = {
+        "settings": {"batch_size": 2, "resolution": 32, "threads": 1, "warmup": 1, "steps": 1, "rounds": 1, "device": "cpu", "amp": None}
+        | {"channels_last": True, "optimizer": "RMSprop", "loss": "CE", "memory_measure": "RSS"},
+        "results": [
+            {"config": "timm", "images_per_s": 10.0, "peak_rise_mb": 100.0, "first_step_s": 1.0, "cpu_share": 1.0}
+            | {"speed_vs_timm": 1.0, "speed_vs_timm_compiled": None, "memory_vs_timm": 1.0, "memory_vs_timm_compiled": None},
+            {"config": "effnet+lean", "images_per_s": 9.0, "peak_rise_mb": 60.0, "first_step_s": 1.0, "cpu_share": 1.0}
+            | {"speed_vs_timm": 0.9, "speed_vs_timm_compiled": None, "memory_vs_timm": 0.6, "memory_vs_timm_compiled": None},
+        ],
+    }
+    payload = {"environment": {"cpu": "test", "cpu_count": 2, "versions": {"torch": torch.__version__}}, "settings": {"device": "cpu", "threads": 1}}
+    payload |= {"inference": results, "train": train, "busy_cpus_at_start": 0.1, "busy_cpus_at_end": 0.2, "wall_s": 1.0}
+    markdown = format_report(payload)
+    assert "## Inference, EfficientNet-B0" in markdown and "| effnet+lean | 9.00 | 0.90x | n/a | 60 | 0.60x |" in markdown
+    written = write_report(payload, tmp_path)
+    assert [p.name for p in written][:2] == ["bench.json", "bench.md"]
+    pytest.importorskip("matplotlib")
+    assert plot_report(payload, tmp_path / "chart.png") and (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,6 +7,7 @@
 """
 
 from effnet.factory import create_model
+from effnet.fast import compile_cached, load_compiled, optimize, save_compiled
 from effnet.model import EfficientNet, EfficientNetFeatures, build
 from effnet.preprocessing import Preprocessing
 from effnet.profile import Profile, profile
@@ -39,4 +40,8 @@ __all__ = [
     "round_filters",
     "round_repeats",
     "scale",
+    "optimize",
+    "save_compiled",
+    "load_compiled",
+    "compile_cached",
 ]

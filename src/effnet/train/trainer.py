@@ -139,6 +139,10 @@ class Trainer:
             _freeze_backbone(model)
         if config.activation_checkpointing:
             model.grad_checkpointing = True
+        if config.memory_efficient_ops:
+            from effnet.nn.efficient import use_memory_efficient_ops
+
+            use_memory_efficient_ops(model)  # same parameters and state-dict keys: checkpoints stay interchangeable
         model.to(self.device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
