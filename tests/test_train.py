@@ -252,3 +252,10 @@ def test_speed_and_memory_options_train(tiny_spec: str, tmp_path: Path) -> None:
     config = quick(tiny_spec, tmp_path / "run", epochs=1, amp="bf16", channels_last=True, grad_accum=2, activation_checkpointing=True, batch_size=8)
     result = train(config)
     assert result.final["train_loss"] > 0 and result.final["val_top1"] >= 0
+
+
+def test_checkpointing_with_compile_is_refused_with_advice() -> None:
+    from effnet.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--activation-checkpointing does not work with --compile yet"):
+        TrainConfig(compile=True, activation_checkpointing=True)

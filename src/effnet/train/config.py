@@ -131,6 +131,12 @@ class TrainConfig:
             raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.dataset == "folder" and not self.data_dir:
             raise ValueError("dataset 'folder' needs --data-dir pointing at train/CLASS/*.jpg (and val/CLASS/*.jpg)")
+        if self.compile and self.activation_checkpointing:
+            # the recompute keeps BN statistics frozen through a checkpoint context_fn, which torch.compile cannot trace
+            raise ValueError(
+                "--activation-checkpointing does not work with --compile yet; drop one "
+                "(--memory-efficient-ops with --compile is the compiled way to save activation memory)"
+            )
 
     # -- I/O -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
