@@ -1,0 +1,16 @@
+"""Scaling experiments: the α/β/γ grid search (step 1 of compound scaling) and the paper's scaling study.
+
+- `effnet.study.grid`: enumerate (α, β, γ) under α·β²·γ² ≈ 2, scale a baseline with φ = 1,
+  train every candidate for a fixed proxy budget and rank them (`effnet grid-search`).
+- `effnet.study.scaling_study`: width, depth and resolution scaled alone (paper Fig. 3), width
+  at several (depth, resolution) settings (Fig. 4) and single-dimension against compound scaling
+  at matched MACs (Table 3), over several seeds with confidence intervals (`effnet study scaling`).
+- `effnet.study.training`: the candidate evaluator both use (one proxy training run).
+- `effnet.study.report`: the Markdown report and PNG plots.
+"""
+
+from effnet.study.grid import GridCandidate, GridResult, grid_candidates, grid_search
+from effnet.study.stats import mean_ci, paired_difference
+from effnet.study.training import evaluate_candidate
+
+__all__ = ["GridCandidate", "GridResult", "evaluate_candidate", "grid_candidates", "grid_search", "mean_ci", "paired_difference"]

@@ -1,0 +1,487 @@
+"""`effnet study scaling`: the paper's scaling experiments, small, with seeds and confidence intervals.
+
+Three parts, all trained with the same proxy budget (`effnet.study.training.evaluate_candidate`):
+
+(a) width, depth and resolution scaled alone: accuracy against MACs (paper Figure 3);
+(b) width scaled at several (depth, resolution) settings (Figure 4);
+(c) single-dimension against compound scaling at matched MACs (Table 3's rows): for each target
+    (a multiple of the baseline's MACs) the width-only, depth-only and resolution-only
+    multipliers and the compound φ that land on it (`effnet.scaling.scale_to_macs`).
+
+Every network is trained once per seed (networks that appear in several parts are shared);
+accuracies are reported as mean ± the 95% Student-t interval over seeds, and compound is
+compared with each single dimension by the paired difference over seeds (a seed fixes the
+synthetic images, the data order and the initial draw for every network alike).
+Results are stored after every training run (`trials.json`), so `--resume` continues a killed study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effnet.scaling import ALPHA, BETA, GAMMA, scale
+from effnet.spec import NetSpec, SpecError
+from effnet.study.stats import Interval, mean_ci, paired_difference
+from effnet.study.training import evaluate_candidate
+
+DIMENSIONS = ("width", "depth", "resolution")
+PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """What a study scales and how long it trains each network."""
+
+    name: str
+    description: str
+    model: str  # the named model the baseline is derived from
+    base_width: float  # the baseline = scale(model, width, depth, image_size)
+    base_depth: float
+    base_resolution: int
+    num_classes: int  # synthetic task classes (other datasets bring their own)
+    train: dict[str, Any]  # TrainConfig options of every run (on top of the "proxy" preset)
+    seeds: int
+    width: tuple[float, ...]  # (a): multipliers besides 1.0
+    depth: tuple[float, ...]
+    resolution: tuple[float, ...]
+    fig4_settings: tuple[tuple[float, float], ...]  # (b): (depth, resolution) settings ...
+    fig4_widths: tuple[float, ...]  # ... at each of which width takes these values
+    targets: tuple[float, ...]  # (c): MACs targets as multiples of the baseline's
+    workers: int = 2
+
+
+PRESETS: dict[str, StudyPreset] = {
+    # 2 CPU cores, under 30 minutes. B0 at half width and 3/4 depth at 64 px (half the synthetic task's native
+    # 128 px): at 4x its MACs, width-only, depth-only, resolution-only (128 px) and compound all land within 2% of
+    # the target, which smaller baselines (32 px, half depth) do not allow: there one more pixel or one more block
+    # per stage jumps MACs by 10-300%. The matched single-dimension networks also end the Figure 3 curves.
+    "mini": StudyPreset(
+        name="mini",
+        description="2 CPU cores, < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 synthetic classes, 4 epochs x 500 images, 3 seeds",
+        model="efficientnet_b0",
+        base_width=0.5,
+        base_depth=0.75,
+        base_resolution=64,
+        num_classes=4,
+        # 10 distinct networks x 3 seeds = 30 runs; measured ~30-80 ms per image on a busy 2-core machine, so
+        # each run sees 2000 training images (batch 16: 125 steps) and 300 validation images
+        train={"epochs": 4, "train_samples": 500, "val_samples": 300, "batch_size": 16},
+        seeds=3,
+        width=(1.4,),
+        depth=(2.0,),
+        resolution=(1.3,),
+        fig4_settings=((1.0, 1.0), (2.0, 1.3)),
+        fig4_widths=(1.0, 1.4),
+        targets=(4.0,),
+    ),
+    # a many-core CPU or a GPU for an hour or so; at 96 px the matched rows land within ~1% of 4x and 8x
+    "small": StudyPreset(
+        name="small",
+        description="many CPU cores or one GPU, ~1 h: B0 x0.5 width at 96 px on 10 synthetic classes, 10 epochs x 4000 images, 5 seeds",
+        model="efficientnet_b0",
+        base_width=0.5,
+        base_depth=1.0,
+        base_resolution=96,
+        num_classes=10,
+        train={"epochs": 10, "train_samples": 4000, "val_samples": 1000, "batch_size": 64},
+        seeds=5,
+        width=(1.4, 2.0),
+        depth=(2.0, 3.0),
+        resolution=(1.3, 1.6),
+        fig4_settings=((1.0, 1.0), (2.0, 1.0), (1.0, 1.3), (2.0, 1.3)),
+        fig4_widths=(1.0, 1.4, 2.0),
+        targets=(4.0, 8.0),
+    ),
+    # GPUs: the full-size B0 at 96 px (at 112 or 128 px some matched rows miss 4x or 8x by 5-7%)
+    "gpu": StudyPreset(
+        name="gpu",
+        description="GPU(s), hours: B0 at 96 px on 20 synthetic classes, 30 epochs x 20000 images, 5 seeds",
+        model="efficientnet_b0",
+        base_width=1.0,
+        base_depth=1.0,
+        base_resolution=96,
+        num_classes=20,
+        train={"epochs": 30, "train_samples": 20000, "val_samples": 4000, "batch_size": 128, "workers": 4},
+        seeds=5,
+        width=(1.4, 2.0, 2.6, 3.8),
+        depth=(2.0, 3.0, 4.0, 6.0),
+        resolution=(1.3, 1.7, 2.0, 2.5),
+        fig4_settings=((1.0, 1.0), (2.0, 1.0), (1.0, 1.3), (2.0, 1.3)),
+        fig4_widths=(1.0, 1.4, 2.0, 2.6),
+        targets=(4.0, 8.0),
+        workers=1,
+    ),
+}
+
+
+@dataclass
+class Point:
+    """One network of the study, in one part: how it was scaled from the baseline and its results."""
+
+    part: str  # "baseline", "width", "depth", "resolution", "fig4", "matched"
+    label: str
+    spec: NetSpec = field(repr=False)
+    depth: float = 1.0
+    width: float = 1.0
+    resolution: float = 1.0
+    phi: float | None = None
+    target_macs: int | None = None
+    macs: int = 0
+    params: int = 0
+    scores: dict[int, float] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identifies the network (not the part): networks shared between parts are trained once per seed."""
+        data = self.spec.to_dict()
+        data.pop("name", None)
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def accuracy(self) -> Interval | None:
+        return mean_ci(list(self.scores.values())) if self.scores else None
+
+    def to_dict(self) -> dict[str, Any]:
+        acc = self.accuracy
+        return {
+            "part": self.part,
+            "label": self.label,
+            "key": self.key,
+            "spec": self.spec.to_dict(),
+            "depth": self.depth,
+            "width": self.width,
+            "resolution": self.resolution,
+            "phi": self.phi,
+            "target_macs": self.target_macs,
+            "macs": self.macs,
+            "params": self.params,
+            "scores": {str(k): v for k, v in sorted(self.scores.items())},
+            "errors": {str(k): v for k, v in sorted(self.errors.items())},
+            "accuracy": acc.to_dict() if acc else None,
+        }
+
+
+@dataclass
+class StudyResult:
+    """Everything the report needs: the points of each part, the baseline and how the run went."""
+
+    preset: StudyPreset
+    baseline: NetSpec
+    points: list[Point]
+    seeds: list[int]
+    alpha: float
+    beta: float
+    gamma: float
+    dataset: str
+    wall_seconds: float = 0.0  # of this invocation
+    machine: dict[str, Any] = field(default_factory=dict)  # this invocation: CPUs, workers, CPU time, busy share
+    runs: list[dict[str, Any]] = field(default_factory=list)  # every invocation (a resumed study has several), this one last
+    train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig options every network was trained with (preset + overrides)
+
+    def part(self, name: str) -> list[Point]:
+        return [p for p in self.points if p.part == name]
+
+    @property
+    def baseline_point(self) -> Point:
+        return self.part("baseline")[0]
+
+    def matched_rows(self) -> list[dict[str, Any]]:
+        """Table 3: per target, each single dimension and compound, with compound's paired advantage over it."""
+        rows = []
+        base = self.baseline_point
+        for target in sorted({p.target_macs for p in self.part("matched") if p.target_macs}):
+            group = [p for p in self.part("matched") if p.target_macs == target]
+            comp = next((p for p in group if p.label == "compound"), None)
+            for p in [base, *group]:
+                row: dict[str, Any] = {"target_macs": target, "point": p}
+                row["macs_error"] = (p.macs - target) / target if p is not base else None
+                if comp is not None and p is not comp and comp.scores and p.scores:
+                    row["compound_minus"] = paired_difference(comp.scores, p.scores)
+                rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for row in self.matched_rows():
+            diff = row.get("compound_minus")
+            rows.append(
+                {
+                    "target_macs": row["target_macs"],
+                    "label": row["point"].label,
+                    "key": row["point"].key,
+                    "macs": row["point"].macs,
+                    "macs_error": row["macs_error"],
+                    "compound_minus": diff.to_dict() if diff else None,
+                }
+            )
+        return {
+            "preset": asdict(self.preset),
+            "baseline": self.baseline.to_dict(),
+            "seeds": self.seeds,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "dataset": self.dataset,
+            "wall_seconds": self.wall_seconds,
+            "machine": self.machine,
+            "runs": self.runs,
+            "train": self.train,
+            "points": [p.to_dict() for p in self.points],
+            "table3": rows,
+        }
+
+
+def baseline_of(preset: StudyPreset, spec: NetSpec | None = None, num_classes: int | None = None) -> NetSpec:
+    """The study's baseline: `spec` as given, or the preset's named model scaled down; classifier sized for the task."""
+    from effnet.zoo import get_spec
+
+    if spec is None:
+        spec = scale(
+            get_spec(preset.model),
+            width=preset.base_width,
+            depth=preset.base_depth,
+            image_size=preset.base_resolution,
+            name=f"{preset.model}-w{preset.base_width:g}-d{preset.base_depth:g}-{preset.base_resolution}px",
+        )
+    return spec.replace(num_classes=num_classes) if num_classes else spec
+
+
+def _macs(spec: NetSpec) -> tuple[int, int]:
+    from effnet.profile import profile_spec
+
+    p = profile_spec(spec)
+    return p.macs, p.params
+
+
+def plan(
+    preset: StudyPreset,
+    baseline: NetSpec,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    targets: Sequence[float] | None = None,
+    parts: Sequence[str] = PARTS,
+) -> list[Point]:
+    """The networks of the chosen parts (before training): specs, multipliers and analytic MACs; the baseline always."""
+    from effnet.scaling import scale_to_macs
+
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        raise ValueError(f"unknown part(s) {unknown or parts}; choose from {', '.join(PARTS)} (Figure 3, Figure 4, Table 3)")
+    points = [Point("baseline", "baseline", baseline)]
+    for dim in DIMENSIONS if "fig3" in parts else ():  # (a) one dimension at a time
+        for m in getattr(preset, dim):
+            points.append(Point(dim, f"{dim} x{m:g}", scale(baseline, **{dim: m}), **{dim: m}))
+    for d, r in preset.fig4_settings if "fig4" in parts else ():  # (b) width at fixed (depth, resolution)
+        for w in preset.fig4_widths:
+            points.append(Point("fig4", f"d={d:g}, r={r:g}, w={w:g}", scale(baseline, depth=d, width=w, resolution=r), depth=d, width=w, resolution=r))
+    base_macs, _ = _macs(baseline)
+    for factor in (targets if targets is not None else preset.targets) if "table3" in parts else ():  # (c) matched MACs
+        if not factor > 1:
+            raise ValueError(
+                f"MACs target x{factor:g} is not above the baseline's {base_macs / 1e6:.2f}M MACs: scaling up a dimension cannot reach it; "
+                "give targets > 1 (multiples of the baseline's MACs)"
+            )
+        target = int(round(factor * base_macs))
+        for dim in DIMENSIONS:
+            spec, m = scale_to_macs(baseline, target, dimension=dim)
+            points.append(Point("matched", f"{dim} only", spec, target_macs=target, **{dim: float(m)}))
+        spec, phi = scale_to_macs(baseline, target, dimension="compound", alpha=alpha, beta=beta, gamma=gamma)
+        points.append(Point("matched", "compound", spec, depth=alpha**phi, width=beta**phi, resolution=gamma**phi, phi=float(phi), target_macs=target))
+    for p in points:
+        p.macs, p.params = _macs(p.spec)
+    return points
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat (0, 0 where there is none)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds used by this process and its finished children (the worker processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_study(
+    preset: StudyPreset,
+    *,
+    out_dir: str | Path,
+    baseline_spec: NetSpec | None = None,
+    dataset: str = "synthetic",
+    data_dir: str = "",
+    seeds: int | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads_per_worker: int | None = None,
+    train: dict[str, Any] | None = None,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+    targets: Sequence[float] | None = None,
+    parts: Sequence[str] = PARTS,
+    resume: bool = False,
+    evaluate: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> StudyResult:
+    """Run (or resume) the study of `preset` into `out_dir`: trials.json, study.json, report.md and PNG plots."""
+    from effnet.study.report import write_report
+    from effnet.trials import TrialsError, TrialStore, run_trials
+
+    started = time.perf_counter()
+    cpu0, busy0 = _own_cpu_seconds(), _cpu_times()
+    product = alpha * beta**2 * gamma**2
+    if abs(product - 2.0) > 0.1:
+        message = f"alpha * beta^2 * gamma^2 = {product:.3f} is far from 2: compound scaling then does not double MACs per unit phi"
+        warnings.warn(message, stacklevel=2)
+        if log:
+            log(f"warning: {message}")
+    n_seeds = preset.seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+    seed_list = list(range(n_seeds))
+    train_options = {**preset.train, **(train or {})}
+    if dataset != "synthetic":
+        train_options.update(dataset=dataset, data_dir=data_dir)
+        if dataset == "folder" and not data_dir:
+            raise ValueError("--dataset folder needs --data-dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
+        num_classes = train_options.get("num_classes") or _classes_of(dataset, data_dir)
+    else:
+        num_classes = train_options.setdefault("num_classes", preset.num_classes)
+    baseline = baseline_of(preset, baseline_spec, num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constraint was checked (and warned about) once above
+        points = plan(preset, baseline, alpha, beta, gamma, targets, parts)
+
+    out_dir = Path(out_dir)
+    state = out_dir / "trials.json"
+    if state.exists() and not resume:
+        raise TrialsError(f"{out_dir} already holds a study ({state}); pass --resume to continue it or choose another --out-dir")
+    identity = {
+        "study": "scaling",
+        "preset": preset.name,
+        "baseline": baseline.to_dict(),
+        "train": train_options,
+        "alpha": alpha,
+        "beta": beta,
+        "gamma": gamma,
+        "evaluator": f"{evaluate.__module__}.{evaluate.__qualname__}",
+    }
+    store = TrialStore(out_dir, identity)
+    unique: dict[str, Point] = {}
+    for p in points:
+        unique.setdefault(p.key, p)
+    # biggest networks first: a pool then ends with short runs instead of one long straggler
+    order = sorted(unique.values(), key=lambda p: -p.macs)
+    items = [(f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label}) for s in seed_list for p in order]
+    if log:
+        log(
+            f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
+            f"{len(points)} points, {len(unique)} distinct networks x {n_seeds} seeds = {len(items)} training runs"
+            + (f" ({sum(1 for k, _ in items if k in store)} already done)" if len(store) else "")
+        )
+        for p in points:
+            if p.part == "matched":
+                log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
+    run_workers = workers if workers is not None else preset.workers
+    already = {k for k, _ in items if k in store}
+    trials = run_trials(
+        evaluate,
+        items,
+        workers=run_workers,
+        ray_address=ray_address,
+        store=store,
+        threads_per_worker=threads_per_worker,
+        progress="study" if progress else None,
+    )
+    by_key = {t.key: t for t in trials}
+    for p in points:
+        for s in seed_list:
+            trial = by_key[f"{p.key}-seed{s}"]
+            if trial.ok and "top1" in trial.result:
+                p.scores[s] = float(trial.result["top1"])
+                p.macs = int(trial.result.get("macs", p.macs))
+                p.params = int(trial.result.get("params", p.params))
+            else:
+                p.errors[s] = trial.error or "the evaluator returned no 'top1'"
+    busy1 = _cpu_times()
+    wall = time.perf_counter() - started
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "workers": run_workers,
+        "own_cpu_seconds": round(_own_cpu_seconds() - cpu0, 1),
+        "machine_busy_share": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3) if busy1[1] > busy0[1] else None,
+        "runs_trained_now": len(items) - len(already),
+        "runs_resumed": len(already),
+        "training_seconds_sum": round(sum(t.seconds for t in trials), 1),
+    }
+    runs = _previous_runs(out_dir) if resume else []
+    # a resume that trained nothing (the report regenerated) is not an invocation worth listing
+    if machine["runs_trained_now"] or not runs:
+        runs.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": round(wall, 1), **machine})
+    result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options)
+    write_report(result, out_dir)
+    return result
+
+
+def _classes_of(dataset: str, data_dir: str) -> int | None:
+    """Classes of a real dataset, so that MACs are matched with the classifier the trained networks will have."""
+    if dataset in ("cifar10", "cifar100"):
+        return 10 if dataset == "cifar10" else 100
+    if dataset == "folder":
+        from effnet.data.folders import image_folder_splits
+
+        train, _ = image_folder_splits(data_dir)
+        return len(train.classes)
+    return None
+
+
+def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:
+    """The invocation records of an earlier study.json in `out_dir` (so a resumed study's report keeps the first run's timing)."""
+    try:
+        data = json.loads((out_dir / "study.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    if isinstance(data.get("runs"), list):
+        return [run for run in data["runs"] if run.get("runs_trained_now", 1)]
+    if "wall_seconds" in data:  # written before invocation records existed: one run
+        return [{"wall_seconds": data["wall_seconds"], **data.get("machine", {})}]
+    return []
+
+
+def load_spec_argument(text: str) -> NetSpec:
+    """A baseline given on the command line: a model name, a spec file (JSON or block string) or a block string."""
+    from effnet.zoo import UnknownModelError, get_spec
+
+    path = Path(text)
+    if path.is_file():
+        return NetSpec.load(path)
+    if "_r" in text and "_c" in text:
+        return NetSpec.from_string(text)
+    try:
+        return get_spec(text)
+    except UnknownModelError as err:
+        if path.suffix in (".json", ".txt", ".spec"):
+            raise FileNotFoundError(f"spec file {text} does not exist") from None
+        raise SpecError(f"{text!r} is neither a spec file, a block string nor a model name: {err}") from None

@@ -1,0 +1,209 @@
+"""The scaling study: t-intervals against a hand computation, matched MACs, the report, resume, bad input, one real training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import pytest
+
+from effnet.profile import profile_spec
+from effnet.spec import NetSpec
+from effnet.study.scaling_study import PRESETS, baseline_of, plan, run_study
+from effnet.study.stats import _t_quantile_bisect, mean_ci, paired_difference, t_quantile
+from effnet.study.training import evaluate_candidate
+from effnet.trials import TrialsError
+
+TINY = dataclasses.replace(
+    PRESETS["mini"],
+    name="tiny",
+    seeds=2,
+    width=(1.4,),
+    depth=(2.0,),
+    resolution=(1.3,),
+    fig4_settings=((1.0, 1.0), (2.0, 1.3)),
+    fig4_widths=(1.0, 1.4),
+    targets=(4.0,),
+)
+
+
+def fake_training(params: dict) -> dict:
+    """Accuracy a known function of the network: log of its MACs, plus a seed offset (module-level for worker processes)."""
+    spec = NetSpec.from_dict(params["spec"])
+    macs = profile_spec(spec).macs
+    log = params["train"].get("log")
+    if log:
+        with open(log, "a") as handle:
+            handle.write(f"{params['label']}|{params['seed']}\n")
+    return {"top1": 10 * math.log(macs / 1e6) + params["seed"], "macs": macs, "params": profile_spec(spec).params}
+
+
+def test_t_interval_matches_a_hand_computation():
+    # values 50, 53, 56: mean 53, sample std 3, t(0.975, 2 dof) = 4.302653 -> half width 4.302653 * 3 / sqrt(3) = 7.452417
+    ci = mean_ci([50.0, 53.0, 56.0])
+    assert ci.mean == 53.0 and ci.std == pytest.approx(3.0) and ci.n == 3
+    assert ci.half_width == pytest.approx(7.452417, abs=1e-5)
+    assert (ci.low, ci.high) == pytest.approx((45.547583, 60.452417), abs=1e-5)
+    assert ci.text(1) == "53.0 ± 7.5"
+    # the t quantiles from tables, with and without scipy
+    for dof, value in ((1, 12.706205), (2, 4.302653), (4, 2.776445), (9, 2.262157), (29, 2.045230)):
+        assert t_quantile(0.975, dof) == pytest.approx(value, abs=1e-5)
+        assert _t_quantile_bisect(0.975, dof) == pytest.approx(value, abs=1e-5)
+    one = mean_ci([42.0])
+    assert one.mean == 42.0 and math.isnan(one.half_width) and one.text() == "42.0"
+    # paired: differences 2, 4, 3 (seed 3 only in one of them, left out): mean 3, std 1, half 4.302653 / sqrt(3)
+    diff = paired_difference({0: 52.0, 1: 55.0, 2: 50.0, 3: 99.0}, {0: 50.0, 1: 51.0, 2: 47.0})
+    assert (diff.mean, diff.n) == (3.0, 3) and diff.half_width == pytest.approx(4.302653 / math.sqrt(3), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mini", "small", "gpu"])
+def test_matched_macs_rows_really_match(name):
+    preset = PRESETS[name]
+    baseline = baseline_of(preset, None, preset.num_classes)
+    points = plan(preset, baseline)
+    base = profile_spec(baseline).macs
+    matched = [p for p in points if p.part == "matched"]
+    assert {p.label for p in matched} == {"width only", "depth only", "resolution only", "compound"}
+    for p in matched:
+        assert p.macs == profile_spec(p.spec).macs
+        assert abs(p.macs - p.target_macs) / p.target_macs < 0.03, (p.label, p.macs / base)
+        # and each single-dimension row changed only its own dimension
+        if p.label == "width only":
+            assert p.spec.resolution == baseline.resolution and [s.repeats for s in p.spec.stages] == [s.repeats for s in baseline.stages]
+        if p.label == "depth only":
+            assert p.spec.resolution == baseline.resolution and p.spec.stem_channels == baseline.stem_channels
+        if p.label == "resolution only":
+            assert p.spec.stages == baseline.stages and p.spec.resolution > baseline.resolution
+        if p.label == "compound":
+            assert p.spec.resolution > baseline.resolution and p.spec.stem_channels > baseline.stem_channels and p.phi > 0
+    assert {round(p.target_macs / base, 3) for p in matched} == {round(t, 3) for t in preset.targets}
+
+
+def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
+    log = tmp_path / "calls.txt"
+    out = tmp_path / "study"
+    result = run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, progress=False, log=None, evaluate=fake_training)
+    unique = {p.key for p in result.points}
+    calls = log.read_text().splitlines()
+    assert len(calls) == len(unique) * 2  # networks shared between parts are trained once per seed
+    base = result.baseline_point
+    assert base.accuracy.mean == pytest.approx(10 * math.log(base.macs / 1e6) + 0.5)  # seeds 0 and 1
+    assert base.accuracy.half_width == pytest.approx(t_quantile(0.975, 1) * math.sqrt(0.5) / math.sqrt(2))
+    rows = result.matched_rows()
+    comp = next(r["point"] for r in rows if r["point"].label == "compound")
+    for row in rows:
+        if row["point"] is not comp:  # same seed offsets cancel in the paired difference: it is exact
+            diff = row["compound_minus"]
+            assert diff.mean == pytest.approx(10 * math.log(comp.macs / row["point"].macs)) and diff.half_width == pytest.approx(0, abs=1e-9)
+    report = (out / "report.md").read_text()
+    for heading in ("(a) One dimension at a time", "(b) Width at several", "(c) Single dimension against compound", "## Verdict"):
+        assert heading in report
+    assert "compound − width only" in report and "off target" in report
+    for png in ("fig3_single_dimension.png", "fig4_width_at_depth_resolution.png", "table3_matched_macs.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "study.json").read_text())
+    assert len(saved["points"]) == len(result.points) and saved["machine"]["runs_trained_now"] == len(unique) * 2
+
+    with pytest.raises(TrialsError, match="pass --resume"):
+        run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, progress=False, log=None, evaluate=fake_training)
+    again = run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
+    assert len(log.read_text().splitlines()) == len(calls)  # nothing trained twice
+    assert again.machine["runs_resumed"] == len(unique) * 2
+    assert [p.scores for p in again.points] == [p.scores for p in result.points]
+    runs = json.loads((out / "study.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["runs_trained_now"] == len(unique) * 2  # the resume trained nothing: the first run's record stays
+
+
+def test_only_the_parts_asked_for(tmp_path):
+    out = tmp_path / "study"
+    result = run_study(TINY, out_dir=out, workers=1, parts=("table3",), train={"epochs": 7}, progress=False, log=None, evaluate=fake_training)
+    assert {p.part for p in result.points} == {"baseline", "matched"}
+    report = (out / "report.md").read_text()
+    assert "(c) Single dimension against compound" in report and "(a) One dimension" not in report and "(b) Width" not in report
+    assert sorted(f.name for f in out.glob("*.png")) == ["table3_matched_macs.png"]
+    assert '"epochs": 7' in report  # the report states the budget actually used, overrides included
+    with pytest.raises(ValueError, match="unknown part"):
+        run_study(TINY, out_dir=tmp_path / "x", parts=("fig5",), progress=False, log=None, evaluate=fake_training)
+
+
+def test_bad_input_is_explained(tmp_path):
+    with pytest.raises(ValueError, match=r"target x0.5 is not above the baseline's .* MACs: scaling up a dimension cannot reach it"):
+        run_study(TINY, out_dir=tmp_path / "a", targets=(0.5,), progress=False, log=None, evaluate=fake_training)
+    lines: list[str] = []
+    with pytest.warns(UserWarning, match="far from 2"):
+        run_study(
+            dataclasses.replace(TINY, seeds=1, fig4_settings=(), targets=(2.0,)),
+            out_dir=tmp_path / "b",
+            workers=1,
+            alpha=1.5,
+            beta=1.3,
+            gamma=1.3,
+            progress=False,
+            log=lines.append,
+            evaluate=fake_training,
+        )
+    assert lines[0].startswith("warning: alpha * beta^2 * gamma^2 = 4.284 is far from 2")
+    with pytest.raises(ValueError, match="--seeds must be >= 1"):
+        run_study(TINY, out_dir=tmp_path / "c", seeds=0, progress=False, log=None, evaluate=fake_training)
+
+
+def test_one_real_training_run(tmp_path):
+    """The evaluator trains through effnet.train and reports the trained network's MACs (classifier sized for the task)."""
+    spec = NetSpec.from_string("ds_r1_k3_s1_e1_c8-ir_r1_k3_s2_e4_c16_se0.25", resolution=32, stem_channels=8, head_channels=64)
+    result = evaluate_candidate(
+        {
+            "spec": spec.to_dict(),
+            "train": {"epochs": 1, "train_samples": 64, "val_samples": 32, "batch_size": 16, "num_classes": 3},
+            "seed": 1,
+            "run_root": str(tmp_path),
+        }
+    )
+    assert 0.0 <= result["top1"] <= 100.0 and result["top1"] == result["score"]
+    trained = spec.replace(num_classes=3)
+    assert (result["macs"], result["params"]) == (profile_spec(trained).macs, profile_spec(trained).params)
+    assert result["resolution"] == 32 and result["pid"] == os.getpid()
+    assert list(tmp_path.iterdir()) == []  # the temporary run directory is removed
+
+
+def test_verdict_says_when_nothing_was_learned():
+    from effnet.study.report import verdict
+    from effnet.study.scaling_study import StudyResult
+
+    baseline = baseline_of(TINY, None, 4)
+    points = plan(dataclasses.replace(TINY, width=(), depth=(), resolution=(), fig4_settings=()), baseline)
+    for p in points:  # compound 2 points above the others on every seed: a clear, paired win
+        p.scores = {s: 27.0 + s + (2.0 if p.label == "compound" else 0.0) for s in range(3)}
+    result = StudyResult(TINY, baseline, points, [0, 1, 2], 1.2, 1.1, 1.15, "synthetic")
+    lines = verdict(result)
+    assert "compound − width only: 2.0 ± 0.0 points top-1 over 3 seeds (the 95% interval excludes 0: compound is better)" in lines[1]
+    assert lines[-1].startswith("- Caution: the best network's mean top-1 is 30.0%, within 10 points of chance (25%)")
+
+
+def test_users_dataset_and_baseline(tmp_path):
+    """--dataset folder: the classifier is sized for its classes before MACs are matched; --baseline: the user's spec as is."""
+    from PIL import Image
+
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(tmp_path / "data" / name / f"{i}.png")
+    mine = NetSpec.from_string("ds_r1_k3_s1_e1_c16-ir_r2_k3_s2_e6_c24_se0.25-ir_r2_k5_s2_e6_c40_se0.25", resolution=64, head_channels=320, name="mine")
+    result = run_study(
+        dataclasses.replace(TINY, seeds=1),
+        out_dir=tmp_path / "study",
+        baseline_spec=mine,
+        dataset="folder",
+        data_dir=str(tmp_path / "data"),
+        parts=("table3",),
+        workers=1,
+        progress=False,
+        log=None,
+        evaluate=fake_training,
+    )
+    assert result.baseline == mine.replace(num_classes=3)
+    identity = json.loads((tmp_path / "study" / "trials.json").read_text())["identity"]
+    assert identity["train"]["dataset"] == "folder" and identity["baseline"]["num_classes"] == 3
+    base = profile_spec(mine.replace(num_classes=3)).macs
+    assert {p.target_macs for p in result.part("matched")} == {round(4.0 * base)}  # 4x the 3-class baseline's MACs
