@@ -11,7 +11,7 @@ from effnet.fast import compile_cached, load_compiled, optimize, save_compiled
 from effnet.model import EfficientNet, EfficientNetFeatures, build
 from effnet.preprocessing import Preprocessing
 from effnet.profile import Profile, profile
-from effnet.scaling import compound, round_filters, round_repeats, scale
+from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi
 from effnet.spec import NetSpec, SpecError, StageSpec
 from effnet.weights import WeightsError, convert_state_dict, load_state_dict
 from effnet.zoo import UnknownModelError, get_preprocessing, get_spec, list_models
@@ -40,6 +40,8 @@ __all__ = [
     "round_filters",
     "round_repeats",
     "scale",
+    "scale_to_macs",
+    "solve_phi",
     "optimize",
     "save_compiled",
     "load_compiled",
