@@ -82,3 +82,12 @@ def test_ray_local_runtime_gives_the_same_results(tmp_path):
 def test_bad_options():
     with pytest.raises(TrialsError, match="workers must be >= 1"):
         run_trials(square, items([1]), workers=0)
+
+
+def test_in_process_threads_are_restored() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    seen = run_trials(lambda p: {"threads": torch.get_num_threads()}, [("a", {})], threads_per_worker=1, progress=None)
+    assert seen[0].result["threads"] == 1
+    assert torch.get_num_threads() == before

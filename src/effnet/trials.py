@@ -145,6 +145,22 @@ def _call(fn: Callable[[dict[str, Any]], dict[str, Any]], key: str, params: dict
         return Trial(key, params, "failed", {}, text + "\n" + "\n".join(tail), time.perf_counter() - start, index)
 
 
+@contextlib.contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Torch threads for trials run in this process, restored afterwards (later work must not inherit them)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    _set_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
@@ -205,8 +221,9 @@ def run_trials(
         if ray_address:
             _run_ray(fn, todo, workers, ray_address, threads, finished)
         elif workers == 1:
-            for key, params, index in todo:
-                finished(_call(fn, key, params, index, threads_per_worker))
+            with _threads(threads_per_worker):
+                for key, params, index in todo:
+                    finished(_call(fn, key, params, index, None))
         else:
             _run_pool(fn, todo, workers, threads, finished)
     finally:
