@@ -17,6 +17,7 @@ depth multiplier just above 1 already adds a layer to every stage, so MACs grow 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -154,6 +155,7 @@ def scale_to_macs(
         raise SpecError(f"target MACs must be > 0, got {target_macs!r}")
     scaled = _scaler(spec, dimension, alpha, beta, gamma)
 
+    @functools.cache  # the bracket ends are profiled again for the choice and the warning
     def macs(m: float) -> int:
         return profile_spec(scaled(m)).macs
 

@@ -23,7 +23,7 @@ from typing import Any
 from effnet.scaling import compound
 from effnet.spec import NetSpec, SpecError
 from effnet.study.stats import Interval, mean_ci
-from effnet.study.training import evaluate_candidate
+from effnet.study.training import evaluate_candidate, record_result
 
 CONSTRAINT = 2.0  # α·β²·γ²: MACs double per unit φ (MACs grow as d·w²·r²)
 
@@ -266,13 +266,7 @@ def grid_search(
     by_key = {t.key: t for t in trials}
     for c in candidates:
         for seed in seeds:
-            trial = by_key[_key(c.alpha, c.beta, c.gamma, int(seed))]
-            if trial.ok and "top1" in trial.result:
-                c.scores[int(seed)] = float(trial.result["top1"])
-                c.macs = int(trial.result.get("macs", c.macs))
-                c.params = int(trial.result.get("params", c.params))
-            else:
-                c.errors[int(seed)] = trial.error or "the evaluator returned no 'top1'"
+            record_result(c, int(seed), by_key[_key(c.alpha, c.beta, c.gamma, int(seed))])
     ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
     result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct)
     if out_dir is not None:

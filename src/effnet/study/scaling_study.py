@@ -32,7 +32,7 @@ from typing import Any
 from effnet.scaling import ALPHA, BETA, GAMMA, scale
 from effnet.spec import NetSpec, SpecError
 from effnet.study.stats import Interval, mean_ci, paired_difference
-from effnet.study.training import evaluate_candidate
+from effnet.study.training import evaluate_candidate, record_result
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
@@ -417,13 +417,7 @@ def run_study(
     by_key = {t.key: t for t in trials}
     for p in points:
         for s in seed_list:
-            trial = by_key[f"{p.key}-seed{s}"]
-            if trial.ok and "top1" in trial.result:
-                p.scores[s] = float(trial.result["top1"])
-                p.macs = int(trial.result.get("macs", p.macs))
-                p.params = int(trial.result.get("params", p.params))
-            else:
-                p.errors[s] = trial.error or "the evaluator returned no 'top1'"
+            record_result(p, s, by_key[f"{p.key}-seed{s}"])
     busy1 = _cpu_times()
     wall = time.perf_counter() - started
     machine = {

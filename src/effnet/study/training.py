@@ -30,6 +30,20 @@ def train_config(spec_file: str | Path, train: dict[str, Any], seed: int, out_di
     return preset(preset_name, **values)
 
 
+def record_result(network: Any, seed: int, trial: Any) -> None:
+    """Put one seed's finished trial on a grid candidate or study point: its top-1, or why it failed.
+
+    The trained network's measured MACs and params replace the planned ones (the classifier is
+    sized for the task).
+    """
+    if trial.ok and "top1" in trial.result:
+        network.scores[seed] = float(trial.result["top1"])
+        network.macs = int(trial.result.get("macs", network.macs))
+        network.params = int(trial.result.get("params", network.params))
+    else:
+        network.errors[seed] = trial.error or "the evaluator returned no 'top1'"
+
+
 def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
     """Train `params["spec"]` (a NetSpec dict) and return its accuracy, MACs, params and seconds.
 
