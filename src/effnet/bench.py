@@ -50,15 +50,20 @@ REPORT_NAME = "bench"  # run_all's bench.json / bench.md / bench.png
 TRAIN_CONFIGS = (
     "effnet",
     "effnet+lean",
+    "effnet+alloc",
+    "effnet+lean+alloc",
     "effnet+ckpt",
-    "effnet+lean+ckpt",
+    "effnet+lean+ckpt+alloc",
     "effnet+compile",
     "effnet+lean+compile",
     "timm",
+    "timm+alloc",
     "timm+compile",
+    "timm+compile+alloc",
     "torchvision",
     "torchvision+compile",
 )
+TRAIN_OPTIONS = ("lean", "ckpt", "compile", "budget", "alloc")
 RESULT_PREFIX = "EFFNET_BENCH_RESULT "  # marks a worker's JSON line on stdout
 WORKER_TIMEOUT_S = 1800.0
 SAMPLE_INTERVAL_S = 0.005
@@ -370,23 +375,24 @@ class TrainConfig:
     ckpt: bool = False  # effnet only: per-stage activation checkpointing
     compile: bool = False
     budget: bool = False  # torch.compile's activation memory budget (the partitioner recomputes more in backward)
+    alloc: bool = False  # any library: effnet.allocator.tune_cpu_allocator() before anything is allocated (CPU)
 
     @property
     def key(self) -> str:
-        options = (("lean", self.lean), ("ckpt", self.ckpt), ("compile", self.compile), ("budget", self.budget))
+        options = (("lean", self.lean), ("ckpt", self.ckpt), ("compile", self.compile), ("budget", self.budget), ("alloc", self.alloc))
         return self.library + "".join(f"+{o}" for o, on in options if on)
 
     @classmethod
     def parse(cls, key: str) -> TrainConfig:
         library, *options = key.split("+")
-        bad = [o for o in options if o not in ("lean", "ckpt", "compile", "budget")]
+        bad = [o for o in options if o not in TRAIN_OPTIONS]
         if library not in LIBRARIES or bad or len(set(options)) != len(options):
-            raise ValueError(f"bad training configuration {key!r}; expected LIBRARY[+lean][+ckpt][+compile[+budget]] with LIBRARY in {LIBRARIES}")
+            raise ValueError(f"bad training configuration {key!r}; expected LIBRARY[+lean][+ckpt][+compile[+budget]][+alloc] with LIBRARY in {LIBRARIES}")
         if library != "effnet" and ({"lean", "ckpt"} & set(options)):
             raise ValueError(f"{key!r}: lean ops and checkpointing are effnet options")
         if "budget" in options and "compile" not in options:
             raise ValueError(f"{key!r}: +budget is a torch.compile setting; add +compile")
-        return cls(library, "lean" in options, "ckpt" in options, "compile" in options, "budget" in options)
+        return cls(library, *(option in options for option in TRAIN_OPTIONS))
 
 
 def run_train_bench(
@@ -467,6 +473,11 @@ def _train_worker(argv: Sequence[str]) -> dict[str, Any]:
     config = TrainConfig.parse(key)
     batch_size, resolution, threads, warmup, steps = int(batch_size), int(resolution), int(threads), int(warmup), int(steps)
     dev = torch.device(device)
+    allocator = None
+    if config.alloc and dev.type == "cpu":  # first: PyTorch reads THP_MEM_ALLOC_ENABLE at its first allocation
+        from effnet.allocator import tune_cpu_allocator
+
+        allocator = tune_cpu_allocator().describe()
     amp_dtype = _amp_dtype(None if amp == "none" else amp, dev)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -528,6 +539,7 @@ def _train_worker(argv: Sequence[str]) -> dict[str, Any]:
         "params": sum(p.numel() for p in model.parameters()),
         "first_loss": losses[0],
         "last_loss": losses[-1],
+        "allocator": allocator,
     }
 
 
@@ -786,9 +798,11 @@ def _format_train(train: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "+lean: effnet.nn.efficient.use_memory_efficient_ops (BN+activation and the SE gate recomputed in backward); "
-        "+ckpt: per-stage activation checkpointing; +compile: torch.compile(model); +budget: with torch._functorch.config.activation_memory_budget "
-        f"= {ACTIVATION_MEMORY_BUDGET}. Each library keeps its default dropout / drop path "
+        "+lean: effnet.nn.efficient.use_memory_efficient_ops (BN+activation, the SE gate and the inputs of the depthwise and project "
+        "convs recomputed in backward); +ckpt: per-stage activation checkpointing; +compile: torch.compile(model); "
+        "+budget: with torch._functorch.config.activation_memory_budget "
+        f"= {ACTIVATION_MEMORY_BUDGET}; +alloc (any library): effnet.allocator.tune_cpu_allocator() first in the process "
+        "(tensors of 4 MiB or more on transparent huge pages, unmapped when freed). Each library keeps its default dropout / drop path "
         "(effnet and torchvision 0.2 / 0.2, timm 0 / 0). First step includes compiling.",
         "",
     ]

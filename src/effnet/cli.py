@@ -610,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-configs",
         nargs="*",
         metavar="CFG",
-        help="--full: training configurations, LIBRARY[+lean][+ckpt][+compile] (default: all ten; empty: skip training)",
+        help="--full: training configurations, LIBRARY[+lean][+ckpt][+compile[+budget]][+alloc] "
+        "(default: effnet, timm and torchvision with and without each option; empty: skip training)",
     )
     p.add_argument("--train-batch-size", type=_positive_int, default=32, metavar="N", help="--full: images per training step")
     p.add_argument("--train-steps", type=_positive_int, default=4, metavar="N", help="--full: timed training steps per configuration")

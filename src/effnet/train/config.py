@@ -103,7 +103,11 @@ class TrainConfig:
     channels_last: bool = _f(False, "channels-last memory format (faster on most hardware)")
     compile: bool = _f(False, "torch.compile the model")
     activation_checkpointing: bool = _f(False, "recompute each stage's activations in backward (less memory, more compute)")
-    memory_efficient_ops: bool = _f(False, "lean ops: BN+activation and the SE gate recompute in backward instead of keeping activations (less memory)")
+    memory_efficient_ops: bool = _f(
+        False,
+        "lean ops: activations rebuilt in backward from the conv outputs instead of kept (about a third of the activation memory); "
+        "on CPU also tunes the allocator so that freed memory goes back to the OS (effnet.allocator)",
+    )
     sync_bn: bool = _f(False, "synchronise BatchNorm statistics across processes (torchrun)")
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     # bookkeeping
