@@ -31,6 +31,7 @@ from effnet.fast import (
     fold_batchnorm,
     load_compiled,
     optimize,
+    squeeze_excite_as_matmul,
     strip_regularisation,
 )
 from effnet.nn.efficient import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
@@ -85,6 +86,16 @@ def test_optimize_b0_gives_the_plain_logits():
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch's oneDNN backend")
+def test_matmul_squeeze_excite_gives_the_conv_numbers():
+    model = _b0().eval()
+    fast = copy.deepcopy(model)
+    assert squeeze_excite_as_matmul(fast) == 16  # every MBConv of B0 has SE
+    assert list(fast.state_dict()) == list(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-5, rtol=1e-5)
+
+
 def test_fused_conv_activation_gives_the_same_outputs():
     model = randomize_bn(effnet.build(TINY, num_classes=5, activation="relu6"))
     x = torch.randn(2, 3, 32, 32)
