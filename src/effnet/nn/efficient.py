@@ -94,8 +94,8 @@ class _Scratch(threading.local):
     Why: every rebuilt activation lives only inside one backward function (the ATen backward
     kernel it feeds returns new tensors), so one buffer per dtype and device, grown to the
     largest one, serves them all in turn; a fresh tensor per recomputation costs page faults
-    when freed memory goes back to the OS (`effnet.allocator`). Dropped at every lean
-    forward, so it never adds to the forward's peak.
+    when freed memory goes back to the OS (`effnet.allocator`). Dropped by the next forward
+    of any lean module (training or eval), so it never adds to a forward's peak.
     """
 
     def __init__(self) -> None:
@@ -314,7 +314,6 @@ def swish(x: torch.Tensor) -> torch.Tensor:
 
 def bn_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: str) -> torch.Tensor:
     """``act(bn(x))`` for a BatchNorm in training mode, through `BnActFunction` (running statistics updated as by ``bn(x)``)."""
-    _scratch.buffers.clear()  # forward: the backward's scratch is not needed until the next backward
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
@@ -348,9 +347,17 @@ class LeanConvBnAct(ConvBnAct):
     act_kind = "swish"  # set per instance by use_memory_efficient_ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            self._release_scratch()
         if not torch.jit.is_scripting() and not torch.jit.is_tracing() and self.training and torch.is_grad_enabled():
             return self._lean(x)
         return self.act(self.bn(self.conv(x)))
+
+    @torch.jit.unused
+    def _release_scratch(self) -> None:
+        """Any forward (training or eval) frees the last backward's scratch buffer: not needed until the next backward."""
+        if _scratch.buffers and not torch.compiler.is_compiling():
+            _scratch.buffers.clear()
 
     @torch.jit.unused
     def _lean(self, x: torch.Tensor) -> torch.Tensor:
