@@ -56,7 +56,7 @@ class AllocatorSettings:
         return f"CPU allocator left as it is: {self.reason}"
 
 
-_settings: AllocatorSettings | None = None
+_huge_pages: tuple[bool, str] | None = None  # the once-per-process check: (in use, why not)
 
 
 def tune_cpu_allocator(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> AllocatorSettings:
@@ -64,32 +64,15 @@ def tune_cpu_allocator(mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> AllocatorS
 
     Call it before the process allocates tensors (first thing in a training script), or start
     Python with ``THP_MEM_ALLOC_ENABLE=1`` in the environment. On anything but Linux with
-    glibc and transparent huge pages it changes nothing and says why.
+    glibc and transparent huge pages it changes nothing and says why. The huge-page check
+    runs once per process; the threshold is set on every call.
     """
-    global _settings
-    if _settings is not None:
-        return _settings
-    _settings = _tune(mmap_threshold)
-    return _settings
-
-
-def _tune(mmap_threshold: int) -> AllocatorSettings:
-    if not sys.platform.startswith("linux"):
-        return AllocatorSettings(False, None, f"only Linux with glibc is supported, not {sys.platform}")
-    try:
-        mode = _THP_SETTING.read_text()
-    except OSError:
-        return AllocatorSettings(False, None, f"{_THP_SETTING} is not readable: no transparent huge pages")
-    if "[never]" in mode:
-        return AllocatorSettings(False, None, f"transparent huge pages are off ({_THP_SETTING}: {mode.strip()})")
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-    if not _huge_pages_in_use():
-        return AllocatorSettings(
-            False,
-            None,
-            "PyTorch is not placing tensors on huge pages (it reads THP_MEM_ALLOC_ENABLE at its first allocation): "
-            "start the process with THP_MEM_ALLOC_ENABLE=1 in the environment",
-        )
+    global _huge_pages
+    if _huge_pages is None:
+        _huge_pages = _enable_huge_pages()
+    in_use, reason = _huge_pages
+    if not in_use:
+        return AllocatorSettings(False, None, reason)
     libc_name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(libc_name)
@@ -99,6 +82,26 @@ def _tune(mmap_threshold: int) -> AllocatorSettings:
     if not ok:
         return AllocatorSettings(True, None, f"the C library ({libc_name}) has no glibc mallopt")
     return AllocatorSettings(True, mmap_threshold)
+
+
+def _enable_huge_pages() -> tuple[bool, str]:
+    """Ask PyTorch for huge pages and check that it uses them: (in use, why not)."""
+    if not sys.platform.startswith("linux"):
+        return False, f"only Linux with glibc is supported, not {sys.platform}"
+    try:
+        mode = _THP_SETTING.read_text()
+    except OSError:
+        return False, f"{_THP_SETTING} is not readable: no transparent huge pages"
+    if "[never]" in mode:
+        return False, f"transparent huge pages are off ({_THP_SETTING}: {mode.strip()})"
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    if not _huge_pages_in_use():
+        return (
+            False,
+            "PyTorch is not placing tensors on huge pages (it reads THP_MEM_ALLOC_ENABLE at its first allocation): "
+            "start the process with THP_MEM_ALLOC_ENABLE=1 in the environment",
+        )
+    return True, ""
 
 
 def _anon_huge_kb() -> int:

@@ -379,8 +379,7 @@ class TrainConfig:
 
     @property
     def key(self) -> str:
-        options = (("lean", self.lean), ("ckpt", self.ckpt), ("compile", self.compile), ("budget", self.budget), ("alloc", self.alloc))
-        return self.library + "".join(f"+{o}" for o, on in options if on)
+        return self.library + "".join(f"+{option}" for option in TRAIN_OPTIONS if getattr(self, option))
 
     @classmethod
     def parse(cls, key: str) -> TrainConfig:
@@ -392,7 +391,7 @@ class TrainConfig:
             raise ValueError(f"{key!r}: lean ops and checkpointing are effnet options")
         if "budget" in options and "compile" not in options:
             raise ValueError(f"{key!r}: +budget is a torch.compile setting; add +compile")
-        return cls(library, *(option in options for option in TRAIN_OPTIONS))
+        return cls(library, **{option: option in options for option in TRAIN_OPTIONS})
 
 
 def run_train_bench(

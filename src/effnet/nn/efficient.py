@@ -85,7 +85,7 @@ def _act_grad(grad: torch.Tensor, y: torch.Tensor, act: str, into_y: bool = Fals
 # (the BN input, the per-channel affine, the SE logits). Its consumers -- the next conv and the
 # SE gate -- keep the recipe instead of the output, so the activation is freed after forward.
 _RECIPE_ATTR = "_effnet_recipe"
-_RECOMPUTE_DTYPES = (torch.float32, torch.float64)  # under AMP the plain lean ops run (the recipe would change dtypes)
+_RECOMPUTE_DTYPES = (torch.float32, torch.float64)  # bf16/fp16 activations keep the plain lean ops: a rebuild would change dtypes
 
 
 class _Scratch(threading.local):
@@ -398,8 +398,9 @@ def use_memory_efficient_ops(model: nn.Module) -> dict[str, int]:
     """Swap the memory-lean ops into `model` in place; returns how many modules of each kind were swapped.
 
     Every ``ConvBnAct`` (any block kind) with a BatchNorm2d and a swish, ReLU, ReLU6 or no
-    activation and nothing after it (not ResNet's stem, which ends in a max pool) becomes a `LeanConvBnAct`, every ``SqueezeExcite`` a `LeanSqueezeExcite`, and
-    every other ``nn.SiLU`` a `MemoryEfficientSwish`. Parameters, buffers, state-dict keys
+    activation and nothing after it (not ResNet's stem, which ends in a max pool) becomes a
+    `LeanConvBnAct`, every ``SqueezeExcite`` a `LeanSqueezeExcite`, and every other
+    ``nn.SiLU`` a `MemoryEfficientSwish`. Parameters, buffers, state-dict keys
     and eval-mode outputs are unchanged; training gives the same gradients (to float32
     rounding) with less activation memory, at the price of recomputing BN and the
     activation in backward.

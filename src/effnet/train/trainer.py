@@ -110,15 +110,17 @@ class Trainer:
 
         self.config = config
         self.device = D.resolve_device(config.device)
-        self.dist = D.init_distributed(self.device)
-        self.out_dir = Path(config.out_dir)
-        self.main = self.dist.is_main
+        allocator = None
         if config.memory_efficient_ops and self.device.type == "cpu":
             from effnet.allocator import tune_cpu_allocator
 
-            allocator = tune_cpu_allocator()  # before data and model allocate: PyTorch reads its huge-page setting once
-            if self.main:
-                print(allocator.describe())
+            # before anything allocates (process group, data, model): PyTorch reads its huge-page setting once
+            allocator = tune_cpu_allocator()
+        self.dist = D.init_distributed(self.device)
+        self.out_dir = Path(config.out_dir)
+        self.main = self.dist.is_main
+        if allocator is not None and self.main:
+            print(allocator.describe())
         torch.manual_seed(config.seed)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
