@@ -24,6 +24,7 @@ def create_model(
     drop_path_rate: float | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | None = None,
+    head_init: str = "zeros",
     **overrides: Any,
 ) -> EfficientNet | EfficientNetFeatures:
     """Build a named variant ('efficientnet_b0' ... 'efficientnet_b7', 'efficientnet_lite0' ...).
@@ -33,7 +34,8 @@ def create_model(
     tf_compat: TF 'same' padding and BN eps 1e-3, for weights trained in TensorFlow
     (switched on automatically for weights known to need it).
     drop_rate / drop_path_rate: classifier dropout and stochastic depth; default the variant's.
-    num_classes != 1000 with pretrained weights keeps the backbone and starts a new classifier;
+    num_classes != 1000 with pretrained weights keeps the backbone and starts a new classifier,
+    initialised by `head_init` ("zeros": uniform predictions at the start; "tf": TF's uniform init);
     in_chans != 3 adapts the stem's RGB weights (summed for 1 channel).
     Other keyword arguments override NetSpec fields (e.g. bn_eps, resolution).
     """
@@ -53,7 +55,7 @@ def create_model(
     if source is not None and source.bn_eps is not None:
         fields["bn_eps"] = source.bn_eps
     fields.update(overrides)
-    model = build(info.spec, features_only=features_only, out_indices=out_indices, **fields)
+    model = build(info.spec, features_only=features_only, out_indices=out_indices, head_init=head_init, **fields)
     preprocessing = source.preprocessing if source is not None and source.preprocessing else info.preprocessing
     model.preprocessing = preprocessing
     if pretrained is not False and pretrained is not None:

@@ -78,8 +78,30 @@ def _stem(spec: NetSpec) -> ConvBnAct:
     return stem
 
 
-def _init_weights(module: nn.Module) -> None:
-    """Initialisation of the TF reference: fan-out normal for convs, uniform(1/sqrt(out)) for the classifier."""
+HEAD_INITS = ("zeros", "tf")
+
+
+def init_classifier(linear: nn.Linear, how: str = "zeros") -> None:
+    """Initialise a classifier layer.
+
+    "zeros" (the default): every logit starts at 0, so a new head predicts uniformly (loss ln k)
+    and sends no gradient into a pretrained backbone before it has learned anything (BiT and
+    big_vision zero-initialise their heads for the same reason). "tf": the TF reference's
+    uniform(+-1/sqrt(num_classes)); with few classes that is wide (+-0.71 for 2 classes) and
+    starts far from uniform predictions, so use it only to reproduce a TF-initialised run.
+    """
+    if how not in HEAD_INITS:
+        raise ValueError(f"unknown head init {how!r}; expected one of {', '.join(HEAD_INITS)}")
+    if how == "tf":
+        bound = 1.0 / linear.out_features**0.5
+        nn.init.uniform_(linear.weight, -bound, bound)
+    else:
+        nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+
+
+def _init_weights(module: nn.Module, head_init: str = "zeros") -> None:
+    """Initialisation of the TF reference for convs and BN (fan-out normal, ones/zeros); the classifier by `init_classifier`."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -89,9 +111,7 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            bound = 1.0 / m.out_features**0.5
-            nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
+            init_classifier(m, head_init)
 
 
 @contextlib.contextmanager
@@ -135,7 +155,7 @@ class EfficientNet(nn.Module):
     Baselines of other families (MobileNetV1/V2, ResNet) are specs built by the same class.
     """
 
-    def __init__(self, spec: NetSpec) -> None:
+    def __init__(self, spec: NetSpec, head_init: str = "zeros") -> None:
         super().__init__()
         self.spec = spec
         self.in_chans = spec.in_chans
@@ -151,7 +171,7 @@ class EfficientNet(nn.Module):
         self.classifier = nn.Linear(self.num_features, spec.num_classes) if spec.num_classes else nn.Identity()
         self.preprocessing: Any = None  # set by effnet.create_model / effnet.build
         self.grad_checkpointing = False  # recompute each stage in backward (saves activation memory)
-        _init_weights(self)
+        _init_weights(self, head_init)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv), before pooling."""
@@ -180,12 +200,12 @@ class EfficientNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier with a fresh one for `num_classes` (0 removes it)."""
+    def reset_classifier(self, num_classes: int, head_init: str = "zeros") -> None:
+        """Replace the classifier with a fresh one for `num_classes` (0 removes it), initialised by `init_classifier`."""
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         if num_classes:
-            _init_weights(self.classifier)
+            init_classifier(self.classifier, head_init)
         self.spec = self.spec.replace(num_classes=num_classes)
 
 
@@ -237,9 +257,12 @@ def build(
     *,
     features_only: bool = False,
     out_indices: tuple[int, ...] | list[int] | None = None,
+    head_init: str = "zeros",
     **overrides: Any,
 ) -> EfficientNet | EfficientNetFeatures:
     """Build the network a spec describes; `overrides` replace spec fields (num_classes, in_chans, dropout, ...).
+
+    `head_init`: how the classifier starts, "zeros" (uniform predictions) or "tf" (see `init_classifier`).
 
     A string is a compact spec string (``ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25``).
     """
@@ -257,6 +280,6 @@ def build(
         return EfficientNetFeatures(spec, out_indices)
     if out_indices is not None:
         raise SpecError("out_indices only applies with features_only=True")
-    model = EfficientNet(spec)
+    model = EfficientNet(spec, head_init)
     model.preprocessing = Preprocessing.for_resolution(spec.resolution)
     return model
