@@ -117,13 +117,14 @@ def test_config_files(tmp_path) -> None:
 def test_a_config_file_overrides_only_the_keys_it_sets(tmp_path) -> None:
     import argparse
 
-    from effnet.train.commands import FINETUNE_DEFAULTS, add_config_options, config_from_args
+    from effnet.train.commands import add_config_options, config_from_args
+    from effnet.train.finetune import FINETUNE_RECIPE
 
-    (tmp_path / "c.yaml").write_text("batch-size: 16\n")
+    (tmp_path / "c.yaml").write_text("batch-size: 16\noptimizer: adamw\n")
     parser = argparse.ArgumentParser()
-    add_config_options(parser, FINETUNE_DEFAULTS)
-    config = config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--epochs", "4"]), FINETUNE_DEFAULTS)
+    add_config_options(parser, FINETUNE_RECIPE, finetune=True)
+    config = config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--epochs", "4"]), FINETUNE_RECIPE)
     # fine-tune defaults survive the file, the file beats them, the command line beats both
-    assert (config.pretrained, config.warmup_epochs, config.batch_size, config.epochs) == ("default", 1.0, 16, 4)
+    assert (config.pretrained, config.freeze_bn, config.optimizer, config.batch_size, config.epochs) == ("default", FINETUNE_RECIPE["freeze_bn"], "adamw", 16, 4)
     config = config_from_args(parser.parse_args(["--preset", "proxy", "--config", str(tmp_path / "c.yaml")]))
     assert (config.optimizer, config.batch_size) == ("adamw", 16)

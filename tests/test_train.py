@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from effnet.cli import main
 from effnet.train import TrainConfig, TrainingDiverged, preset, train
+from effnet.train.trainer import Trainer
 from effnet.train.checkpoint import CheckpointError
 
 # A small network (3 stages, 16-40 channels) keeps every run to seconds on 2 cores.
@@ -259,3 +260,74 @@ def test_checkpointing_with_compile_is_refused_with_advice() -> None:
 
     with pytest.raises(ValueError, match="--activation-checkpointing does not work with --compile yet"):
         TrainConfig(compile=True, activation_checkpointing=True)
+
+
+def test_resume_needs_only_the_run_directory_and_refuses_changed_options(tiny_spec: str, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    base = ["train", "--preset", "proxy", "--spec", tiny_spec, "--resolution", "64", "--num-classes", "4", "--train-samples", "64"]
+    base += ["--val-samples", "32", "--batch-size", "16", "--workers", "0", "--no-progress", "--out-dir", str(run)]
+    assert main([*base, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    # the README's case: a --preset proxy run, resumed with nothing but its directory (the saved config, not the defaults)
+    (run / "model.safetensors").unlink()
+    config = json.loads((run / "config.json").read_text())
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "best top-1" in out
+    assert json.loads((run / "config.json").read_text()) == {**config, "resume": True}
+    # the old spelling still works; an option given again with another value is refused, naming it, old and new
+    assert main(["train", "--out-dir", str(run), "--resume", "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--lr", "0.1", "--optimizer", "adamw"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr (saved 0.003, now 0.1)" in err and "--optimizer" not in err and len(err) < 400, err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no run was started there" in capsys.readouterr().err
+
+
+def test_time_based_checkpoints_lose_at_most_the_steps_since_the_last_one(tiny_spec: str, tmp_path: Path) -> None:
+    from effnet.train.checkpoint import load_checkpoint
+
+    settings = {"epochs": 2, "train_samples": 512, "drop_path_rate": 0.2, "checkpoint_minutes": 0.004}  # every ~0.25 s
+    reference = train(quick(tiny_spec, tmp_path / "straight", **{**settings, "checkpoint_minutes": 0.0}))
+    run = tmp_path / "killed"
+    (tmp_path / "c.json").write_text(quick(tiny_spec, run, **settings).to_json())
+    child = subprocess.Popen([sys.executable, "-m", "effnet", "train", "--config", str(tmp_path / "c.json")], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    checkpoint = None
+    while time.time() < deadline and child.poll() is None:  # kill it once it has checkpointed mid-epoch by time
+        if (run / "last.pt").exists():
+            try:
+                checkpoint = load_checkpoint(run / "last.pt")
+            except Exception:  # the rename is atomic, but be patient with a file being replaced
+                continue
+            if checkpoint["step_in_epoch"] > 0:
+                break
+        time.sleep(0.02)
+    child.kill()
+    child.wait()
+    assert checkpoint is not None and checkpoint["step_in_epoch"] > 0, "no mid-epoch checkpoint was written by time"
+    assert not (run / "model.safetensors").exists()
+    saved = load_checkpoint(run / "last.pt")
+    resumed_at = (saved["epoch"], saved["step_in_epoch"])
+    trainer = Trainer(quick(tiny_spec, run, resume=True, **settings))
+    trainer.load(run / "last.pt")
+    assert (trainer.epoch, trainer.step_in_epoch) == resumed_at  # it continues at the saved step, not at the epoch's start
+    resumed = train(quick(tiny_spec, run, resume=True, **settings))
+    ours, theirs = _final_state(run), _final_state(tmp_path / "straight")
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in reference.history]
+
+
+def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: Path, capsys) -> None:
+    train(quick(tiny_spec, tmp_path / "run", epochs=1, train_samples=128, batch_size=8))
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("time:"))
+    assert "s/step on this machine" in line and "for the remaining 12 steps" in line and "quicker" not in line
+    from effnet.train.trainer import StepTimer
+
+    timer = StepTimer()
+    timer.starts = [0.0, time.perf_counter() - 3 * 30.0]  # 30 s per step, 10,000 steps to go: days
+    fake = type("T", (), {"config": TrainConfig(epochs=350), "steps_per_epoch": 30, "global_step": 500, "epoch": 16, "ema": None})()
+    fake.data = type("D", (), {"val": [0] * 500})()
+    text = timer.estimate(fake)
+    assert "days" in text and "--preset proxy" in text

@@ -67,10 +67,21 @@ class Preprocessing:
             ]
         )
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """The inverse of `to_dict` (its derived `resize_size` is ignored)."""
+        return cls(
+            resolution=int(data["resolution"]),
+            crop_fraction=float(data["crop_fraction"]),
+            interpolation=str(data["interpolation"]),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "resolution": self.resolution,
-            "crop_fraction": round(self.crop_fraction, 4),
+            "crop_fraction": self.crop_fraction,
             "resize_size": self.resize_size,
             "interpolation": self.interpolation,
             "mean": list(self.mean),

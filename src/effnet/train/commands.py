@@ -15,33 +15,44 @@ from pathlib import Path
 from typing import Any
 
 from effnet.train.config import PRESETS, TrainConfig, read_config_file
+from effnet.train.finetune import FINETUNE_RECIPE
 
-# Fine-tuning starts from pretrained weights and needs far fewer epochs and less warm-up.
-FINETUNE_DEFAULTS = {"pretrained": "default", "epochs": 10, "warmup_epochs": 1.0, "lr_per_256": 0.004, "drop_path_rate": 0.1}
+# What `finetune` starts from when --preset names a recipe instead of the adaptive one: pretrained weights.
+FINETUNE_BASE = {"model": FINETUNE_RECIPE["model"], "pretrained": "default", "epochs": FINETUNE_RECIPE["epochs"]}
+# Options that may differ when a run is resumed: they change how it runs, not what it computes.
+RESUME_MAY_CHANGE = frozenset({"progress", "verbose", "workers", "device", "checkpoint_minutes", "checkpoint_every", "resume", "out_dir"})
 
 
 def add_train_commands(command: Any) -> None:
     """Register train, finetune and eval with the CLI's `command(name, handler, summary, description, epilog)`."""
     p = command(
         "train",
-        run_train,
+        lambda args: run_train(args, "train"),
         "train a model with the paper's recipe",
         "Train a named model or a spec file. Defaults are the paper's recipe (RMSProp TF, 0.016 per 256 images,\n"
-        "x0.97 every 2.4 epochs, label smoothing 0.1, EMA 0.9999, drop path 0.2, AutoAugment).\n"
-        "Without --dataset, the built-in synthetic proxy task is used.",
-        epilog="examples:\n  effnet train --model efficientnet_b0 --resolution 96 --epochs 5 --batch-size 32 --out-dir runs/b0\n"
-        "  torchrun --nproc-per-node 2 -m effnet train --dataset folder --data-dir DATA --sync-bn\n"
-        "  effnet train --out-dir runs/b0 --resume",
+        "x0.97 every 2.4 epochs, label smoothing 0.1, EMA 0.9999, drop path 0.2, AutoAugment), made for 350 epochs\n"
+        "of ImageNet; --preset proxy is the recipe for minutes-long runs. Without --dataset, the built-in synthetic\n"
+        "proxy task is used.",
+        epilog="examples:\n  effnet train --preset proxy --model efficientnet_b0 --resolution 96 --epochs 5 --out-dir runs/b0\n"
+        "  effnet train --resume runs/b0\n"
+        "  torchrun --nproc-per-node 2 -m effnet train --dataset folder --data-dir DATA --sync-bn",
     )
     add_config_options(p)
     p = command(
         "finetune",
-        lambda args: run_train(args, FINETUNE_DEFAULTS),
+        lambda args: run_train(args, "finetune"),
         "fine-tune pretrained weights on your images",
-        "Train from pretrained weights with a new classifier for your classes (train with fine-tuning defaults).",
-        epilog="example:\n  effnet finetune --model efficientnet_lite0 --dataset folder --data-dir my_photos --freeze-backbone",
+        "Fine-tune pretrained weights (EfficientNet-Lite0 by default, shipped offline) with a new classifier for your\n"
+        "classes. The transfer recipe adapts to the data: batch size and warm-up come from the number of training images\n"
+        "(at least 10 steps per epoch), the new head starts at uniform predictions, BatchNorm keeps its pretrained\n"
+        "statistics, augmentation is mild, SGD with a cosine schedule; the choices are printed at start and saved in\n"
+        "config.json. --preset paper uses the paper's ImageNet recipe instead. --fixres RES adapts the result to a\n"
+        "larger test resolution (FixRes). See docs/finetuning.md.",
+        epilog="examples:\n  effnet finetune --dataset folder --data-dir my_photos --out-dir runs/mine\n"
+        "  effnet finetune --dataset folder --data-dir my_photos --fixres 288 --out-dir runs/mine-fixres\n"
+        "  effnet finetune --resume runs/mine",
     )
-    add_config_options(p, FINETUNE_DEFAULTS)
+    add_config_options(p, FINETUNE_RECIPE, finetune=True)
     p = command(
         "eval",
         run_eval,
@@ -52,52 +63,127 @@ def add_train_commands(command: Any) -> None:
     add_eval_options(p)
 
 
-def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
-    """One option per TrainConfig field (plus --config FILE); defaults shown in --help."""
+def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None, finetune: bool = False) -> None:
+    """One option per TrainConfig field (plus --config FILE, --preset, --resume [DIR]); defaults shown in --help."""
     defaults = defaults or {}
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of options (command-line options override it)")
+    presets = sorted(PRESETS)
+    if finetune:
+        preset_help = (
+            "use a named recipe instead of the adaptive transfer recipe: 'paper' (the paper's ImageNet recipe) or 'proxy' "
+            "(AdamW 3e-3, cosine, BN momentum 0.1); other options override it (default: the transfer recipe)"
+        )
+    else:
+        preset_help = (
+            "starting point: 'paper' (the recipe, for long runs) or 'proxy' (minutes-long CPU runs: AdamW 3e-3, cosine, "
+            "BN momentum 0.1, 5 epochs); other options override it (default: paper)"
+        )
+    parser.add_argument("--preset", choices=presets, default=None, help=preset_help)
     parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="starting point: 'paper' (the recipe, for long runs) or 'proxy' (minutes-long CPU runs: AdamW 3e-3, cosine, "
-        "BN momentum 0.1, 5 epochs); other options override it (default: paper)",
+        "--resume",
+        nargs="?",
+        const=True,
+        default=argparse.SUPPRESS,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (or in --out-dir) from its last checkpoint, with its saved options; options given again must equal the saved ones",
     )
     for f in dataclasses.fields(TrainConfig):
+        if f.name == "resume":
+            continue
         default = defaults.get(f.name, f.default)
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            shown = "on" if default else "off"
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {shown})")
         else:
+            auto = finetune and f.name in ("batch_size", "warmup_epochs")
+            shown = "set from the number of training images" if auto else repr(default)
             parser.add_argument(
                 flag,
                 type=type(f.default),
                 default=argparse.SUPPRESS,
                 choices=f.metadata.get("choices"),
                 metavar=None if f.metadata.get("choices") else f.name.upper(),
-                help=help_text,
+                help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),
             )
 
 
-def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> TrainConfig:
-    """TrainConfig from (in increasing priority) the recipe defaults, `defaults`, a --config file, explicit options."""
-    values: dict[str, Any] = dict(defaults or {})
+def chosen_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the user chose, in increasing priority: --preset, a --config file, explicit command-line options."""
+    values: dict[str, Any] = {}
     if getattr(args, "preset", None):
         values.update(PRESETS[args.preset])
     if getattr(args, "config", None):
         values.update(read_config_file(args.config))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
-    return TrainConfig.from_dict(values)
+    return values
 
 
-def run_train(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> int:
+def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> TrainConfig:
+    """TrainConfig from (in increasing priority) the recipe defaults, `defaults`, --preset, a --config file, explicit options."""
+    return TrainConfig.from_dict({**(defaults or {}), **chosen_options(args)})
+
+
+def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
+    """The saved config of the run in `run_dir`, with `given` options that may change on resume; any other that differs is refused."""
+    from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError
+
+    run = Path(run_dir)
+    saved_file = run / "config.json"
+    if not saved_file.is_file():
+        hint = "it holds a last.pt but no config.json" if (run / CHECKPOINT_NAME).is_file() else "no run was started there"
+        raise CheckpointError(f"cannot resume {run}: {hint}; give the run directory that an earlier `effnet train`/`finetune` wrote")
+    saved = json.loads(saved_file.read_text())
+    differ = []
+    for key, value in given.items():
+        if key in RESUME_MAY_CHANGE or key not in saved or saved[key] == value:
+            continue
+        if isinstance(value, float) and isinstance(saved[key], (int, float)) and float(saved[key]) == value:
+            continue
+        differ.append(f"--{key.replace('_', '-')} (saved {saved[key]!r}, now {value!r})")
+    if differ:
+        raise CheckpointError(
+            f"cannot resume {run} with different options: {'; '.join(differ)}. Drop them to continue the run as it was, or start a new run in another --out-dir"
+        )
+    changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+    return TrainConfig.from_dict({**saved, **changes, "resume": True, "out_dir": str(run)})
+
+
+def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[TrainConfig, str]:
+    """The run's TrainConfig and a line describing the adaptive choices ('' when there are none)."""
+    from effnet.train.finetune import count_training_images, describe, finetune_values
+
+    given = chosen_options(args)
+    resume = vars(args).get("resume")
+    if resume:
+        run_dir = resume if isinstance(resume, str) else given.get("out_dir")
+        if not run_dir:
+            raise ValueError("--resume needs the run to continue: --resume RUN_DIR (or --out-dir RUN_DIR --resume)")
+        return resume_config(run_dir, {k: v for k, v in given.items() if k != "out_dir" or not isinstance(resume, str)}), ""
+    if command != "finetune":
+        return TrainConfig.from_dict(given), ""
+    if getattr(args, "preset", None):  # a named recipe, with pretrained weights
+        return TrainConfig.from_dict({**FINETUNE_BASE, **given}), ""
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    images = count_training_images(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
+    values, plan = finetune_values(images, given, world_size)
+    config = TrainConfig.from_dict(values)
+    return config, describe(plan, config)
+
+
+def run_train(args: argparse.Namespace, command: str = "train") -> int:
     """Train (or fine-tune) and print the summary; interrupted and diverged runs end with a message."""
-    from effnet.cli import INTERRUPTED
+    import os
+
+    from effnet.exit_status import DIVERGED, INTERRUPTED
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted, train
 
-    config = config_from_args(args, defaults)
+    config, plan_line = resolve_config(args, command)
+    if plan_line and int(os.environ.get("RANK", "0")) == 0:
+        print(f"fine-tuning: {plan_line}", flush=True)
     try:
         result = train(config)
     except TrainingInterrupted as err:
@@ -105,7 +191,7 @@ def run_train(args: argparse.Namespace, defaults: dict[str, Any] | None = None) 
         return INTERRUPTED
     except TrainingDiverged as err:
         print(f"effnet: error: {err}", file=sys.stderr)
-        return 3
+        return DIVERGED
     print(result.summary())
     return 0
 
@@ -118,7 +204,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="synthetic", help="synthetic, folder, cifar10 or cifar100 (default: %(default)s)")
     parser.add_argument("--data-dir", default="", help="dataset root (for folder and torchvision datasets)")
     parser.add_argument("--num-classes", type=int, default=0, help="classes (0: from the dataset)")
-    parser.add_argument("--val-samples", type=int, default=500, help="synthetic task: validation images (default: %(default)s)")
+    parser.add_argument("--val-samples", type=int, default=0, help="validation images (0: 500 of the synthetic task, all of a real dataset)")
     parser.add_argument(
         "--resolutions", type=int, nargs="+", default=None, help="test resolutions; accuracy often peaks above the training one (default: the model's)"
     )
@@ -129,48 +215,69 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Top-1/top-5/loss/per-class accuracy of raw (and EMA, for a run) weights at each test resolution."""
+    """Top-1/top-5/loss/per-class accuracy of raw (and EMA, FixRes, for a run) weights at each test resolution.
+
+    A run is evaluated exactly as its training evaluated it: its spec, its saved preprocessing (the
+    pretrained weights' statistics, e.g. TF's for Lite) and its validation split.
+    """
     from torch.utils.data import DataLoader
 
     from effnet.data import build_datasets
+    from effnet.model import build
+    from effnet.preprocessing import Preprocessing
+    from effnet.spec import NetSpec
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
-    from effnet.train.trainer import _preprocessing_of, make_model
+    from effnet.train.trainer import PREPROCESSING_NAME, _preprocessing_of, make_model
     from effnet.weights import load_file, load_state_dict
 
+    native: dict[str, int] = {}
     if args.run:
         run = Path(args.run)
         if not (run / "config.json").is_file():
             raise FileNotFoundError(f"{run} is not a training run directory (no config.json)")
         config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-        config = dataclasses.replace(config, pretrained="", spec=str(run / "spec.json"))
-        weights = {name: run / f"{name}.safetensors" for name in ("model", "ema") if (run / f"{name}.safetensors").is_file()}
+        saved_prep = run / PREPROCESSING_NAME
+        # runs from before preprocessing.json: the preprocessing the trainer derived from the config
+        base = Preprocessing.from_dict(json.loads(saved_prep.read_text())) if saved_prep.is_file() else _preprocessing_of(config, config.resolution or 224)
+        spec = NetSpec.load(run / "spec.json")
+        weights = {name: str(run / f"{name}.safetensors") for name in ("model", "ema", "fixres") if (run / f"{name}.safetensors").is_file()}
         if not weights:
             raise FileNotFoundError(f"{run} holds no model.safetensors yet (the run has not finished); evaluate its checkpoint after it ends")
+        if "fixres" in weights:
+            native["fixres"] = int(json.loads((run / "fixres.json").read_text())["resolution"])
+
+        def new_model(num_classes: int, source: str) -> Any:
+            return build(spec.replace(num_classes=num_classes))
+
     else:
         config = TrainConfig(
             model=args.model,
             spec=args.spec,
-            pretrained="",
+            pretrained="default" if args.weights == "default" else "",
             dataset=args.dataset,
             data_dir=args.data_dir,
             num_classes=args.num_classes,
             val_samples=args.val_samples,
             seed=args.seed,
         )
+        base = _preprocessing_of(config, config.resolution or 224)
         weights = {"model": args.weights} if args.weights else {}
+
+        def new_model(num_classes: int, source: str) -> Any:
+            return make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
 
     def validation_data(resolution: int) -> Any:
         return build_datasets(
             config.dataset,
             data_dir=config.data_dir or None,
             resolution=resolution,
-            preprocessing=_preprocessing_of(config, resolution),
+            preprocessing=base.replace(resolution=resolution),
             auto_augment="none",
             seed=config.seed,
             num_classes=config.num_classes or None,
             train_samples=1,
-            val_samples=config.val_samples,
+            val_samples=config.sample_counts()[1],
             val_fraction=config.val_fraction,
         )
 
@@ -178,10 +285,11 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     num_classes = config.num_classes or validation_data(config.resolution or 224).num_classes
     rows = []
     for label, source in weights.items() or [("random-init", None)]:
-        model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes).to(device)
+        model = new_model(num_classes, source or "").to(device)
         if source and source != "default":
             load_state_dict(model, load_file(source))
-        for resolution in args.resolutions or [config.resolution or model.spec.resolution]:
+        default_resolutions = [native.get(label) or config.resolution or model.spec.resolution]
+        for resolution in args.resolutions or default_resolutions:
             data = validation_data(resolution)
             loader = DataLoader(data.val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=data.collate_fn)
             result = evaluate(model, loader, device, num_classes)

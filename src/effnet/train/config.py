@@ -16,6 +16,8 @@ OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 AUTO_AUGMENTS = ("autoaugment", "randaugment", "none")
+HEAD_INITS = ("zeros", "tf")
+SYNTHETIC_SAMPLES = (2000, 500)  # train, val images of the synthetic task unless set
 
 
 # Named starting points; explicit options override them.
@@ -71,10 +73,11 @@ class TrainConfig:
     # data
     dataset: str = _f("synthetic", "synthetic (built-in proxy task), folder (image folders under --data-dir), cifar10 or cifar100")
     data_dir: str = _f("", "dataset root: train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg with a held-out split")
-    train_samples: int = _f(2000, "synthetic task: training images")
-    val_samples: int = _f(500, "synthetic task: validation images")
+    train_samples: int = _f(0, "training images: the synthetic task's count, a fixed subset of a real dataset (0: 2000 synthetic, all real)")
+    val_samples: int = _f(0, "validation images, likewise (0: 500 synthetic, all real)")
     val_fraction: float = _f(0.1, "folder without val/: fraction of images held out for validation")
     auto_augment: str = _f("autoaugment", "train-time augmentation policy (the paper uses AutoAugment)", AUTO_AUGMENTS)
+    crop_min_area: float = _f(0.0, "smallest random-resized-crop area, as a fraction of the image (0: the dataset's default, 0.08 for photos)")
     workers: int = _f(2, "data-loader worker processes")
     # optimisation (paper Section 5.2 and the TF reference)
     epochs: int = _f(350, "training epochs (the paper trains 350 on ImageNet)")
@@ -96,7 +99,11 @@ class TrainConfig:
     ema_decay: float = _f(0.9999, "exponential moving average of the weights (0 disables); evaluated beside the raw weights")
     drop_path_rate: float = _f(0.2, "stochastic depth rate of the last block (rises linearly from 0)")
     dropout: float = _f(-1.0, "dropout before the classifier (-1: the variant's own, 0.2 for B0 ... 0.5 for B7)")
+    head_init: str = _f("zeros", "a new classifier starts at zero (uniform predictions) or with TF's uniform(1/sqrt(classes)) init", HEAD_INITS)
     freeze_backbone: bool = _f(False, "fine-tuning: train only the classifier")
+    freeze_bn: bool = _f(False, "BatchNorm normalises with its running statistics and keeps them (its scale and shift still train): for small batches")
+    fixres: int = _f(0, "after training, adapt BN statistics and the classifier to this test resolution in pixels (FixRes; 0: off)")
+    fixres_epochs: int = _f(1, "FixRes: epochs of classifier fine-tuning at the test resolution")
     backbone_lr_scale: float = _f(1.0, "fine-tuning: learning-rate multiplier for everything but the classifier")
     # speed and scale
     amp: str = _f("none", "mixed precision: bf16, fp16 (with loss scaling) or none", AMP_MODES)
@@ -115,22 +122,32 @@ class TrainConfig:
     deterministic: bool = _f(False, "use deterministic algorithms (bitwise-reproducible runs, slower)")
     out_dir: str = _f("runs/train", "run directory: checkpoints, metrics, plots, config")
     resume: bool = _f(False, "continue the run in --out-dir from its last checkpoint")
-    checkpoint_every: int = _f(0, "also checkpoint every this many optimizer steps (0: only at epoch ends)")
+    checkpoint_minutes: float = _f(10.0, "also checkpoint mid-epoch when this many minutes have passed since the last checkpoint (0: off)")
+    checkpoint_every: int = _f(0, "also checkpoint every this many optimizer steps (0: off)")
     eval_every: int = _f(1, "evaluate every this many epochs (and always after the last)")
     max_steps_per_epoch: int = _f(0, "cap optimizer steps per epoch (0: the whole dataset); for quick runs")
     progress: bool = _f(True, "show a progress bar")
+    verbose: bool = _f(True, "print the start-up lines (plan, time estimate) and one line of metrics per epoch")
 
     def __post_init__(self) -> None:
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("amp", AMP_MODES), ("auto_augment", AUTO_AUGMENTS)):
+        choices = (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("amp", AMP_MODES), ("auto_augment", AUTO_AUGMENTS), ("head_init", HEAD_INITS))
+        for name, allowed in choices:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
-        positive = ("epochs", "batch_size", "grad_accum", "eval_every")
+        positive = ("epochs", "batch_size", "grad_accum", "eval_every", "fixres_epochs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop-path-rate must be in [0, 1), got {self.drop_path_rate}")
+        for name in ("train_samples", "val_samples", "fixres", "checkpoint_every", "max_steps_per_epoch"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.checkpoint_minutes < 0:
+            raise ValueError(f"checkpoint-minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
+        if not 0 <= self.crop_min_area <= 1:
+            raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.dataset == "folder" and not self.data_dir:
@@ -162,6 +179,12 @@ class TrainConfig:
     def from_file(cls, path: str | Path) -> TrainConfig:
         """Read a YAML or JSON config file (keys are option names, with - or _)."""
         return cls.from_dict(read_config_file(path))
+
+    def sample_counts(self) -> tuple[int | None, int | None]:
+        """(train, val) image counts for build_datasets: 0 means the synthetic task's default, or all images of a real dataset."""
+        if self.dataset == "synthetic":
+            return self.train_samples or SYNTHETIC_SAMPLES[0], self.val_samples or SYNTHETIC_SAMPLES[1]
+        return self.train_samples or None, self.val_samples or None
 
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * world_size * self.grad_accum

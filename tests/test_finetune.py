@@ -1,0 +1,157 @@
+"""Fine-tuning that works out of the box: a new head starts at uniform predictions, the recipe adapts to the
+data, a real-photo task is learned in seconds, FixRes adapts to a test resolution, and `effnet eval --run`
+reports what training reported."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+import effnet
+from effnet.cli import main
+from effnet.predict import sample_images
+from effnet.train.finetune import BATCH_RANGE, MIN_STEPS_PER_EPOCH, WARMUP_FRACTION, finetune_values, plan_finetune
+
+
+def _photo_batch(resolution: int = 224) -> torch.Tensor:
+    from PIL import Image
+
+    prep = effnet.zoo.get_preprocessing("efficientnet_lite0").replace(resolution=resolution)
+    return torch.stack([prep.eval_transform()(Image.open(path)) for path in sample_images()])
+
+
+@pytest.mark.parametrize("classes", [2, 10, 1000])
+def test_a_fresh_head_starts_at_uniform_predictions(classes: int) -> None:
+    images = _photo_batch()
+    tuned = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=classes if classes != 1000 else 2).eval()
+    if classes == 1000:  # 1000 classes would load the pretrained head: replace it explicitly
+        tuned.reset_classifier(1000)
+    scratch = effnet.create_model("efficientnet_b0", num_classes=classes).eval()
+    with torch.no_grad():
+        for model in (tuned, scratch):
+            logits = model(images)
+            assert logits.shape == (3, classes)
+            assert logits.abs().max().item() < 1.0
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(3, dtype=torch.long))
+            assert loss.item() == pytest.approx(torch.log(torch.tensor(float(classes))).item(), rel=0.05)
+
+
+def test_tf_head_init_is_kept_as_an_option_and_is_far_from_uniform() -> None:
+    images = _photo_batch()
+    model = effnet.create_model("efficientnet_lite0", pretrained=True, num_classes=2, head_init="tf").eval()
+    with torch.no_grad():
+        logits = model(images)
+    assert logits.abs().max().item() > 1.0  # why it is not the default: two classes start confidently wrong or right
+    bound = 1 / 2**0.5
+    weight = model.classifier.weight
+    assert weight.abs().max().item() <= bound and weight.std().item() > 0.3 * bound
+
+
+def test_the_plan_gives_enough_steps_per_epoch_and_warm_up_in_steps() -> None:
+    plan = plan_finetune(245, epochs=3)
+    assert (plan.batch_size, plan.steps_per_epoch, plan.total_steps) == (16, 15, 45)
+    assert plan.warmup_steps == round(WARMUP_FRACTION * 45)
+    assert plan.warmup_epochs * plan.steps_per_epoch == pytest.approx(plan.warmup_steps)
+    for images in (20, 80, 245, 1000, 5000, 100_000):
+        plan = plan_finetune(images, epochs=10)
+        assert BATCH_RANGE[0] <= plan.batch_size <= BATCH_RANGE[1]
+        if images >= MIN_STEPS_PER_EPOCH * BATCH_RANGE[0] and plan.batch_size < BATCH_RANGE[1]:
+            assert plan.steps_per_epoch >= MIN_STEPS_PER_EPOCH
+    assert plan_finetune(245, epochs=3, world_size=2).batch_size == 8  # per process
+    assert plan_finetune(5, epochs=1).batch_size == 5  # fewer images than the smallest batch: one step of all of them
+    values, _ = finetune_values(245, {"batch_size": 32, "epochs": 2})
+    assert (values["batch_size"], values["epochs"]) == (32, 2)  # the user's choice wins
+
+
+def _tiny_photo_task(root: Path, train: int = 16, val: int = 8) -> Path:
+    """A 3-class task of crops, flips and colour changes of the bundled CC0 photos (cat, coffee, rocket)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    rng = random.Random(0)
+    for path in sample_images():
+        photo = Image.open(path).convert("RGB")
+        width, height = photo.size
+        for split, count in (("train", train), ("val", val)):
+            folder = root / split / path.stem
+            folder.mkdir(parents=True)
+            for i in range(count):
+                side = int(min(width, height) * rng.uniform(0.45, 0.9))
+                left, top = rng.randint(0, width - side), rng.randint(0, height - side)
+                image = photo.crop((left, top, left + side, top + side)).resize((160, 160))
+                image = ImageEnhance.Color(image).enhance(rng.uniform(0.4, 1.4))
+                image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.7, 1.3))
+                if rng.random() < 0.5:
+                    image = ImageOps.mirror(image)
+                image.save(folder / f"{i}.jpg", quality=85)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_photos(tmp_path_factory) -> Path:
+    return _tiny_photo_task(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tiny_photos: Path, tmp_path_factory) -> tuple[Path, str]:
+    """`effnet finetune` with its defaults (smaller resolution and 2 epochs for time), and FixRes at a larger one."""
+    import contextlib
+    import io
+
+    run = tmp_path_factory.mktemp("runs") / "tuned"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(
+            ["finetune", "--dataset", "folder", "--data-dir", str(tiny_photos), "--epochs", "2", "--resolution", "128"]
+            + ["--fixres", "160", "--workers", "0", "--no-progress", "--out-dir", str(run)]
+        )
+    assert status == 0, out.getvalue()
+    return run, out.getvalue()
+
+
+def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, str]) -> None:
+    run, printed = tuned_run
+    config = json.loads((run / "config.json").read_text())
+    # 48 images: the plan picks batch 8 (>= MIN_STEPS_PER_EPOCH is impossible above the smallest batch), and says so
+    assert "48 images -> batch 8, 6 steps/epoch" in printed
+    assert (config["model"], config["pretrained"], config["batch_size"], config["head_init"]) == ("efficientnet_lite0", "default", 8, "zeros")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and printed.count('{"epoch"') == 2  # --no-progress keeps the epoch lines
+    untrained = 100 / 3  # the zero head predicts one class for every image
+    assert rows[-1]["val_top1"] >= 90.0 > untrained + 50
+    assert rows[-1]["val_loss"] < 0.5 * torch.log(torch.tensor(3.0)).item()
+
+
+def test_eval_of_a_pretrained_folder_run_equals_training_validation(tuned_run: tuple[Path, str], capsys) -> None:
+    run, _ = tuned_run
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert main(["eval", "--run", str(run), "--workers", "0", "--json"]) == 0
+    rows = {row["weights"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["model"]["resolution"] == 128 and rows["model"]["count"] == 24
+    assert rows["model"]["top1"] == pytest.approx(last["val_top1"], abs=1e-9)
+    assert rows["model"]["loss"] == pytest.approx(last["val_loss"], rel=1e-4)
+    prep = json.loads((run / "preprocessing.json").read_text())
+    assert prep["mean"] == pytest.approx([127 / 255] * 3)  # the Lite weights' (TF) statistics, not ImageNet's
+
+
+def test_fixres_adapts_statistics_and_head_only(tuned_run: tuple[Path, str], capsys) -> None:
+    from effnet.weights import load_file
+
+    run, printed = tuned_run
+    outcome = json.loads((run / "fixres.json").read_text())
+    assert (outcome["resolution"], outcome["train_resolution"], outcome["images"]) == (160, 128, 48)
+    assert "FixRes at 160 px" in printed
+    before, after = load_file(str(run / "model.safetensors")), load_file(str(run / "fixres.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {"classifier.weight", "classifier.bias", "head.bn.weight", "head.bn.bias"} <= changed
+    assert any(k.endswith("running_mean") for k in changed)
+    assert not any(k.endswith(".conv.weight") or k.endswith("conv_dw.weight") or k.endswith("conv_pwl.weight") for k in changed)
+    # eval --run evaluates the FixRes weights at their resolution, with the result FixRes reported
+    assert main(["eval", "--run", str(run), "--workers", "0", "--json"]) == 0
+    rows = {row["weights"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["fixres"]["resolution"] == 160
+    assert rows["fixres"]["top1"] == pytest.approx(outcome["after"]["top1"], abs=1e-9)
+    assert rows["fixres"]["loss"] == pytest.approx(outcome["after"]["loss"], rel=1e-4)
