@@ -210,6 +210,23 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str
     assert code == 0 and out.startswith(f"usage: effnet {command}")
 
 
+@pytest.mark.parametrize("command", ["scale", "export", "train", "finetune", "eval", "grid-search", "search", "study scaling"])
+def test_help_states_each_default_once_and_readably(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = run(capsys, *command.split(), "--help")
+    text = " ".join(out.split())  # line wrapping aside
+    assert code == 0
+    for wrong in ("(default: True)", "(default: False)", "(default: )", "(default: None)"):
+        assert wrong not in text, f"{command} --help says {wrong}"
+    for entry in text.split(" --"):  # one option's usage and help per piece
+        assert entry.count("(default:") <= 1, f"{command} --help states a default twice: --{entry}"
+    if command == "scale":
+        assert "name of the new spec (default: <base>_scaled) --out" in text
+    if command in ("train", "finetune"):
+        assert "show a progress bar (default: --progress)" in text
+    if command == "grid-search":
+        assert "--no-progress no progress bar --epochs" in text and "--resume [DIR] continue the grid search in DIR" in text
+
+
 def test_demo_prints_table2_and_classifies_the_samples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "demo")
     assert code == 0 and err == ""
@@ -271,13 +288,15 @@ def test_export_onnx_and_torchscript(capsys: pytest.CaptureFixture[str], tmp_pat
     onnx_file = tmp_path / "lite0.onnx"
     code, out, err = run(capsys, "export", "efficientnet_lite0", "--format", "onnx", "--resolution", "64", "--static-batch", "--output", str(onnx_file))
     assert code == 0, err
-    assert onnx_file.stat().st_size > 1_000_000 and f"wrote {onnx_file}" in out
+    assert onnx_file.stat().st_size > 1_000_000 and f"wrote {onnx_file} (onnx, " in out and "random weights, outputs verified" in out
+    assert "effnet: note: the weights are random" in err and "effnet export efficientnet_lite0 --format onnx --pretrained" in err
 
     ts_file = tmp_path / "lite0.pt"
     code, out, err = run(
         capsys, "export", "lite0", "--pretrained", "--format", "torchscript", "--method", "trace", "--resolution", "64", "--output", str(ts_file)
     )
     assert code == 0, err
+    assert "pretrained weights" in out and "note" not in err
     loaded = torch.jit.load(str(ts_file))
     reference = effnet.create_model("efficientnet_lite0", pretrained=True).eval()
     x = torch.randn(1, 3, 64, 64)
@@ -317,6 +336,8 @@ def test_scale_prints_and_writes_a_trainable_spec(capsys: pytest.CaptureFixture[
     data = json.loads(capsys.readouterr().out)
     assert abs(data["macs"] / 2e9 - 1) < 0.02 and data["macs"] == profile_spec(NetSpec.from_dict(data["spec"])).macs
     assert "width scaling to 2e+09 MACs" in data["scaling"]
+    assert main(["scale", "b0", "--target-macs", "1e9", "--json"]) == 0
+    assert "compound scaling to 1e+09 MACs: phi=1.0397" in json.loads(capsys.readouterr().out)["scaling"]
     assert main(["scale", str(out), "--depth", "2", "--resolution", "1.1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [s.split("_")[1] for s in data["spec"]["stages"]] == [f"r{2 * s.repeats}" for s in saved.stages]

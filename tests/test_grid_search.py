@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from effnet.resume import ResumeError
 from effnet.spec import NetSpec, SpecError
 from effnet.study.grid import grid_candidates, grid_search
 from effnet.trials import TrialsError
@@ -204,20 +205,55 @@ def test_cli_rejects_bad_spec_file_and_negative_phi(tmp_path, capsys):
     assert out.startswith(f"{len(grid_candidates(0.1, 0.05))} candidates") and "α=1.2" in out
 
 
-def test_cli_grid_search_trains_real_candidates(tmp_path, capsys):
-    """The command end to end with real (tiny) trainings: ranking printed, best named, files written."""
-    spec = tmp_path / "tiny.txt"
-    spec.write_text("ds_r1_k3_s1_e1_c8-ir_r1_k3_s2_e4_c16_se0.25")
+def test_cli_grid_search_trains_real_candidates(tmp_path, capsys, monkeypatch):
+    """The command end to end with real (tiny) trainings: ranking printed, best named, files written; then resumed from its directory."""
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.txt").write_text("ds_r1_k3_s1_e1_c8-ir_r1_k3_s2_e4_c16_se0.25")
     out = tmp_path / "grid"
-    argv = ["grid-search", str(spec), "--resolution-base", "32", "--step", "0.5", "--tolerance", "0.3", "--epochs", "1"]
-    argv += ["--train-samples", "32", "--val-samples", "16", "--batch-size", "16", "--workers", "1", "--no-progress", "--out-dir", str(out)]
+    settings = ["--resolution-base", "32", "--step", "0.5", "--tolerance", "0.3", "--epochs", "1"]
+    settings += ["--train-samples", "32", "--val-samples", "16", "--batch-size", "16"]
+    argv = ["grid-search", "tiny.txt", *settings, "--workers", "1", "--no-progress", "--out-dir", str(out)]
     args = _parser().parse_args(argv)
     assert args.handler(args) == 0
     captured = capsys.readouterr()
     assert "warning: tolerance 0.3 admits candidates" in captured.err and "3 (α, β, γ) candidates" in captured.err
-    assert "best: alpha=" in captured.out
     saved = json.loads((out / "grid.json").read_text())
     assert {(c["alpha"], c["beta"], c["gamma"]) for c in saved["ranking"]} == {(2.0, 1.0, 1.0), (1.0, 1.5, 1.0), (1.0, 1.0, 1.5)}
     assert all(c["accuracy"] is not None and 0 <= c["accuracy"]["mean"] <= 100 for c in saved["ranking"])
     by = {(c["alpha"], c["beta"], c["gamma"]): c for c in saved["ranking"]}
     assert by[(1.0, 1.0, 1.5)]["resolution"] == 48 and by[(2.0, 1.0, 1.0)]["spec"].startswith("ds_r2_")
+    # the best line names a command that runs as printed
+    best = saved["best"]
+    command = f"effnet scale tiny.txt --phi 1 --alpha {best['alpha']:g} --beta {best['beta']:g} --gamma {best['gamma']:g}"
+    assert f"scale with it: `{command}`" in captured.out
+    from effnet.cli import main
+
+    assert main(command.split()[1:]) == 0
+    capsys.readouterr()
+    # 4 classes, 16 validation images: every candidate is within 2 standard errors (21.7 points) of chance, and the run says so
+    assert saved["warning"].startswith("every candidate scored within 21.7 points of chance (25.0%")
+    assert f"effnet: warning: {saved['warning']}" in captured.err and saved["warning"] in (out / "grid.md").read_text()
+
+    # --list shows the MACs the result rows show (the classifier sized for the 4 synthetic classes, not ImageNet's 1000)
+    args = _parser().parse_args(["grid-search", "tiny.txt", *settings, "--list"])
+    assert args.handler(args) == 0
+    listed = capsys.readouterr().out
+    for c in saved["ranking"]:
+        assert f"{c['macs'] / 1e6:9.2f}M MACs" in listed
+
+    # resume from the directory alone: a lost candidate (as after a kill) is trained again, nothing else
+    state = json.loads((out / "trials.json").read_text())
+    lost = state["trials"].pop()
+    (out / "trials.json").write_text(json.dumps(state))
+    args = _parser().parse_args(["grid-search", "--resume", str(out)])
+    assert args.handler(args) == 0
+    assert "resuming: 2 training run(s) already finished" in capsys.readouterr().err
+    again = json.loads((out / "trials.json").read_text())["trials"]
+    assert [t["key"] for t in again] == [t["key"] for t in state["trials"]] + [lost["key"]]
+    assert json.loads((out / "grid.json").read_text())["ranking"] == saved["ranking"]  # the same training: the same results
+    # an option given again must equal the saved one; the refusal names it in one short line
+    args = _parser().parse_args(["grid-search", "efficientnet_b0", "--out-dir", str(out), "--resume", "--step", "0.05"])
+    with pytest.raises(ResumeError) as info:
+        args.handler(args)
+    assert "(NAME_OR_SPEC: saved tiny.txt, given efficientnet_b0; --step: saved 0.5, given 0.05)" in str(info.value)
+    assert len(str(info.value)) < 250 + len(str(out))

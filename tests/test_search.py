@@ -20,6 +20,7 @@ import torch
 from effnet.data import DataError
 from effnet.model import build
 from effnet.profile import measure, profile_spec
+from effnet.resume import ResumeError
 from effnet.search import (
     DIMENSIONS,
     EvaluatorConfig,
@@ -468,7 +469,15 @@ def test_cli_search_with_zero_cost_score_and_resume(tmp_path, capsys):
     assert _cli(["search", "--resume", str(out), "--trials", "4"]) == 0
     assert len(json.loads((out / "search.json").read_text())) and len(json.loads((out / "trials.json").read_text())["trials"]) <= 4
     assert len((out / "history.csv").read_text().splitlines()) == 1 + 4
-    with pytest.raises(SearchError, match="different search: strategy"):
+    # given again, an option must equal the saved one: the refusal names it, saved and given, in one short line
+    with pytest.raises(ResumeError, match=r"other settings \(--strategy: saved evolution, given random\); leave the option\(s\) out"):
+        _cli(["search", "--resume", str(out), "--strategy", "random"])
+    assert _cli(["search", "--out-dir", str(out), "--resume", "--evaluator", "naswot"]) == 0  # the bare form, with an equal option
+    # a search saved before options.json: only search.json decides (the defaults do not count as given)
+    (out / "options.json").unlink()
+    assert _cli(["search", "--resume", str(out)]) == 0
+    assert not (out / "options.json").exists()
+    with pytest.raises(SearchError, match=r"different search: strategy \(saved evolution, now random\)"):
         _cli(["search", "--resume", str(out), "--strategy", "random"])
     with pytest.raises(SearchError, match="target MACs must be a positive number"):
         _cli(["search", "--target-macs", "0", "--out-dir", str(tmp_path / "zero")])
@@ -478,3 +487,19 @@ def test_cli_search_with_zero_cost_score_and_resume(tmp_path, capsys):
 def test_dimension_names_are_stable():
     # the encoding order is part of saved searches: changing it would silently scramble them
     assert DIMENSIONS == ("op", "kernel", "se", "skip", "filters", "layers")
+
+
+def test_accuracy_printed_in_percent_and_a_ranking_of_ties_is_flagged(tmp_path, capsys):
+    """The issue's case: every trial at 10% on 10 classes; the best is just the cheapest net, and the search says so."""
+    lines: list[str] = []
+    proxy = EvaluatorConfig(kind="proxy", resolution=32, val_samples=500)
+    config = SearchConfig(strategy="random", trials=4, batch_size=2, seed=1, space=small_space().to_dict(), evaluator=proxy, target_macs=5e6)
+    result = run_search(config, tmp_path, fn=lambda params: {"accuracy": 0.1}, log=lines.append)
+    assert all("top-1 10.00%" in line for line in lines) and len(lines) == 4
+    assert "(top-1 10.00%, " in result.summary()
+    # chance is 10%; 500 validation images give it a standard error of 1.34 points: the margin is 2.7 points
+    assert result.warning.startswith("every architecture scored within 2.7 points of chance (10.0%; best 10.00%): the ranking says nothing")
+    assert f"**Warning:** {result.warning}." in (tmp_path / "summary.md").read_text()
+    assert "| top-1 % |" in (tmp_path / "top.md").read_text() and "| 10.00 |" in (tmp_path / "top.md").read_text()
+    learned = run_search(config, tmp_path / "learned", fn=lambda params: {"accuracy": 0.5 + 0.1 * params["encoding"][0]}, log=quiet)
+    assert learned.warning is None

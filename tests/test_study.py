@@ -207,3 +207,46 @@ def test_users_dataset_and_baseline(tmp_path):
     assert identity["train"]["dataset"] == "folder" and identity["baseline"]["num_classes"] == 3
     base = profile_spec(mine.replace(num_classes=3)).macs
     assert {p.target_macs for p in result.part("matched")} == {round(4.0 * base)}  # 4x the 3-class baseline's MACs
+
+
+def test_cli_study_resumes_from_its_directory_alone(tmp_path, capsys, monkeypatch):
+    """`effnet study scaling --resume DIR`: the saved options are used; a changed one is refused, naming it; --seeds may grow."""
+    import argparse
+    import functools
+
+    from effnet.resume import ResumeError
+    from effnet.study import scaling_study
+    from effnet.study.commands import add_study_commands
+
+    monkeypatch.setitem(PRESETS, "tiny", dataclasses.replace(TINY, seeds=1))
+    monkeypatch.setattr(scaling_study, "run_study", functools.partial(run_study, evaluate=fake_training))
+
+    def cli(*argv: str) -> int:
+        parser = argparse.ArgumentParser(prog="effnet")
+        sub = parser.add_subparsers(dest="command")
+
+        def command(name, handler, summary, description, epilog=""):
+            p = sub.add_parser(name, help=summary, description=description, epilog=epilog)
+            p.set_defaults(handler=handler)
+            return p
+
+        add_study_commands(command)
+        args = parser.parse_args(["study", "scaling", *argv])
+        return args.handler(args)
+
+    out = tmp_path / "study"
+    assert cli("--preset", "tiny", "--parts", "table3", "--alpha", "1.2", "--epochs", "3", "--workers", "1", "--no-progress", "--out-dir", str(out)) == 0
+    first = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(first) == 5  # baseline + 3 single dimensions + compound, one seed
+    capsys.readouterr()
+    assert cli("--resume", str(out)) == 0  # nothing else given: preset, parts, epochs, workers come from the run
+    assert "(5 already done)" in capsys.readouterr().err
+    assert json.loads((out / "trials.json").read_text())["trials"] == first
+    with pytest.raises(ResumeError, match=r"other settings \(--preset: saved tiny, given mini; --epochs: saved 3, given 4\)"):
+        cli("--resume", str(out), "--preset", "mini", "--epochs", "4")
+    assert cli("--resume", str(out), "--seeds", "2") == 0  # the study grows: a second seed for every network
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 10 and trials[:5] == first
+    assert json.loads((out / "options.json").read_text())["options"]["seeds"] == 2  # the next resume keeps two seeds
+    with pytest.raises(TrialsError, match="holds no study to continue"):
+        run_study(TINY, out_dir=tmp_path / "none", resume=True, progress=False, log=None, evaluate=fake_training)

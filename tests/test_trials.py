@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from effnet.trials import Trial, TrialsError, TrialStore, run_trials
+from effnet.trials import Trial, TrialsError, TrialStore, ranking_warning, run_trials
 
 
 def square(params: dict) -> dict:
@@ -91,3 +96,169 @@ def test_in_process_threads_are_restored() -> None:
     seen = run_trials(lambda p: {"threads": torch.get_num_threads()}, [("a", {})], threads_per_worker=1, progress=None)
     assert seen[0].result["threads"] == 1
     assert torch.get_num_threads() == before
+
+
+# ------------------------------------------------------------------ workers die with their parent
+def announce_and_sleep(params: dict) -> dict:
+    """Write this worker's pid to a file, then sleep: a trial that would outlive its parent by a minute."""
+    with open(params["log"], "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(params["sleep"])
+    return {"score": 0}
+
+
+KILLED_PARENT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_trials import announce_and_sleep
+    from effnet.trials import run_trials
+    items = [(f"t{{i}}", {{"log": {log!r}, "sleep": 60, "i": i}}) for i in range(4)]
+    run_trials(announce_and_sleep, items, workers=2, threads_per_worker=1, progress=None)
+    """
+)
+
+
+def _stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) of a process from /proc, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (name) "
+    return int(fields[1]), fields[0], fields[19]
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Every process below `root` (pid -> start time), found through the parent pids in /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, (ppid, _, start) in parents.items():
+            if ppid == pid and child not in found:
+                found[child] = start
+                frontier.append(child)
+    return found
+
+
+def _alive(pid: int, start: str) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[2] == start and stat[1] not in ("Z", "X")  # same process (not a reused pid), not a zombie
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes through /proc")
+def test_workers_die_when_the_parent_is_killed(tmp_path):
+    """kill -9 of a process running trials on 2 workers: 10 s later no worker (nor the resource tracker) is alive."""
+    log = tmp_path / "pids.txt"
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT.format(tests=str(Path(__file__).parent), log=str(log))])
+    children: dict[int, str] = {}
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and parent.poll() is None and (not log.exists() or len(log.read_text().split()) < 2):
+            time.sleep(0.1)
+        workers = {int(pid) for pid in log.read_text().split()}
+        children = _descendants(parent.pid)
+        assert len(workers) == 2 and workers <= set(children), "the trials did not start on 2 worker processes"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid, start) for pid, start in children.items()):
+            time.sleep(0.2)
+        survivors = [pid for pid, start in children.items() if _alive(pid, start)]
+        assert not survivors, f"{len(survivors)} of {len(children)} child processes outlived their killed parent by 10 s"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for pid, start in children.items():  # whatever the outcome, leave no process of this test behind
+            if _alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_interrupted_pool_stops_its_running_trials(tmp_path):
+    """An exception in the parent (Ctrl-C, a failing callback) ends the trials still running instead of waiting for them."""
+    log = tmp_path / "pids.txt"
+    items = [("quick", {"log": str(log), "sleep": 0.0}), ("slow", {"log": str(log), "sleep": 60.0})]
+
+    def interrupt(trial: Trial) -> None:
+        raise KeyboardInterrupt
+
+    start = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(announce_and_sleep, items, workers=2, threads_per_worker=1, progress=None, on_trial=interrupt)
+    assert time.time() - start < 30  # the slow trial (60 s) was not waited for
+    deadline = time.time() + 5
+    pids = [int(pid) for pid in log.read_text().split()]
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() and _stat(pid)[1] not in ("Z", "X") for pid in pids if _stat(pid)):
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _stat(pid) is not None and _stat(pid)[1] not in ("Z", "X")]
+
+
+WATCHED_CHILD = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    child = "import sys, threading, time\\nfrom effnet.trials import _watch_parent\\n"
+    child += "threading.Thread(target=_watch_parent, args=(int(sys.argv[1]), 0.1), daemon=True).start()\\n"
+    child += "open(sys.argv[2], 'w').close()\\ntime.sleep(60)"
+    subprocess.Popen([sys.executable, "-c", child, str(os.getpid()), {ready!r}])
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes through /proc")
+def test_watchdog_fallback_ends_an_orphaned_worker(tmp_path):
+    """Where no parent-death signal exists, the polling thread ends the worker once its parent is gone."""
+    ready = tmp_path / "ready"
+    parent = subprocess.Popen([sys.executable, "-c", WATCHED_CHILD.format(ready=str(ready))])
+    children: dict[int, str] = {}
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not ready.exists():
+            time.sleep(0.1)
+        children = _descendants(parent.pid)
+        assert len(children) == 1 and all(_alive(pid, start) for pid, start in children.items())
+        time.sleep(0.3)
+        assert all(_alive(pid, start) for pid, start in children.items())  # the watchdog keeps still while the parent lives
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid, start) for pid, start in children.items()):
+            time.sleep(0.1)
+        assert not any(_alive(pid, start) for pid, start in children.items())
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for pid, start in children.items():
+            if _alive(pid, start):
+                os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ does a ranking mean anything?
+def test_ranking_warning_near_chance_and_ties():
+    # the issue's case: 5 candidates at 25.00% on 4 classes
+    text = ranking_warning([25.0] * 5, chance=25.0)
+    assert text.startswith("every candidate scored within 2.0 points of chance (25.0%; best 25.00%): the ranking says nothing; train longer (--epochs)")
+    # with 400 validation images, chance-level accuracy has a standard error of 100·sqrt(.25·.75/400) = 2.165 points: margin 4.33
+    assert ranking_warning([26.0, 29.3], chance=25.0, samples=400) is not None
+    assert ranking_warning([26.0, 29.4], chance=25.0, samples=400) is None
+    assert ranking_warning([26.0, 26.9], chance=25.0) is not None and ranking_warning([26.0, 27.1], chance=25.0) is None  # no count: 2 points
+    # far above chance, but every score the same: only the tie-break (fewer MACs) ranked them
+    assert ranking_warning([80.0, 80.0, 80.0], chance=25.0) == (
+        "every candidate scored 80.00%: the ranking only orders ties (by cost), it says nothing about accuracy; "
+        "train longer (--epochs) or on more data (--train-samples)"
+    )
+    # nearly equal: within one standard error at their mean (100·sqrt(.8·.2/400) = 2.0 points), else within 0.5 points
+    assert "within the noise of 400 validation images (±2.0 points)" in ranking_warning([79.0, 80.9], chance=25.0, samples=400)
+    assert ranking_warning([79.0, 81.1], chance=25.0, samples=400) is None
+    assert "within 0.5 points" in ranking_warning([80.0, 80.4]) and ranking_warning([80.0, 80.6]) is None
+    # nothing to say: one candidate well above chance, no scores, failed (None / NaN) scores ignored
+    assert ranking_warning([60.0], chance=25.0) is None and ranking_warning([]) is None
+    assert ranking_warning([60.0, None, float("nan"), 70.0], chance=10.0) is None
+    assert ranking_warning([10.5], chance=10.0, what="architecture").startswith("the only architecture scored within 2.0 points")

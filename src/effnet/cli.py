@@ -28,12 +28,23 @@ class CLIError(Exception):
 
 # ------------------------------------------------------------------ formatting helpers
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps description/epilog layout and appends the default to each option's help when it has one."""
+    """Keeps description/epilog layout and appends the default to an option's help, once and readably.
+
+    Nothing is appended when the help already names its default (``%(default)s`` or "(default: ..."),
+    for flags (--x/--no-x: their default is whether they are on), or for empty defaults. A
+    --x/--no-x option (BooleanOptionalAction) shows its default as the flag that is in effect:
+    "(default: --progress)" rather than "(default: True)", also when its help wrote True/False.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
+        if isinstance(action, argparse.BooleanOptionalAction):
+            on, off = (f"(default: {flag})" for flag in action.option_strings[:2])
+            return text.replace("(default: True)", on).replace("(default: False)", off).replace("(default: %(default)s)", "")
         default = action.default
-        if "%(default)" in text or default is None or default is False or default == argparse.SUPPRESS or not action.option_strings:
+        if "%(default)" in text or "(default:" in text or not action.option_strings:
+            return text
+        if default is None or default is False or default == "" or default == argparse.SUPPRESS or action.nargs == 0:
             return text
         if isinstance(default, (list, tuple)):
             return text + " (default: " + " ".join(str(v) for v in default).replace("%", "%%") + ")"
@@ -236,7 +247,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
         scaled, how = scale(base, **multipliers), ", ".join(f"{d} x{m:g}" for d, m in multipliers.items())
     else:
         scaled, multiplier = scale_to_macs(base, args.target_macs, args.dimension, *abg)
-        label = "phi" if args.dimension == "compound" else f"{args.dimension} x"
+        label = "phi=" if args.dimension == "compound" else f"{args.dimension} x"
         how = f"{args.dimension} scaling to {args.target_macs:.4g} MACs: {label}{multiplier:.4f}"
     name = args.name or f"{base.name or 'custom'}_scaled"
     scaled = scaled.replace(name=name)
@@ -308,7 +319,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     written = Path(written)
     size = written.stat().st_size / 2**20 if written.exists() else 0.0
     verified = "" if args.no_verify else ", outputs verified against PyTorch"
-    print(f"wrote {written} ({args.format}, {size:.1f} MiB{verified})")
+    source = "random weights" if weights is None else "pretrained weights" if weights == "pretrained" else f"weights of {weights}"
+    print(f"wrote {written} ({args.format}, {size:.1f} MiB, {source}{verified})")
+    if weights is None:
+        print(
+            f"effnet: note: the weights are random (no --pretrained or --weights): the file computes nothing useful; "
+            f"export the trained model with `effnet export {args.name} --format {args.format} --pretrained` or --weights FILE",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -540,7 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         cmd_export,
         "write an ONNX or TorchScript file",
-        "Export a model to ONNX or TorchScript; by default the output is checked against PyTorch.",
+        "Export a model to ONNX or TorchScript; by default the output is checked against PyTorch.\n"
+        "Without --pretrained or --weights the weights are random (a note says so).",
         epilog="examples:\n  effnet export lite0 --format onnx --pretrained\n  effnet export b0 --format torchscript --resolution 256 --output b0.pt",
     )
     p.add_argument("name", metavar="NAME", help="model variant, e.g. efficientnet_b0")

@@ -7,6 +7,10 @@ local worker processes, or as Ray tasks on a cluster. Every finished trial is wr
 finished trial. A failing candidate (out of memory, NaN loss, a bug) is recorded as failed and
 the others go on.
 
+Workers end with their parent, even when it is killed with SIGKILL (`die_with_parent`), and an
+interrupted run stops the trials still running instead of waiting for them. `ranking_warning`
+says when the scores behind a ranking are too close to chance, or to each other, to mean anything.
+
 Why Ray core and not Ray Tune: a trial here is one function call with a dict in and a dict out,
 and the search strategy (not a tuner) decides what runs next; `ray.remote` tasks are all we
 need, and the same store and resume logic serve the local and the Ray executors.
@@ -17,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write_text
+from effnet.resume import changed_keys, short
 
 STATE_FILE = "trials.json"
 STATE_VERSION = 1
@@ -91,8 +98,8 @@ class TrialStore:
             raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
         saved = data["identity"]
         if saved != self.identity:
-            keys = sorted(k for k in set(saved) | set(self.identity) if saved.get(k) != self.identity.get(k))
-            details = "; ".join(f"{k}: stored {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in keys[:6])
+            changed = list(changed_keys(saved, self.identity))
+            details = "; ".join(f"{key}: stored {short(old)}, now {short(new)}" for key, old, new in changed[:4]) + (" ..." if len(changed) > 4 else "")
             raise TrialsError(f"{self.directory} holds trials of a different study ({details}); resume with the same settings or choose a new directory")
         for item in data["trials"]:
             trial = Trial.from_dict(item)
@@ -119,6 +126,54 @@ class TrialStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._trials
+
+
+# ------------------------------------------------------------------ does a ranking mean anything?
+NEAR_CHANCE_POINTS = 2.0  # least margin above chance (top-1 points) that counts as learned, whatever the validation size
+EQUAL_POINTS = 0.5  # scores closer than this (top-1 points) are ties when the validation size is unknown
+ADVICE = "train longer (--epochs) or on more data (--train-samples)"
+
+
+def ranking_warning(
+    scores: Sequence[float], *, chance: float | None = None, samples: int | None = None, what: str = "candidate", advice: str = ADVICE
+) -> str | None:
+    """A warning when a ranking of top-1 accuracies (percent) says nothing, else None.
+
+    - Near chance: the best is at most max(2, 2·SE) points above `chance` (percent), SE being the
+      binomial standard error of a chance-level accuracy measured on `samples` validation images
+      (100·sqrt(c(1-c)/n) points): such a best is what guessing gives with some luck.
+    - Ties: every score lies within max(0.5, SE at their mean) points of the others: their order is
+      noise (a ranking of equal scores only reflects how ties are broken, e.g. by fewer MACs).
+    """
+    scores = [float(s) for s in scores if s is not None and math.isfinite(s)]
+    if not scores:
+        return None
+    best, worst = max(scores), min(scores)
+    n = len(scores)
+    every = f"every {what}" if n > 1 else f"the only {what}"
+    if chance is not None and 0 < chance < 100:
+        noise = _standard_error(chance, samples)
+        margin = max(NEAR_CHANCE_POINTS, 2 * noise) if noise is not None else NEAR_CHANCE_POINTS
+        if best - chance <= margin:
+            return f"{every} scored within {margin:.1f} points of chance ({chance:.1f}%; best {best:.2f}%): the ranking says nothing; {advice}"
+    if n < 2:
+        return None
+    noise = _standard_error(sum(scores) / n, samples)
+    tie = max(EQUAL_POINTS, noise) if noise is not None else EQUAL_POINTS
+    if best - worst <= 1e-9:
+        return f"{every} scored {best:.2f}%: the ranking only orders ties (by cost), it says nothing about accuracy; {advice}"
+    if best - worst <= tie:
+        within = f"the noise of {samples} validation images (±{noise:.1f} points)" if noise is not None and noise >= EQUAL_POINTS else f"{tie:g} points"
+        return f"{every} scored between {worst:.2f}% and {best:.2f}%, within {within}: the ranking says nothing; {advice}"
+    return None
+
+
+def _standard_error(percent: float, samples: int | None) -> float | None:
+    """Binomial standard error (points) of an accuracy of `percent` measured on `samples` images; None without a count."""
+    if not samples or samples < 1:
+        return None
+    p = min(max(percent / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(p * (1 - p) / samples)
 
 
 # ------------------------------------------------------------------ running one trial
@@ -244,10 +299,10 @@ def _run_pool(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers
     import multiprocessing
 
     # spawn, not fork: forking a process that has torch threads running can deadlock
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: dict[Future, tuple[str, dict[str, Any], int]] = {
-            pool.submit(_call, fn, key, params, index, threads): (key, params, index) for key, params, index in todo
-        }
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),))
+    pending: dict[Future, tuple[str, dict[str, Any], int]] = {}
+    try:
+        pending = {pool.submit(_call, fn, key, params, index, threads): (key, params, index) for key, params, index in todo}
         while pending:
             ready, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in ready:
@@ -257,6 +312,61 @@ def _run_pool(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers
                 except Exception as err:  # noqa: BLE001 - a worker that died (killed, out of memory) fails its trial only
                     trial = Trial(key, params, "failed", {}, f"worker process failed: {type(err).__name__}: {err}", 0.0, index)
                 finished(trial)
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM turned into an exception, a failing callback): stop the running trials
+        # now instead of waiting for them, which can take hours
+        for future in pending:
+            future.cancel()
+        _terminate_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+
+
+# ------------------------------------------------------------------ workers that die with their parent
+PR_SET_PDEATHSIG = 1  # from linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when process `parent` dies, even by SIGKILL (then nothing else can stop it).
+
+    On Linux the kernel sends the worker SIGKILL when its parent exits (prctl PR_SET_PDEATHSIG);
+    elsewhere, or where that call fails, a daemon thread polls the parent's pid every second. A
+    parent that died before this ran is caught by the first check.
+    """
+    if not _parent_death_signal():
+        threading.Thread(target=_watch_parent, args=(parent,), name="effnet-parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parent_death_signal() -> bool:
+    """Ask the kernel for SIGKILL on the parent's death; False where that is not available (not Linux, no libc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -297,12 +407,19 @@ def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers:
 
         remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         pending = {remote.remote(fn, key, params, index, threads): (key, params, index) for key, params, index in todo}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                key, params, index = pending.pop(ref)
-                try:
-                    trial = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - a lost worker or node fails its trial only
-                    trial = Trial(key, params, "failed", {}, f"Ray task failed: {type(err).__name__}: {err}", 0.0, index)
-                finished(trial)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    key, params, index = pending.pop(ref)
+                    try:
+                        trial = ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 - a lost worker or node fails its trial only
+                        trial = Trial(key, params, "failed", {}, f"Ray task failed: {type(err).__name__}: {err}", 0.0, index)
+                    finished(trial)
+        finally:
+            # the driver stops (interrupted, or a callback failed): its tasks must not go on using the cluster.
+            # A driver killed outright is Ray's to clean up: it ends the tasks of a job whose driver is gone.
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)

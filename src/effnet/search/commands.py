@@ -1,8 +1,9 @@
 """`effnet search`: the MnasNet-style architecture search from the command line.
 
-Options that define the search default to None here, so that with ``--resume DIR`` the saved
-settings are used and only the options given explicitly are compared with them (a changed
-setting is an error naming it; ``--trials`` and ``--workers`` may change).
+Options default to None on the command line (`effnet.resume.ResumableOptions`), so that with
+``--resume DIR`` the saved settings are used and only the options given explicitly are compared
+with them (a changed setting is refused, naming it; ``--trials`` may grow and the execution
+options may change).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from effnet.resume import ResumableOptions
 from effnet.search.strategies import STRATEGIES
 
 # defaults of the options that default to None on the command line (so that --resume can tell what was given)
@@ -50,6 +51,9 @@ EVALUATOR_OPTIONS = {
 }
 
 
+SEARCH = ResumableOptions("search", "search", "search.json", may_change={"trials", "workers", "threads_per_worker", "ray_address"})
+
+
 def add_search_commands(command: Any) -> None:
     """Register `effnet search` with the CLI's `command(name, handler, summary, description, epilog)`."""
     p = command(
@@ -59,7 +63,8 @@ def add_search_commands(command: Any) -> None:
         "Search the MnasNet factorized space over EfficientNet-B0's 7 stages (op, kernel, SE, skip, filters, layers per stage)\n"
         "for the architecture with the best reward = accuracy x (MACs/T)^w. Candidates are trained briefly on a proxy task\n"
         "(the built-in synthetic task by default) in parallel workers or on a Ray cluster. The state is saved after every\n"
-        "trial: a killed search continues with --resume DIR, without losing or repeating a trial.",
+        "trial: a killed search continues with --resume DIR, without losing or repeating a trial and with no other option\n"
+        "needed (--trials may grow; --workers, --threads-per-worker and --ray-address may change).",
         epilog="examples:\n"
         "  effnet search --strategy ppo --trials 48 --target-macs 20e6 --resolution 48 --workers 2 --out-dir runs/search\n"
         "  effnet search --resume runs/search                         # continue a killed search\n"
@@ -69,52 +74,54 @@ def add_search_commands(command: Any) -> None:
         "A space file (YAML/JSON) changes the skeleton or the choice lists:\n"
         "  skeleton: efficientnet_b0\n  choices: {op: [ds, ir3, ir6], kernel: [3, 5]}\n  stages: {1: {op: [ds]}}",
     )
+    add = SEARCH.add
     g = p.add_argument_group("search")
-    g.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default=None,
-        help=f"ppo: LSTM controller + PPO (MnasNet); reinforce; random; evolution (default: {DEFAULTS['strategy']})",
-    )
-    g.add_argument("--trials", type=int, default=None, metavar="N", help=f"architectures to sample (default: {DEFAULTS['trials']}; may grow on --resume)")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"architectures per strategy update (default: {DEFAULTS['batch_size']})")
-    g.add_argument("--seed", type=int, default=None, help=f"seed of the strategy (default: {DEFAULTS['seed']})")
-    g.add_argument("--space", metavar="FILE", default=None, help="YAML/JSON search space file (default: MnasNet's space over B0's stages)")
-    g.add_argument(
+    add(g, "--strategy", choices=STRATEGIES, default=DEFAULTS["strategy"], help="ppo: LSTM controller + PPO (MnasNet); reinforce; random; evolution")
+    add(g, "--trials", type=int, metavar="N", default=DEFAULTS["trials"], help="architectures to sample (may grow on --resume)")
+    add(g, "--batch-size", type=int, metavar="B", default=DEFAULTS["batch_size"], help="architectures per strategy update")
+    add(g, "--seed", type=int, default=DEFAULTS["seed"], help="seed of the strategy")
+    add(g, "--space", metavar="FILE", help="YAML/JSON search space file", shown="MnasNet's space over B0's stages")
+    add(
+        g,
         "--warm-start",
         type=int,
-        default=None,
         metavar="N",
-        help="score N random nets with the zero-cost NASWOT score first: RL pretrains on them, random/evolution start from the best (default: 0)",
+        default=DEFAULTS["warm_start"],
+        shown="0",
+        help="score N random nets with the zero-cost NASWOT score first: RL pretrains on them, random/evolution start from the best",
     )
-    g.add_argument("--population", type=int, default=None, help="evolution: population size (default: 20)")
-    g.add_argument("--tournament", type=int, default=None, help="evolution: tournament sample size (default: 5)")
-    g.add_argument("--controller-lr", type=float, default=None, help="ppo/reinforce: Adam learning rate of the controller (default: 0.01)")
+    add(g, "--population", type=int, help="evolution: population size", shown="20")
+    add(g, "--tournament", type=int, help="evolution: tournament sample size", shown="5")
+    add(g, "--controller-lr", type=float, help="ppo/reinforce: Adam learning rate of the controller", shown="0.01")
     g = p.add_argument_group("reward")
-    g.add_argument(
-        "--target-macs", type=float, default=None, metavar="T", help="target MACs T (default: 400e6, B0 at 224 px; scale it with the search resolution)"
+    add(
+        g,
+        "--target-macs",
+        type=float,
+        metavar="T",
+        default=DEFAULTS["target_macs"],
+        shown="400e6",
+        help="target MACs T (B0 at 224 px; scale it with the search resolution)",
     )
-    g.add_argument("--reward", choices=("soft", "hard"), default=None, help="soft: w on both sides of T; hard: 0 below T, -1 above (default: soft)")
-    g.add_argument("--w", type=float, default=None, help="soft-constraint exponent (default: -0.07)")
+    add(g, "--reward", choices=("soft", "hard"), default=DEFAULTS["reward"], help="soft: w on both sides of T; hard: 0 below T, -1 above")
+    add(g, "--w", type=float, default=DEFAULTS["w"], help="soft-constraint exponent")
     g = p.add_argument_group("evaluation")
-    g.add_argument(
-        "--evaluator", choices=("proxy", "naswot"), default=None, help="proxy: short training; naswot: zero-cost score, no training (default: proxy)"
-    )
-    g.add_argument("--dataset", default=None, help="synthetic, folder, cifar10 or cifar100 (default: synthetic)")
-    g.add_argument("--data-dir", default=None, help="dataset root (folder: train/CLASS/*.jpg [+ val/CLASS/*.jpg])")
-    g.add_argument("--num-classes", type=int, default=None, help="classes (0: the dataset's; synthetic: 10) (default: 0)")
-    g.add_argument("--resolution", type=int, default=None, help=f"input resolution of the candidates (default: {DEFAULTS['resolution']})")
-    g.add_argument("--epochs", type=int, default=None, help=f"proxy training epochs per candidate (default: {DEFAULTS['epochs']})")
-    g.add_argument("--train-samples", type=int, default=None, help=f"proxy training images (default: {DEFAULTS['train_samples']})")
-    g.add_argument("--val-samples", type=int, default=None, help=f"held-out validation images (default: {DEFAULTS['val_samples']})")
-    g.add_argument("--train-batch-size", type=int, default=None, help=f"proxy training batch size (default: {DEFAULTS['train_batch_size']})")
-    g.add_argument("--data-seed", type=int, default=None, help="seed of the proxy data and training (default: 0)")
+    add(g, "--evaluator", choices=("proxy", "naswot"), default=DEFAULTS["evaluator"], help="proxy: short training; naswot: zero-cost score, no training")
+    add(g, "--dataset", default=DEFAULTS["dataset"], help="synthetic, folder, cifar10 or cifar100")
+    add(g, "--data-dir", default=DEFAULTS["data_dir"], help="dataset root (folder: train/CLASS/*.jpg [+ val/CLASS/*.jpg])")
+    add(g, "--num-classes", type=int, default=DEFAULTS["num_classes"], shown="0", help="classes (0: the dataset's; synthetic: 10)")
+    add(g, "--resolution", type=int, default=DEFAULTS["resolution"], help="input resolution of the candidates")
+    add(g, "--epochs", type=int, default=DEFAULTS["epochs"], help="proxy training epochs per candidate")
+    add(g, "--train-samples", type=int, default=DEFAULTS["train_samples"], help="proxy training images")
+    add(g, "--val-samples", type=int, default=DEFAULTS["val_samples"], help="held-out validation images")
+    add(g, "--train-batch-size", type=int, default=DEFAULTS["train_batch_size"], help="proxy training batch size")
+    add(g, "--data-seed", type=int, default=DEFAULTS["data_seed"], shown="0", help="seed of the proxy data and training")
     g = p.add_argument_group("execution")
-    g.add_argument("--workers", type=int, default=1, help="parallel evaluations: local worker processes, or Ray CPUs with --ray-address local")
-    g.add_argument("--threads-per-worker", type=int, default=None, help="torch threads per worker (default: CPUs / workers)")
-    g.add_argument("--ray-address", default=None, metavar="ADDR", help="run candidates as Ray tasks: 'local' or a cluster address such as 10.0.0.1:6379")
-    g.add_argument("--out-dir", default=None, metavar="DIR", help="search directory (state, trials, reports)")
-    g.add_argument("--resume", default=None, metavar="DIR", help="continue the search saved in DIR (its settings are used)")
+    add(g, "--workers", type=int, default=1, help="parallel evaluations: local worker processes, or Ray CPUs with --ray-address local")
+    add(g, "--threads-per-worker", type=int, help="torch threads per worker", shown="CPUs / workers")
+    add(g, "--ray-address", metavar="ADDR", help="run candidates as Ray tasks: 'local' or a cluster address such as 10.0.0.1:6379")
+    g.add_argument("--out-dir", default=None, metavar="DIR", help="search directory (state, trials, options, reports)")
+    SEARCH.add_resume(g)
 
 
 def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
@@ -159,21 +166,24 @@ def run_search_command(args: argparse.Namespace) -> int:
     from effnet.profile import profile_spec
     from effnet.search.runner import CONFIG_FILE, SearchError, run_search
 
-    if args.resume and args.out_dir and Path(args.resume) != Path(args.out_dir):
-        raise SearchError("--resume DIR is the search directory; give either --resume DIR or --out-dir DIR, not two different ones")
-    out_dir = args.resume or args.out_dir
-    if not out_dir:
+    run = SEARCH.resolve(args)
+    if run.out_dir is None:
         raise SearchError("give --out-dir DIR for a new search (or --resume DIR to continue one)")
     saved = None
-    if args.resume:
-        path = Path(args.resume) / CONFIG_FILE
+    if run.resuming:
+        path = run.out_dir / CONFIG_FILE
         if not path.is_file():
-            raise SearchError(f"{args.resume} holds no search to resume (no {CONFIG_FILE}); start one with --out-dir {args.resume}")
+            raise SearchError(f"{run.out_dir} holds no search to resume (no {CONFIG_FILE}); start one with --out-dir {run.out_dir}")
         try:
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise SearchError(f"cannot read {path}: {err}") from None
-    config = config_from_args(args, saved)
+    # what defines the search: the options given, over those saved with the run (the space as saved in search.json,
+    # not re-read from its file); a run saved before options.json gets only the given ones over its search.json
+    chosen = dict(run.given)
+    if run.saved is not None:
+        chosen = {**{k: v for k, v in run.saved["options"].items() if k != "space"}, **run.given}
+    config = config_from_args(argparse.Namespace(**{name: chosen.get(name) for name in SEARCH.defaults}), saved)
     space = config.search_space()
     evaluator = config.evaluator_config()
     base = space.skeleton.replace(resolution=space.resolution or evaluator.resolution, num_classes=evaluator.num_classes or 10)
@@ -192,8 +202,13 @@ def run_search_command(args: argparse.Namespace) -> int:
             "Set --target-macs near the size you want at the search resolution.",
             file=sys.stderr,
         )
+    v = run.values
+    # a run saved before options.json: its settings are search.json's, not the defaults, so no options.json is written for it
+    options = SEARCH.payload(v) if run.saved is not None or not run.resuming else None
     result = run_search(
-        config, out_dir, resume=bool(args.resume), workers=args.workers, ray_address=args.ray_address, threads_per_worker=args.threads_per_worker
+        config, run.out_dir, resume=run.resuming, workers=v.workers, ray_address=v.ray_address, threads_per_worker=v.threads_per_worker, options=options
     )
+    if result.warning:
+        print(f"effnet: warning: {result.warning}", file=sys.stderr)
     print(result.summary())
     return 0

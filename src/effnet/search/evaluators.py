@@ -89,6 +89,13 @@ class EvaluatorConfig:
         return "toy objective: fraction of decisions equal to a known target encoding"
 
 
+def score_text(value: float, kind: str) -> str:
+    """A candidate's score as printed: top-1 in percent (proxy training; the toy objective's share of hits too), NASWOT as its log-determinant."""
+    if kind == "naswot":
+        return f"NASWOT score {value:.2f}"
+    return f"{'top-1' if kind == 'proxy' else 'toy score'} {100 * value:.2f}%"
+
+
 def check_data(config: EvaluatorConfig) -> int:
     """Open the evaluator's dataset once and read a sample of each split; returns the class count.
 

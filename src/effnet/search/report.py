@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write, atomic_write_text
+from effnet.search.evaluators import score_text
 
 CSV_FIELDS = ("trial", "batch", "strategy", "status", "accuracy", "macs", "params", "reward", "seconds", "cached", "key", "error")
 
@@ -45,13 +46,13 @@ def top_k(records: Sequence[dict[str, Any]], k: int = 10) -> list[dict[str, Any]
     return out[:k]
 
 
-def top_table(records: Sequence[dict[str, Any]], k: int = 10) -> str:
-    """Markdown table of the top k trials."""
-    lines = ["| rank | trial | reward | accuracy | MACs | params | architecture |", "|---:|---:|---:|---:|---:|---:|---|"]
+def top_table(records: Sequence[dict[str, Any]], k: int = 10, kind: str = "proxy") -> str:
+    """Markdown table of the top k trials (accuracy in percent; the NASWOT score of a zero-cost search as is)."""
+    header = "NASWOT score" if kind == "naswot" else "top-1 %"
+    lines = [f"| rank | trial | reward | {header} | MACs | params | architecture |", "|---:|---:|---:|---:|---:|---:|---|"]
     for rank, r in enumerate(top_k(records, k), 1):
-        lines.append(
-            f"| {rank} | {r['trial'] + 1} | {r['reward']:.4f} | {r['accuracy']:.4f} | {r['macs'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | `{r['key']}` |"
-        )
+        score = f"{r['accuracy']:.2f}" if kind == "naswot" else f"{100 * r['accuracy']:.2f}"
+        lines.append(f"| {rank} | {r['trial'] + 1} | {r['reward']:.4f} | {score} | {r['macs'] / 1e6:.2f}M | {r['params'] / 1e6:.3f}M | `{r['key']}` |")
     return "\n".join(lines)
 
 
@@ -134,7 +135,8 @@ def write_report(out_dir: str | Path, config: Any, space: Any, result: Any, k: i
     out = Path(out_dir)
     history = result.history
     atomic_write_text(out / "history.csv", history_csv(history))
-    atomic_write_text(out / "top.md", top_table(history, k) + "\n")
+    kind = config.evaluator_config().kind
+    atomic_write_text(out / "top.md", top_table(history, k, kind) + "\n")
     plot_rewards({config.strategy: [history]}, out / "rewards.png", title=f"{config.strategy} search, seed {config.seed}")
     plot_pareto(history, out / "pareto.png", target_macs=config.target_macs)
     evaluator = config.evaluator_config()
@@ -151,6 +153,8 @@ def write_report(out_dir: str | Path, config: Any, space: Any, result: Any, k: i
         f"- evaluator: {evaluator.describe()}",
         "",
     ]
+    if getattr(result, "warning", None):
+        lines += [f"**Warning:** {result.warning}.", ""]
     best = result.best
     if best is None:
         lines.append("No trial succeeded; see history.csv for the errors.")
@@ -160,7 +164,7 @@ def write_report(out_dir: str | Path, config: Any, space: Any, result: Any, k: i
         lines += [
             "## Best architecture",
             "",
-            f"Reward {best['reward']:.4f}, accuracy {best['accuracy']:.4f}, {best['macs'] / 1e6:.2f}M MACs, {best['params'] / 1e6:.3f}M params (trial {best['trial'] + 1}).",
+            f"Reward {best['reward']:.4f}, {score_text(best['accuracy'], kind)}, {best['macs'] / 1e6:.2f}M MACs, {best['params'] / 1e6:.3f}M params (trial {best['trial'] + 1}).",
             "",
             f"`{best['key']}`",
             "",
@@ -173,5 +177,5 @@ def write_report(out_dir: str | Path, config: Any, space: Any, result: Any, k: i
                 f"{choice['filters']}x = {stage.out_channels} | {choice['layers']:+d} = {stage.repeats} |"
             )
         lines += ["", "Train it: `effnet train --spec best_spec.json --preset proxy`; scale it: `effnet scale best_spec.json --phi 1`.", ""]
-    lines += ["## Top trials", "", top_table(history, k), "", "![reward per trial](rewards.png)", "", "![accuracy vs MACs](pareto.png)", ""]
+    lines += ["## Top trials", "", top_table(history, k, kind), "", "![reward per trial](rewards.png)", "", "![accuracy vs MACs](pareto.png)", ""]
     atomic_write_text(out / "summary.md", "\n".join(lines))

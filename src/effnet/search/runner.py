@@ -35,7 +35,8 @@ from typing import Any
 import torch
 
 from effnet._io import atomic_write, atomic_write_text
-from effnet.search.evaluators import EvaluatorConfig, check_data, evaluate_candidate
+from effnet.resume import changed_keys, save_options, short
+from effnet.search.evaluators import EvaluatorConfig, check_data, evaluate_candidate, score_text
 from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
 from effnet.search.strategies import STRATEGIES, make_strategy
@@ -135,14 +136,16 @@ class SearchResult:
     batches: list[dict[str, Any]]
     evaluated: int  # trials evaluated by this call (not cached, not from an earlier session)
     seconds: float
+    evaluator_kind: str = "proxy"  # how "accuracy" was measured (proxy training, NASWOT score, toy objective)
+    warning: str | None = None  # set when the ranking says nothing (best near chance, or every accuracy tied)
 
     def summary(self) -> str:
         if self.best is None:
             return f"no successful trial in {len(self.history)}; see {self.out_dir}"
         b = self.best
         return (
-            f"best reward {b['reward']:.4f} (accuracy {b['accuracy']:.4f}, {b['macs'] / 1e6:.1f}M MACs) at trial {b['trial'] + 1} of {len(self.history)}: "
-            f"{b['key']}\nbest spec: {self.out_dir / 'best_spec.json'}; report: {self.out_dir / 'summary.md'}"
+            f"best reward {b['reward']:.4f} ({score_text(b['accuracy'], self.evaluator_kind)}, {b['macs'] / 1e6:.1f}M MACs) "
+            f"at trial {b['trial'] + 1} of {len(self.history)}: {b['key']}\nbest spec: {self.out_dir / 'best_spec.json'}; report: {self.out_dir / 'summary.md'}"
         )
 
 
@@ -169,21 +172,21 @@ def _load_state(path: Path) -> dict[str, Any]:
     return data
 
 
-def _differences(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the settings that differ (recursing into dicts), for the resume error."""
-    out = []
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} (saved {_short(a)}, now {_short(b)})")
-    return out
+def _ranking_warning(records: list[dict[str, Any]], evaluator: EvaluatorConfig, classes: int | None) -> str | None:
+    """Say so when the accuracies behind the ranking say nothing (near chance, or all tied: the reward then only prefers fewer MACs)."""
+    from effnet.trials import ranking_warning
 
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if evaluator.kind == "naswot":  # a zero-cost score: no chance level, no noise model
+        return None
+    accuracies = {r["key"]: 100.0 * r["accuracy"] for r in records}  # distinct architectures: a repeat is not a second opinion
+    proxy = evaluator.kind == "proxy"
+    return ranking_warning(
+        list(accuracies.values()),
+        chance=100.0 / classes if proxy and classes else None,
+        samples=evaluator.val_samples if proxy and evaluator.dataset == "synthetic" else None,  # other datasets: at most that many
+        what="architecture",
+        advice="train longer (--epochs) or on more data (--train-samples)" if proxy else "check the objective",
+    )
 
 
 # ------------------------------------------------------------------ the loop
@@ -233,13 +236,15 @@ def run_search(
     fn: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
     log: Callable[[str], None] | None = None,
     report: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Run (or with `resume`, continue) the search `config` describes in `out_dir`.
 
     With `resume`, `config` may be None (the saved settings are used) or must match the saved
     identity (its `trials` may be larger, to extend a search). `fn` evaluates one candidate
     (default: `evaluate_candidate`; with workers > 1 it must be a module-level function).
-    `log` receives one progress line per finished trial (default: print to stderr).
+    `log` receives one progress line per finished trial (default: print to stderr). `options` (the
+    command line's, from `effnet.resume`) are saved as `out_dir/options.json` next to search.json.
     """
     from effnet.profile import profile_spec
     from effnet.trials import TrialsError, TrialStore, ray_session, run_trials
@@ -257,7 +262,7 @@ def run_search(
         if config is None:
             config = saved
         elif config.identity() != saved.identity():
-            diffs = _differences(saved.identity(), config.identity())
+            diffs = [f"{key} (saved {short(old)}, now {short(new)})" for key, old, new in changed_keys(saved.identity(), config.identity())]
             raise SearchError(
                 f"{out} holds a different search: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
                 "Resume it with its own settings (only --trials and --workers may change) or choose a new --out-dir; nothing was changed."
@@ -281,6 +286,7 @@ def run_search(
     except TrialsError as err:
         raise SearchError(str(err)) from None
     atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    save_options(out, options)
 
     strategy = make_strategy(config.strategy, space.sizes, config.seed, **config.strategy_options)
     history: list[dict[str, Any]] = []
@@ -307,7 +313,7 @@ def run_search(
         if trial.ok:
             reward = reward_fn(trial.result["accuracy"], macs)
             best = reward if best is None else max(best, reward)
-            outcome = f"reward {reward:.4f} (accuracy {trial.result['accuracy']:.4f}, {macs / 1e6:.1f}M MACs)"
+            outcome = f"reward {reward:.4f} ({score_text(trial.result['accuracy'], evaluator.kind)}, {macs / 1e6:.1f}M MACs)"
         else:
             outcome = f"FAILED: {trial.error.splitlines()[0]}"
         elapsed = time.perf_counter() - start
@@ -374,7 +380,9 @@ def run_search(
             _save_state(state_path, identity, strategy, history, batches, pending)
 
     ok = [r for r in history if r["reward"] is not None]
-    result = SearchResult(out, history, max(ok, key=lambda r: r["reward"]) if ok else None, batches, evaluated, time.perf_counter() - start)
+    best_record = max(ok, key=lambda r: r["reward"]) if ok else None
+    warning = _ranking_warning(ok, evaluator, space.num_classes)
+    result = SearchResult(out, history, best_record, batches, evaluated, time.perf_counter() - start, evaluator.kind, warning)
     if report:
         from effnet.search.report import write_report
 

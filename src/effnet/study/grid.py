@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet.resume import save_options
 from effnet.scaling import compound
 from effnet.spec import NetSpec, SpecError
 from effnet.study.stats import Interval, mean_ci
@@ -76,6 +77,7 @@ class GridResult:
     step: float
     tolerance: float
     distinct_specs: int
+    warning: str | None = None  # set when the ranking says nothing (best near chance, or all scores tied)
 
     @property
     def best(self) -> GridCandidate | None:
@@ -92,6 +94,7 @@ class GridResult:
             "distinct_specs": self.distinct_specs,
             "baseline_macs": self.baseline_macs,
             "best": {"alpha": best.alpha, "beta": best.beta, "gamma": best.gamma} if best else None,
+            "warning": self.warning,
             "ranking": [c.to_dict() for c in self.ranking],
         }
 
@@ -142,11 +145,31 @@ def _key(alpha: float, beta: float, gamma: float, seed: int) -> str:
     return f"a{alpha:g}-b{beta:g}-g{gamma:g}-seed{seed}"
 
 
-def _analytic(spec: NetSpec, num_classes: int | None) -> tuple[int, int]:
+def analytic_cost(spec: NetSpec, num_classes: int | None) -> tuple[int, int]:
+    """(MACs, params) of `spec` with its classifier sized for `num_classes` (None: the spec's own)."""
     from effnet.profile import profile_spec
 
     p = profile_spec(spec.replace(num_classes=num_classes) if num_classes else spec)
     return p.macs, p.params
+
+
+def task_classes(train: dict[str, Any]) -> int | None:
+    """Classes of the task the candidates are trained on (their classifier's size): the option, else the dataset's."""
+    from effnet.study.training import classes_of
+
+    return train.get("num_classes") or classes_of(train.get("dataset", "synthetic"), train.get("data_dir", ""))
+
+
+def plan_candidates(baseline: NetSpec, phi: float, step: float, tolerance: float, num_classes: int | None) -> list[GridCandidate]:
+    """Every grid point as a scaled spec with its MACs and params, the classifier sized for the task (as it will be trained)."""
+    candidates = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # compound() warns per candidate about the constraint; the search says it once
+        for alpha, beta, gamma in grid_candidates(step, tolerance):
+            spec = compound(baseline, phi, alpha, beta, gamma, name=f"{baseline.name or 'baseline'}-a{alpha:g}-b{beta:g}-g{gamma:g}")
+            macs, params = analytic_cost(spec, num_classes)
+            candidates.append(GridCandidate(alpha, beta, gamma, spec, macs, params))
+    return candidates
 
 
 def grid_search(
@@ -166,6 +189,7 @@ def grid_search(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    options: dict[str, Any] | None = None,
 ) -> GridResult:
     """Find α, β, γ for `baseline`: scale by (α^φ, β^φ, γ^φ) for every grid point, train, rank.
 
@@ -175,8 +199,10 @@ def grid_search(
     and the multipliers ``depth``, ``width``, ``resolution``. With `out_dir`, progress is saved
     after every candidate; `resume=True` continues a search there (same settings), skipping
     finished candidates. The ranking is also written to `out_dir` (grid.json, grid.md).
+    `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once
+    the directory is checked, so that `--resume DIR` needs nothing else.
     """
-    from effnet.trials import TrialsError, TrialStore, run_trials
+    from effnet.trials import TrialsError, TrialStore, ranking_warning, run_trials
 
     if not phi >= 0:
         raise SpecError(f"phi must be >= 0, got {phi!r}; the grid search scales the baseline by φ = 1 (twice its MACs)")
@@ -197,15 +223,9 @@ def grid_search(
         if log:
             log(f"warning: {message}")
     train = dict(train or {})
-    num_classes = train.get("num_classes") or (10 if train.get("dataset", "synthetic") == "synthetic" else None)
-    candidates = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # compound() warns per candidate about the constraint; said once above
-        for alpha, beta, gamma in grid:
-            spec = compound(baseline, phi, alpha, beta, gamma, name=f"{baseline.name or 'baseline'}-a{alpha:g}-b{beta:g}-g{gamma:g}")
-            macs, params = _analytic(spec, num_classes)
-            candidates.append(GridCandidate(alpha, beta, gamma, spec, macs, params))
-    baseline_macs, _ = _analytic(baseline, num_classes)
+    num_classes = task_classes(train)
+    candidates = plan_candidates(baseline, phi, step, tolerance, num_classes)
+    baseline_macs, _ = analytic_cost(baseline, num_classes)
     distinct = len({(c.spec.to_string(), c.spec.resolution, c.spec.stem_channels, c.spec.head_channels) for c in candidates})
     if log:
         log(
@@ -233,6 +253,7 @@ def grid_search(
             "evaluator": f"{evaluate.__module__}.{evaluate.__qualname__}",
         }
         store = TrialStore(out_dir, identity)
+        save_options(out_dir, options)
         if log and len(store):
             log(f"resuming: {len(store)} training run(s) already finished in {state}")
 
@@ -268,7 +289,14 @@ def grid_search(
         for seed in seeds:
             record_result(c, int(seed), by_key[_key(c.alpha, c.beta, c.gamma, int(seed))])
     ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
-    result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct)
+    classes = next((int(t.result["classes"]) for t in trials if t.ok and t.result.get("classes")), num_classes)
+    synthetic = train.get("dataset", "synthetic") == "synthetic"
+    warning = ranking_warning(
+        [c.accuracy.mean for c in candidates if c.accuracy],
+        chance=100.0 / classes if classes else None,
+        samples=int(train["val_samples"]) * len(seeds) if synthetic and train.get("val_samples") else None,  # other datasets: at most that many
+    )
+    result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct, warning)
     if out_dir is not None:
         from effnet._io import atomic_write_text
 
@@ -291,5 +319,7 @@ def grid_markdown(result: GridResult, baseline: NetSpec) -> str:
         lines.append(f"**Best: α = {best.alpha:g}, β = {best.beta:g}, γ = {best.gamma:g}** (top-1 {best.accuracy.text(2)} %, {best.macs / 1e6:.2f}M MACs).")
     else:
         lines.append("**Every candidate failed**; see the errors below.")
+    if result.warning:
+        lines += ["", f"**Warning:** {result.warning}."]
     lines += ["", "Top-1 is the mean over seeds ± the 95% t-interval (no interval with one seed).", "", result.table()]
     return "\n".join(lines)

@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet.resume import save_options
 from effnet.scaling import ALPHA, BETA, GAMMA, scale
 from effnet.spec import NetSpec, SpecError
 from effnet.study.stats import Interval, mean_ci, paired_difference
-from effnet.study.training import evaluate_candidate, record_result
+from effnet.study.training import classes_of, evaluate_candidate, record_result
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
@@ -343,8 +344,13 @@ def run_study(
     evaluate: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    options: dict[str, Any] | None = None,
 ) -> StudyResult:
-    """Run (or resume) the study of `preset` into `out_dir`: trials.json, study.json, report.md and PNG plots."""
+    """Run (or resume) the study of `preset` into `out_dir`: trials.json, study.json, report.md and PNG plots.
+
+    `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once the
+    directory is checked, so that `--resume DIR` needs nothing else.
+    """
     from effnet.study.report import write_report
     from effnet.trials import TrialsError, TrialStore, run_trials
 
@@ -365,7 +371,7 @@ def run_study(
         train_options.update(dataset=dataset, data_dir=data_dir)
         if dataset == "folder" and not data_dir:
             raise ValueError("--dataset folder needs --data-dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
-        num_classes = train_options.get("num_classes") or _classes_of(dataset, data_dir)
+        num_classes = train_options.get("num_classes") or classes_of(dataset, data_dir)
     else:
         num_classes = train_options.setdefault("num_classes", preset.num_classes)
     baseline = baseline_of(preset, baseline_spec, num_classes)
@@ -377,6 +383,8 @@ def run_study(
     state = out_dir / "trials.json"
     if state.exists() and not resume:
         raise TrialsError(f"{out_dir} already holds a study ({state}); pass --resume to continue it or choose another --out-dir")
+    if resume and not state.exists():
+        raise TrialsError(f"--resume: {out_dir} holds no study to continue (no {state.name}); drop --resume to start one")
     identity = {
         "study": "scaling",
         "preset": preset.name,
@@ -388,6 +396,7 @@ def run_study(
         "evaluator": f"{evaluate.__module__}.{evaluate.__qualname__}",
     }
     store = TrialStore(out_dir, identity)
+    save_options(out_dir, options)
     unique: dict[str, Point] = {}
     for p in points:
         unique.setdefault(p.key, p)
@@ -437,18 +446,6 @@ def run_study(
     result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options)
     write_report(result, out_dir)
     return result
-
-
-def _classes_of(dataset: str, data_dir: str) -> int | None:
-    """Classes of a real dataset, so that MACs are matched with the classifier the trained networks will have."""
-    if dataset in ("cifar10", "cifar100"):
-        return 10 if dataset == "cifar10" else 100
-    if dataset == "folder":
-        from effnet.data.folders import image_folder_splits
-
-        train, _ = image_folder_splits(data_dir)
-        return len(train.classes)
-    return None
 
 
 def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:

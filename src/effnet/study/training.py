@@ -19,6 +19,7 @@ from typing import Any
 # Options a study passes to every training unless the user overrides them. One data-loader
 # process per trial would double the process count of a pool (2 trials -> 4 processes on 2 cores),
 # and per-epoch evaluation, EMA and progress bars are not needed when only the final accuracy counts.
+SYNTHETIC_DEFAULT_CLASSES = 10  # effnet.data's synthetic task without num_classes
 STUDY_TRAIN_DEFAULTS: dict[str, Any] = {"workers": 0, "progress": False, "ema_decay": 0.0, "eval_every": 1000}
 
 
@@ -28,6 +29,20 @@ def train_config(spec_file: str | Path, train: dict[str, Any], seed: int, out_di
 
     values = {**STUDY_TRAIN_DEFAULTS, **train, "spec": str(spec_file), "seed": int(seed), "out_dir": str(out_dir), "resume": False}
     return preset(preset_name, **values)
+
+
+def classes_of(dataset: str, data_dir: str) -> int | None:
+    """Classes of a dataset (synthetic: its default 10), so that MACs are planned with the classifier the trained networks will have."""
+    if dataset == "synthetic":
+        return SYNTHETIC_DEFAULT_CLASSES
+    if dataset in ("cifar10", "cifar100"):
+        return 10 if dataset == "cifar10" else 100
+    if dataset == "folder" and data_dir:
+        from effnet.data.folders import image_folder_splits
+
+        train, _ = image_folder_splits(data_dir)
+        return len(train.classes)
+    return None
 
 
 def record_result(network: Any, seed: int, trial: Any) -> None:
@@ -53,7 +68,7 @@ def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
     ``run_root`` (where the temporary run directory goes; removed afterwards).
 
     Returns ``top1`` (final validation top-1 %, the score), ``best_top1``, ``macs`` and
-    ``params`` of the trained network (its classifier sized for the task), ``resolution``,
+    ``params`` of the trained network (its classifier sized for the task), ``resolution``, ``classes``,
     ``seconds`` (training time), ``wall_seconds`` and ``pid``.
     """
     from effnet.profile import profile_spec
@@ -85,6 +100,7 @@ def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
         "macs": int(profile.macs),
         "params": int(profile.params),
         "resolution": int(trained.resolution),
+        "classes": int(trained.num_classes),
         "seconds": round(float(result.seconds), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
         "pid": os.getpid(),
