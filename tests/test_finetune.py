@@ -155,3 +155,16 @@ def test_fixres_adapts_statistics_and_head_only(tuned_run: tuple[Path, str], cap
     assert rows["fixres"]["resolution"] == 160
     assert rows["fixres"]["top1"] == pytest.approx(outcome["after"]["top1"], abs=1e-9)
     assert rows["fixres"]["loss"] == pytest.approx(outcome["after"]["loss"], rel=1e-4)
+
+
+def test_predict_with_a_run_uses_its_classes_and_preprocessing(tuned_run: tuple[Path, str], tiny_photos: Path, capsys) -> None:
+    from effnet.train.rundir import load_run_model
+
+    run, _ = tuned_run
+    model = load_run_model(run)
+    assert model.class_names == ["cat", "coffee", "rocket"] and model.preprocessing.resolution == 128
+    assert load_run_model(run, "fixres").preprocessing.resolution == 160
+    images = [tiny_photos / "val" / name / "0.jpg" for name in ("cat", "coffee", "rocket")]
+    assert main(["predict", *map(str, images), "--run", str(run), "--topk", "1", "--json"]) == 0
+    labels = [row["top"][0]["label"] for row in json.loads(capsys.readouterr().out)]
+    assert labels == ["cat", "coffee", "rocket"]

@@ -125,6 +125,12 @@ def test_a_config_file_overrides_only_the_keys_it_sets(tmp_path) -> None:
     add_config_options(parser, FINETUNE_RECIPE, finetune=True)
     config = config_from_args(parser.parse_args(["--config", str(tmp_path / "c.yaml"), "--epochs", "4"]), FINETUNE_RECIPE)
     # fine-tune defaults survive the file, the file beats them, the command line beats both
-    assert (config.pretrained, config.freeze_bn, config.optimizer, config.batch_size, config.epochs) == ("default", FINETUNE_RECIPE["freeze_bn"], "adamw", 16, 4)
+    assert (config.pretrained, config.freeze_bn, config.optimizer, config.batch_size, config.epochs) == (
+        "default",
+        FINETUNE_RECIPE["freeze_bn"],
+        "adamw",
+        16,
+        4,
+    )
     config = config_from_args(parser.parse_args(["--preset", "proxy", "--config", str(tmp_path / "c.yaml")]))
     assert (config.optimizer, config.batch_size) == ("adamw", 16)

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from effnet.cli import main
 from effnet.train import TrainConfig, TrainingDiverged, preset, train
-from effnet.train.trainer import Trainer
 from effnet.train.checkpoint import CheckpointError
+from effnet.train.trainer import Trainer
 
 # A small network (3 stages, 16-40 channels) keeps every run to seconds on 2 cores.
 TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from effnet.exit_status import INTERRUPTED, USAGE
+
 PAPER_TABLE2 = tuple(f"efficientnet_b{i}" for i in range(8))
 LITE = tuple(f"efficientnet_lite{i}" for i in range(5))
 MACS_HEADER = "MACs (multiply-adds)"
-INTERRUPTED = 130  # exit status after Ctrl-C / SIGTERM (128 + SIGINT), as shells report it
 MACS_NOTE = "MACs count multiply-adds of convolutions and the classifier; the paper calls them FLOPS."
 
 
@@ -270,14 +271,19 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """`effnet predict`: top-k ImageNet labels for image files (the bundled samples by default)."""
+    """`effnet predict`: top-k labels for image files (the bundled samples by default), of an ImageNet model or a training run."""
     from effnet.predict import predict, sample_images
 
-    model = _load_model(args.model, args.weights, args.tf_compat)
-    if args.weights == "none":
-        print("effnet: note: --weights none gives a randomly initialised model; its labels are meaningless", file=sys.stderr)
+    if args.run:
+        from effnet.train.rundir import load_run_model
+
+        model = load_run_model(args.run, args.run_weights)
+    else:
+        model = _load_model(args.model, args.weights, args.tf_compat)
+        if args.weights == "none":
+            print("effnet: note: --weights none gives a randomly initialised model; its labels are meaningless", file=sys.stderr)
     images = args.images or sample_images()
-    results = predict(model, images, topk=args.topk, batch_size=args.batch_size)
+    results = predict(model, images, topk=args.topk, batch_size=args.batch_size, class_names=getattr(model, "class_names", None))
     if args.json:
         for result in results:
             if result.error is not None:
@@ -534,13 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "predict",
         cmd_predict,
-        "classify images (ImageNet top-k)",
-        "Classify images with an ImageNet model and print the top-k labels with probabilities.\n"
+        "classify images (ImageNet top-k, or a fine-tuned run's classes)",
+        "Classify images with an ImageNet model, or with the model a training run produced (--run), and print the\n"
+        "top-k labels with probabilities.\n"
         "Files that cannot be read are reported on stderr and skipped; the exit status is 0 if at\n"
         "least one image was classified, 1 if none, 2 for usage errors.",
         epilog="examples:\n  effnet predict                       # the bundled sample photos\n  effnet predict photo.jpg photos/ --topk 3\n"
-        "  effnet predict photo.jpg --model efficientnet_b0 --weights b0.safetensors",
+        "  effnet predict photo.jpg --model efficientnet_b0 --weights b0.safetensors\n"
+        "  effnet predict photos/ --run runs/finetune   # a fine-tuned model, its preprocessing and class names",
     )
+    p.add_argument("--run", metavar="RUN_DIR", help="use the model of a training run (its spec, weights, preprocessing and class names)")
+    p.add_argument("--run-weights", choices=("model", "ema", "fixres"), default="model", help="which of the run's weights to use")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or directories (default: the bundled sample photos)")
     p.add_argument("--model", default="efficientnet_lite0", metavar="NAME", help="model variant")
     p.add_argument(
@@ -685,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return USAGE
     saved_showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.handler(args)
@@ -693,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, BrokenPipeError):
             return _broken_pipe()
         print(f"effnet: error: {_error_text(err)}", file=sys.stderr)
-        return 2
+        return USAGE
     except KeyboardInterrupt:
         print("effnet: interrupted", file=sys.stderr)
         return INTERRUPTED

@@ -178,6 +178,7 @@ def _proxy_train(spec: Any, config: EvaluatorConfig) -> dict[str, Any]:
             "seed": config.seed,
             "workers": 0,  # the trial runner already runs candidates in parallel
             "progress": False,
+            "verbose": False,
             "ema_decay": 0.0,  # a few hundred steps: the EMA would still be mostly the initial weights
             "out_dir": str(Path(tmp) / "run"),
             **config.train,

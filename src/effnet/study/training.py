@@ -20,7 +20,7 @@ from typing import Any
 # process per trial would double the process count of a pool (2 trials -> 4 processes on 2 cores),
 # and per-epoch evaluation, EMA and progress bars are not needed when only the final accuracy counts.
 SYNTHETIC_DEFAULT_CLASSES = 10  # effnet.data's synthetic task without num_classes
-STUDY_TRAIN_DEFAULTS: dict[str, Any] = {"workers": 0, "progress": False, "ema_decay": 0.0, "eval_every": 1000}
+STUDY_TRAIN_DEFAULTS: dict[str, Any] = {"workers": 0, "progress": False, "verbose": False, "ema_decay": 0.0, "eval_every": 1000}
 
 
 def train_config(spec_file: str | Path, train: dict[str, Any], seed: int, out_dir: str | Path, preset_name: str = "proxy") -> Any:

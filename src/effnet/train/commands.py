@@ -18,7 +18,7 @@ from effnet.train.config import PRESETS, TrainConfig, read_config_file
 from effnet.train.finetune import FINETUNE_RECIPE
 
 # What `finetune` starts from when --preset names a recipe instead of the adaptive one: pretrained weights.
-FINETUNE_BASE = {"model": FINETUNE_RECIPE["model"], "pretrained": "default", "epochs": FINETUNE_RECIPE["epochs"]}
+FINETUNE_BASE = {key: FINETUNE_RECIPE[key] for key in ("model", "pretrained", "epochs", "out_dir")}
 # Options that may differ when a run is resumed: they change how it runs, not what it computes.
 RESUME_MAY_CHANGE = frozenset({"progress", "verbose", "workers", "device", "checkpoint_minutes", "checkpoint_every", "resume", "out_dir"})
 
@@ -223,32 +223,25 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     from torch.utils.data import DataLoader
 
     from effnet.data import build_datasets
-    from effnet.model import build
-    from effnet.preprocessing import Preprocessing
-    from effnet.spec import NetSpec
+    from effnet.train import rundir
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
-    from effnet.train.trainer import PREPROCESSING_NAME, _preprocessing_of, make_model
+    from effnet.train.trainer import _preprocessing_of, make_model
     from effnet.weights import load_file, load_state_dict
 
     native: dict[str, int] = {}
     if args.run:
-        run = Path(args.run)
-        if not (run / "config.json").is_file():
-            raise FileNotFoundError(f"{run} is not a training run directory (no config.json)")
-        config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-        saved_prep = run / PREPROCESSING_NAME
-        # runs from before preprocessing.json: the preprocessing the trainer derived from the config
-        base = Preprocessing.from_dict(json.loads(saved_prep.read_text())) if saved_prep.is_file() else _preprocessing_of(config, config.resolution or 224)
-        spec = NetSpec.load(run / "spec.json")
-        weights = {name: str(run / f"{name}.safetensors") for name in ("model", "ema", "fixres") if (run / f"{name}.safetensors").is_file()}
+        run = rundir.check_run(args.run)
+        config = TrainConfig.from_dict(json.loads((run / rundir.CONFIG_NAME).read_text()))
+        base = rundir.run_preprocessing(run)
+        weights = {kind: str(path) for kind, path in rundir.weights_of(run).items()}
         if not weights:
             raise FileNotFoundError(f"{run} holds no model.safetensors yet (the run has not finished); evaluate its checkpoint after it ends")
         if "fixres" in weights:
-            native["fixres"] = int(json.loads((run / "fixres.json").read_text())["resolution"])
+            native["fixres"] = rundir.fixres_resolution(run)
 
         def new_model(num_classes: int, source: str) -> Any:
-            return build(spec.replace(num_classes=num_classes))
+            return rundir.load_run_model(run, Path(source).stem)
 
     else:
         config = TrainConfig(
@@ -265,7 +258,10 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
         weights = {"model": args.weights} if args.weights else {}
 
         def new_model(num_classes: int, source: str) -> Any:
-            return make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
+            model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
+            if source and source != "default":
+                load_state_dict(model, load_file(source))
+            return model
 
     def validation_data(resolution: int) -> Any:
         return build_datasets(
@@ -286,8 +282,6 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for label, source in weights.items() or [("random-init", None)]:
         model = new_model(num_classes, source or "").to(device)
-        if source and source != "default":
-            load_state_dict(model, load_file(source))
         default_resolutions = [native.get(label) or config.resolution or model.spec.resolution]
         for resolution in args.resolutions or default_resolutions:
             data = validation_data(resolution)

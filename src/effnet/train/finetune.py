@@ -32,6 +32,7 @@ FINETUNE_RECIPE: dict[str, Any] = {
     "freeze_bn": True,
     "channels_last": True,
     "head_init": "zeros",
+    "out_dir": "runs/finetune",
 }
 MIN_STEPS_PER_EPOCH = 10
 BATCH_RANGE = (8, 64)

@@ -29,6 +29,7 @@ from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.metrics import plot_history, write_history
 from effnet.train.optim import make_optimizer, make_scheduler
+from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,9 +102,6 @@ def _preprocessing_of(config: TrainConfig, resolution: int) -> Any:
     else:
         base = get_info(config.model).preprocessing
     return base.replace(resolution=resolution)
-
-
-PREPROCESSING_NAME = "preprocessing.json"  # the eval preprocessing of a run, for `effnet eval --run` and prediction
 
 
 def _freeze_backbone(model: nn.Module) -> None:
@@ -498,6 +496,7 @@ class Trainer:
             atomic_write_text(self.out_dir / "config.json", cfg.to_json() + "\n")
             self.model.spec.save(self.out_dir / "spec.json")
             atomic_write_text(self.out_dir / PREPROCESSING_NAME, json.dumps(self.preprocessing.to_dict(), indent=2) + "\n")
+            atomic_write_text(self.out_dir / CLASSES_NAME, json.dumps(self.data.class_names) + "\n")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
         try:
             while self.epoch < cfg.epochs:
