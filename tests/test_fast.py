@@ -34,8 +34,8 @@ from effnet.fast import (
     squeeze_excite_as_matmul,
     strip_regularisation,
 )
-from effnet.nn.efficient import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
 from effnet.nn.layers import ConvBnAct, SqueezeExcite
+from effnet.nn.lean import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
 
 TINY = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25"
 
