@@ -115,3 +115,13 @@ def test_pretrained_with_a_tag_loads_those_weights(tmp_path) -> None:
     ):
         assert model.spec.padding == "tf_same" and model.preprocessing == source.preprocessing
         assert all(torch.equal(v, default[k]) for k, v in model.state_dict().items())
+
+
+def test_effnet_models_lists_every_tag(capsys: pytest.CaptureFixture[str]) -> None:
+    from effnet.cli import main
+
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.split() and line.split()[0] in ALL_WEIGHTS}
+    assert set(rows) == set(ALL_WEIGHTS)
+    assert rows["efficientnet_b0.torchvision"] == ["77.69", "93.53", "224", "bicubic", "yes"]
+    assert rows["efficientnet_lite2.lite-package"][:3] == ["77.60", "-", "260"]
