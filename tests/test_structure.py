@@ -175,6 +175,9 @@ def test_top_level_names_resolve() -> None:
     for name in effnet.__all__:
         assert getattr(effnet, name) is not None
     assert callable(effnet.profile) and effnet.profile(effnet.get_spec("b0")).params == 5288548
+    code = "import effnet; print(effnet.fast.optimize.__name__, effnet.nn.blocks.__name__, effnet.weights.WeightsError.__name__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120, check=True)
+    assert run.stdout.split() == ["optimize", "effnet.nn.blocks", "WeightsError"]  # submodules a bare `import effnet` reached before stay reachable
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         effnet.nope  # noqa: B018
     with pytest.raises(TypeError, match=r"use effnet.profile\(name\)"):
