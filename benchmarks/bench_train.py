@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from effnet._io import atomic_write_text
-from effnet.bench import TRAIN_CONFIGS, _format_train, busy_cpus, environment, run_train_bench
+from effnet.bench import TRAIN_CONFIGS, busy_cpus, environment, format_train, run_train_bench
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)
     markdown = (
         f"Other processes kept {payload['busy_cpus_at_start']} CPUs busy at the start, {payload['busy_cpus_at_end']} at the end.\n\n"
-        + _format_train(payload)
+        + format_train(payload)
         + f"\nMachine: {env['cpu']} ({env['cpu_count']} logical CPUs); {versions}.\n"
     )
     atomic_write_text(args.out / "train_bench.json", json.dumps(payload, indent=2) + "\n")

@@ -33,8 +33,8 @@ from effnet.profile import profile_spec
 from effnet.search import EvaluatorConfig, SearchConfig, SearchSpace, run_search
 from effnet.search.evaluators import evaluate_candidate
 from effnet.search.report import pareto_front, plot_pareto, plot_rewards, top_k
-from effnet.search.runner import _ray_session
 from effnet.spec import NetSpec
+from effnet.trials import ray_session
 
 STRATEGIES = ("ppo", "reinforce", "random", "evolution")
 # The study's skeleton: B0's first four stages (Table 1 rows 1-4, output stride 16) and a 320-channel head.
@@ -592,12 +592,12 @@ def main() -> int:
         runs, seconds = load_runs(args)
         final = load_final(args, runs, target)
         if args.phase == "reeval":
-            with _ray_session("local", args.workers):
+            with ray_session("local", args.workers):
                 final = final or {"nets": {}, "phi": None, "b0_base_resolution": None, "scale_warnings": []}
                 final["reeval"] = reevaluate(args, runs, target)
         write_results(args, target, runs, summarize(runs), final, seconds)
         return 0
-    with _ray_session("local", args.workers):
+    with ray_session("local", args.workers):
         runs = run_searches(args, target)
         summary = summarize(runs)
         write_results(args, target, runs, summary, None, time.perf_counter() - started)

@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
-from effnet.bench import TrainConfig, _train_worker, format_markdown, format_report, plot_report, run_inference_bench, write_report, write_results
+from effnet.bench import TrainBenchConfig, format_markdown, format_report, plot_report, run_inference_bench, run_train_bench, write_report, write_results
+from effnet.bench.child import child_argv
+from effnet.bench.train_worker import measure_training, parse_args
 
 pytest.importorskip("timm")
 pytest.importorskip("torchvision")
@@ -94,19 +96,46 @@ def test_fast_paths_run_and_match_plain_outputs():
 
 def test_train_config_keys_round_trip_and_reject_bad_ones():
     for key in ("effnet", "effnet+lean", "effnet+lean+ckpt+compile", "timm+compile", "timm+compile+budget"):
-        assert TrainConfig.parse(key).key == key
+        assert TrainBenchConfig.parse(key).key == key
     with pytest.raises(ValueError, match="effnet options"):
-        TrainConfig.parse("timm+lean")
+        TrainBenchConfig.parse("timm+lean")
     with pytest.raises(ValueError, match="bad training configuration"):
-        TrainConfig.parse("effnet+turbo")
+        TrainBenchConfig.parse("effnet+turbo")
     with pytest.raises(ValueError, match="add \\+compile"):
-        TrainConfig.parse("effnet+budget")
+        TrainBenchConfig.parse("effnet+budget")
+    with pytest.warns(DeprecationWarning, match="TrainBenchConfig"):
+        from effnet.bench import TrainConfig
+    assert TrainConfig is TrainBenchConfig
 
 
 def test_train_worker_runs_lean_steps():
-    result = _train_worker(["effnet+lean", "2", "32", "1", "1", "1", "cpu", "none", "1"])
+    result = measure_training("effnet+lean", batch_size=2, resolution=32, threads=1, warmup=1, steps=1, device="cpu", amp=None, channels_last=True)
     assert result["config"] == "effnet+lean" and result["images_per_s"] > 0 and len(result["step_s"]) == 1
     assert result["params"] == 5288548 and result["first_loss"] > 0
+
+
+def test_workers_take_named_options():
+    options = {"config": "effnet+ckpt", "batch_size": 2, "resolution": 32, "threads": 1, "warmup": 1, "steps": 1, "device": "cpu", "amp": None}
+    argv = child_argv("effnet.bench.train_worker", options | {"channels_last": True})
+    assert argv[1:3] == ["-m", "effnet.bench.train_worker"] and "--amp" not in argv and argv[-1] == "--channels-last"
+    assert vars(parse_args(argv[3:])) == options | {"channels_last": True}
+    assert child_argv("effnet.bench.aot_child", {"package": "b0.pt2", "shape": [32, 3, 224, 224]})[3:] == [
+        "--package",
+        "b0.pt2",
+        "--shape",
+        "32",
+        "3",
+        "224",
+        "224",
+    ]
+
+
+def test_train_bench_runs_a_worker_process():
+    payload = run_train_bench(("effnet",), batch_size=2, resolution=32, threads=1, warmup=1, steps=1)
+    (row,) = payload["results"]
+    assert not row["skipped"], row.get("note")
+    assert row["config"] == "effnet" and row["images_per_s"] > 0 and row["params"] == 5288548 and row["peak_rise_mb"] is not None
+    assert payload["runs"]["effnet"][0]["step_s"] and payload["settings"]["channels_last"] is True
 
 
 def test_report_markdown_and_chart(tmp_path, results):

@@ -34,8 +34,8 @@ from effnet.fast import (
     squeeze_excite_as_matmul,
     strip_regularisation,
 )
-from effnet.nn.efficient import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
 from effnet.nn.layers import ConvBnAct, SqueezeExcite
+from effnet.nn.lean import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
 
 TINY = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25"
 
@@ -351,6 +351,11 @@ def test_saved_compiled_model_reloads_in_a_new_process(tmp_path):
     )
     subprocess.run([sys.executable, "-c", child], check=True, timeout=120)
     torch.testing.assert_close(torch.load(tmp_path / "y.pt", weights_only=True), expected, atol=1e-4, rtol=1e-4)
+    # the benchmark's child process loads the same package and times itself
+    from effnet.bench.child import run_child
+
+    timed = run_child("effnet.bench.aot_child", {"package": compiled.path, "shape": [2, 3, 32, 32], "threads": 1}, 1, "AOT load", 120)
+    assert timed["import_s"] > 0 and timed["load_to_first_batch_s"] > 0 and len(timed["later_batches_s"]) == 3 and timed["first_batch_at"] > 0
 
     # a package made by another torch version is refused with a clear message
     sidecar = compiled.path.with_suffix(".json")

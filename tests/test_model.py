@@ -127,3 +127,35 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
     # the recomputation in backward must not update BN running statistics a second time
     for (name, a), (_, b) in zip(plain.named_buffers(), lean.named_buffers(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_set_grad_checkpointing_recomputes_stages_with_the_same_gradients() -> None:
+    spec = effnet.NetSpec.from_string("ds_r1_k3_s1_e1_c8_se0.25-ir_r2_k5_s2_e6_c16_se0.25", stem_channels=8, head_channels=32, num_classes=3)
+    plain = effnet.build(spec, drop_path_rate=0.3, dropout=0.2).train()  # drop path and dropout on: the recomputation must replay their RNG
+    lean = effnet.build(spec, drop_path_rate=0.3, dropout=0.2).train()
+    lean.load_state_dict(plain.state_dict())
+    lean.set_grad_checkpointing()
+    assert lean.grad_checkpointing and not plain.grad_checkpointing
+    calls = []
+    lean.stages[1].register_forward_pre_hook(lambda *_: calls.append(1))
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
+    for model in (plain, lean):
+        torch.manual_seed(7)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    assert len(calls) == 2  # forward, then recomputed in backward
+    for (name, a), (_, b) in zip(plain.named_parameters(), lean.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    for (name, a), (_, b) in zip(plain.named_buffers(), lean.named_buffers(), strict=True):
+        assert torch.equal(a, b), name  # BN statistics updated once
+    lean.set_grad_checkpointing(False)
+    assert not lean.grad_checkpointing
+
+
+def test_dropout_and_timms_drop_rate_are_one_setting() -> None:
+    with torch.device("meta"):
+        assert effnet.create_model("efficientnet_b0", dropout=0.3).dropout.p == 0.3
+        assert effnet.create_model("efficientnet_b0", drop_rate=0.3).dropout.p == 0.3
+        assert effnet.create_model("efficientnet_b0", dropout=0.3, drop_rate=0.3).spec.dropout == 0.3
+        assert effnet.create_model("efficientnet_b3").dropout.p == 0.3  # the variant's own
+        with pytest.raises(ValueError, match="drop_rate is timm's name"):
+            effnet.create_model("efficientnet_b0", dropout=0.3, drop_rate=0.1)

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 import effnet
-from effnet.scaling import compound, compound_multipliers, round_filters, round_repeats, scale, scale_to_macs, solve_multiplier, solve_phi
+from effnet.scaling import compound, compound_multipliers, round_filters, round_repeats, scale, scale_along, scale_to_macs, solve_multiplier, solve_phi
 from effnet.spec import SpecError
 
 
@@ -53,6 +53,20 @@ def test_scale_is_identity_at_one() -> None:
     assert compound(b0, 0) == b0
 
 
+def test_resolution_multiplier_is_resolution_mult_and_the_old_name_warns() -> None:
+    b0 = effnet.get_spec("efficientnet_b0")
+    scaled = scale(b0, resolution_mult=1.15)
+    assert scaled.resolution == 258 and scaled.stages == b0.stages  # round(224 * 1.15) pixels, nothing else changed
+    assert scale(b0, resolution_mult=1.15, image_size=300).resolution == 300  # pixels given exactly win
+    assert scale_along(b0, "resolution", 1.15) == scaled and scale_along(b0, "width", 1.1) == scale(b0, width=1.1)
+    with pytest.warns(DeprecationWarning, match="resolution_mult"):
+        assert scale(b0, resolution=1.15) == scaled
+    with pytest.raises(SpecError, match="give the resolution multiplier once"):
+        scale(b0, resolution=1.15, resolution_mult=1.3)
+    with pytest.raises(SpecError, match="unknown scaling dimension 'compound'"):
+        scale_along(b0, "compound", 1.0)
+
+
 def test_compound_phi_one_doubles_macs_roughly() -> None:
     b0 = effnet.get_spec("efficientnet_b0")
     d, w, r = compound_multipliers(1.0)
@@ -93,11 +107,11 @@ def test_single_dimension_solvers_find_the_nearest_step(name: str, dimension: st
     spec = effnet.get_spec(name)
     base = effnet.profile(spec).macs
     grid = [0.25 + 0.01 * i for i in range(300)]  # brute force: no multiplier on this grid may come closer
-    reachable = [effnet.profile(scale(spec, **{dimension: m})).macs for m in grid]
+    reachable = [effnet.profile(scale_along(spec, dimension, m)).macs for m in grid]
     for factor in (0.5, 2.0):
         target = base * factor
         scaled, multiplier = scale_to_macs(spec, target, dimension)
-        assert scaled == scale(spec, **{dimension: multiplier})
+        assert scaled == scale_along(spec, dimension, multiplier)
         error = abs(effnet.profile(scaled).macs / target - 1)
         assert error <= min(abs(m / target - 1) for m in reachable) + 1e-12
         assert error < 0.07  # the coarsest step here: ResNet-50's depth going from 2 to 3 blocks per stage

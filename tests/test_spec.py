@@ -84,3 +84,26 @@ def test_save_and_load(tmp_path) -> None:
     (tmp_path / "bad.json").write_text('{"stages": ["ir_r1_k3_s1_e6_cX"]}')
     with pytest.raises(SpecError, match="bad.json"):
         NetSpec.load(tmp_path / "bad.json")
+
+
+def test_bottleneck_ratio_is_a_reduction() -> None:
+    import dataclasses
+
+    from effnet.parts import site_parts
+
+    stage = StageSpec(block="bt", repeats=2, kernel=3, stride=2, reduction=4, out_channels=256, se_ratio=0.0)
+    assert stage == StageSpec.from_string("bt_r2_k3_s2_e4_c256")  # the block string keeps its e token
+    assert stage.reduction == 4 and stage.to_string() == "bt_r2_k3_s2_e4_c256"
+    assert StageSpec.from_string("ir_r1_k3_s1_e6_c16").reduction is None
+    assert eval(repr(stage), {"StageSpec": StageSpec}) == stage and "reduction=4" in repr(stage)
+    assert dataclasses.replace(stage, reduction=2).reduction == 2 and dataclasses.replace(stage, repeats=3).reduction == 4
+    # the inner width is out_channels / reduction: 256 / 4 = 64
+    spec = NetSpec(stages=(stage,), stem_channels=64, head_channels=0)
+    assert [(p.name, p.out_channels) for p in site_parts(next(spec.blocks()))][:2] == [("reduce", 64), ("spatial", 64)]
+    # specs written with dict stages keep loading
+    old = {"stages": [{"block": "bt", "repeats": 2, "kernel": 3, "stride": 2, "expand_ratio": 4.0, "out_channels": 256, "se_ratio": 0.0}]}
+    assert NetSpec.from_dict(old).stages[0] == stage
+    with pytest.raises(SpecError, match="reduction applies to 'bt'"):
+        StageSpec(block="ir", reduction=4)
+    with pytest.raises(SpecError, match="reduction must be >= 1"):
+        StageSpec(block="bt", reduction=0.5)

@@ -4,37 +4,92 @@
 >>> model = effnet.create_model("efficientnet_b0")
 >>> effnet.profile("efficientnet_b0").macs   # multiply-adds, the paper's "FLOPS"
 385814752
+
+The spec layer (specs, scaling, profiles, the model zoo's tables) is imported here directly and
+needs no torch; the names that build or run models (create_model, build, optimize, ...) import
+torch on first use, so `import effnet.spec` and the analytic tools start fast.
 """
 
-from effnet.factory import create_model
-from effnet.fast import compile_cached, load_compiled, optimize, save_compiled
-from effnet.model import EfficientNet, EfficientNetFeatures, build
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from effnet._version import __version__
 from effnet.preprocessing import Preprocessing
-from effnet.profile import Profile, profile
+from effnet.profile import Profile
+from effnet.profile import profile as _profile_spec_or_model
 from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi
 from effnet.spec import NetSpec, SpecError, StageSpec
-from effnet.weights import WeightsError, convert_state_dict, load_state_dict
-from effnet.zoo import UnknownModelError, get_preprocessing, get_spec, list_models
+from effnet.zoo import ModelInfo, UnknownModelError, WeightSource, get_info, get_preprocessing, get_spec, get_weights, list_models, list_weights
 
-__version__ = "0.1.0"
+# name -> module of the torch-backed API, imported when the name is first used (PEP 562)
+_LAZY = {
+    "create_model": "effnet.factory",
+    "EfficientNet": "effnet.model",
+    "EfficientNetFeatures": "effnet.model",
+    "build": "effnet.model",
+    "WeightsError": "effnet.weights",
+    "convert_state_dict": "effnet.weights",
+    "load_state_dict": "effnet.weights",
+    "optimize": "effnet.fast",
+    "save_compiled": "effnet.fast",
+    "load_compiled": "effnet.fast",
+    "compile_cached": "effnet.fast",
+}
+
+
+def profile(model: Any, resolution: int | None = None) -> Profile:
+    """Params and MACs (multiply-adds, the paper's "FLOPS") of a model name, a NetSpec or a built effnet model.
+
+    A name (``"efficientnet_b3"``, ``"b3"``) is looked up in the zoo first; `resolution`
+    defaults to the spec's own.
+    """
+    return _profile_spec_or_model(get_spec(model) if isinstance(model, str) else model, resolution)
+
+
+# submodules that `import effnet` used to load eagerly: `effnet.fast.optimize` keeps working after a bare `import effnet`
+_LAZY_SUBMODULES = ("factory", "fast", "model", "nn", "weights")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"effnet.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'effnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_SUBMODULES))
+
 
 __all__ = [
     "EfficientNet",
     "EfficientNetFeatures",
+    "ModelInfo",
     "NetSpec",
     "Preprocessing",
     "Profile",
     "SpecError",
     "StageSpec",
     "UnknownModelError",
+    "WeightSource",
     "WeightsError",
+    "__version__",
     "build",
     "compound",
     "convert_state_dict",
     "create_model",
+    "get_info",
     "get_preprocessing",
     "get_spec",
+    "get_weights",
     "list_models",
+    "list_weights",
     "load_state_dict",
     "profile",
     "round_filters",

@@ -4,7 +4,7 @@ Why this exists: with glibc's defaults a process's peak memory (RSS) overstates 
 holds. glibc raises its mmap threshold to the size of every large block freed (up to 32 MiB),
 so after the first step most activations are carved from the heap, and the holes they leave
 when freed stay resident. For EfficientNet-B0 at batch 32 with the lean ops
-(`effnet.nn.efficient`), live tensors peak near 0.9 GB but the RSS rises by 1.6 GB. Two
+(`effnet.nn.lean`), live tensors peak near 0.9 GB but the RSS rises by 1.6 GB. Two
 settings fix it:
 
 - glibc's ``M_MMAP_THRESHOLD`` fixed at 4 MiB (set through ``mallopt``, which also stops the

@@ -165,6 +165,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             where = f"downloaded on first use from {group[0].url.rsplit('/', 1)[0]}/ into the torch hub cache"
         print(f"Weights '{tag}': {where} ({group[0].license}).")
+    print()
+    print("Pretrained weights by tag: effnet.create_model('NAME.TAG', pretrained=True); pretrained=True without a tag loads the first (default).")
+    tagged = []
+    for name, info in MODELS.items():
+        for index, s in enumerate(info.weights):
+            pre = s.preprocessing or info.preprocessing
+            top5 = f"{s.top5:.2f}" if s.top5 is not None else "-"
+            tagged.append([f"{name}.{s.tag}", f"{s.top1:.2f}", top5, str(pre.resolution), pre.interpolation, "yes" if index == 0 else ""])
+    print(_table(["Weights", "Top-1 %", "Top-5 %", "Eval px", "Interpolation", "Default"], tagged, "lrrrll"))
+    print("Top-1/top-5: ImageNet-1k as published with the weights (torchvision's weight meta; the TF EfficientNet-Lite README).")
     return 0
 
 

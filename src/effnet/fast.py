@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from effnet._io import atomic_write, atomic_write_text
+from effnet._version import __version__
 from effnet.nn.layers import SqueezeExcite
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -358,8 +359,6 @@ def model_fingerprint(model: nn.Module) -> str:
 
 def artifact_key(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype | None, device: str, channels_last: bool) -> str:
     """The cache key of a compiled package: everything its code depends on (see the module docstring)."""
-    from effnet import __version__
-
     parts = [model_fingerprint(model), str(tuple(input_shape)), str(dtype), device, str(channels_last), torch.__version__, __version__, platform.machine()]
     return hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
 
@@ -407,8 +406,6 @@ def save_compiled(
                     os.unlink(target)
 
         atomic_write(path, write)
-    from effnet import __version__
-
     info = ArtifactInfo(
         key=artifact_key(fast, tuple(example_input.shape), fast.dtype, device, fast.channels_last),
         model=_model_name(fast.module),

@@ -173,6 +173,14 @@ class EfficientNet(nn.Module):
         self.grad_checkpointing = False  # recompute each stage in backward (saves activation memory)
         _init_weights(self, head_init)
 
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's activations in backward instead of keeping them (timm's name; sets `grad_checkpointing`).
+
+        Trades compute for activation memory in training; gradients and BN statistics are the same as without.
+        """
+        self.grad_checkpointing = enable
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (after the head conv), before pooling."""
         _check_input(x, self.in_chans)

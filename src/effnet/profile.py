@@ -4,7 +4,7 @@ No model is built, so millions of candidate specs can be scored (the architectur
 search does this). MACs count convolutions and the classifier (what
 `torch.utils.flop_counter` counts, divided by 2); BN, activations, pooling and the
 SE gate's elementwise products are not multiply-adds of weights and are left out, as
-in the paper. `cross_check` compares against a built model.
+in the paper. `measure` counts the same on a built model, to cross-check.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from effnet.nn.blocks import block_parts
+from effnet.parts import site_parts
 from effnet.spec import NetSpec
 
 
@@ -110,7 +110,7 @@ def profile_spec(spec: NetSpec, resolution: int | None = None) -> Profile:
         if site.block_index == 0:
             start = len(counter.layers)
         block_in_size = size
-        for part in block_parts(stage.block, site.in_channels, stage.out_channels, stage.kernel, site.stride, stage.expand_ratio, stage.se_ratio, stage.skip):
+        for part in site_parts(site):
             name = f"{site.name}.{part.name}"
             if part.kind == "se":
                 counter.conv(name, part.in_channels, part.out_channels, 1, 1, 1, bias=True, kind="se")
@@ -141,15 +141,20 @@ def profile_spec(spec: NetSpec, resolution: int | None = None) -> Profile:
 
 
 def profile(spec_or_model: Any, resolution: int | None = None) -> Profile:
-    """Params and MACs (multiply-adds, the paper's "FLOPS") of a spec, a model name, or a built model."""
-    from effnet.zoo import get_spec
+    """Params and MACs (multiply-adds, the paper's "FLOPS") of a spec or a built effnet model.
 
-    if isinstance(spec_or_model, str):
-        spec = get_spec(spec_or_model)
-    elif isinstance(spec_or_model, NetSpec):
+    Model names are resolved a layer up: `effnet.profile("efficientnet_b3")` looks the name up
+    in the zoo, then calls this.
+    """
+    if isinstance(spec_or_model, NetSpec):
         spec = spec_or_model
     elif hasattr(spec_or_model, "spec") and isinstance(spec_or_model.spec, NetSpec):
         spec = spec_or_model.spec
+    elif isinstance(spec_or_model, str):
+        raise TypeError(
+            f"effnet.profile.profile() takes a NetSpec or an effnet model, not the name {spec_or_model!r}: "
+            "use effnet.profile(name), which looks names up, or profile(effnet.get_spec(name))"
+        )
     else:
         raise TypeError(f"profile() takes a NetSpec, a model name or an effnet model, got {type(spec_or_model).__name__}")
     return profile_spec(spec, resolution)

@@ -7,7 +7,7 @@ Rounding follows the EfficientNet reference code (tensorflow/tpu efficientnet_mo
   of 8, never below 90% of ``c * w``;
 - depth: every stage's repeats r becomes ``ceil(r * d)``: extra layers go to every stage
   in proportion to its depth (stages are never split or merged);
-- resolution: the input size becomes ``round(resolution * r)`` unless given exactly
+- resolution: the input size becomes ``round(resolution * r)`` (``resolution_mult=r``) unless given exactly
   (the released B1-B7 use a fixed table of resolutions, not γ^φ).
 
 The same rules apply to any spec (MobileNet, ResNet, a user's net). Because of ceil() a
@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Callable
 
+from effnet.profile import profile_spec
 from effnet.spec import NetSpec, SpecError
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-search result for EfficientNet-B0
@@ -46,18 +47,31 @@ def scale(
     *,
     depth: float = 1.0,
     width: float = 1.0,
-    resolution: float = 1.0,
+    resolution_mult: float = 1.0,
     image_size: int | None = None,
     dropout: float | None = None,
     name: str | None = None,
+    resolution: float | None = None,
 ) -> NetSpec:
-    """Scale a spec by depth, width and resolution multipliers.
+    """Scale a spec by depth, width and resolution multipliers (the paper's d, w, r).
 
-    `image_size` sets the resolution in pixels exactly (overrides `resolution`);
+    `resolution_mult` multiplies the input size (`NetSpec.resolution` is in pixels);
+    `image_size` sets it in pixels exactly (overrides `resolution_mult`);
     `dropout` sets the classifier dropout (larger nets use more in the reference).
     A multiplier of 1.0 leaves that dimension exactly as it was.
+    `resolution=` is the old name of `resolution_mult` (deprecated: it read as pixels).
     """
-    for label, value in (("depth", depth), ("width", width), ("resolution", resolution)):
+    if resolution is not None:
+        if resolution_mult != 1.0:
+            raise SpecError("give the resolution multiplier once: resolution_mult= (resolution= is its deprecated old name)")
+        warnings.warn(
+            "scale(resolution=...) is deprecated: the resolution multiplier is now resolution_mult= (NetSpec.resolution is in pixels; "
+            "to set pixels, pass image_size=)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        resolution_mult = resolution
+    for label, value in (("depth", depth), ("width", width), ("resolution", resolution_mult)):
         if not value > 0:
             raise SpecError(f"{label} multiplier must be > 0, got {value!r}")
     last = len(spec.stages) - 1
@@ -77,7 +91,7 @@ def scale(
             )
         )
     scale_ends = spec.scale_stem_head and width != 1.0
-    new_resolution = image_size if image_size is not None else int(round(spec.resolution * resolution))
+    new_resolution = image_size if image_size is not None else int(round(spec.resolution * resolution_mult))
     return spec.replace(
         stages=tuple(stages),
         stem_channels=round_filters(spec.stem_channels, width) if scale_ends else spec.stem_channels,
@@ -115,20 +129,31 @@ def compound(
     name: str | None = None,
 ) -> NetSpec:
     """Compound scaling (paper Eq. 3): depth α^φ, width β^φ, resolution γ^φ."""
-    depth, width, resolution = compound_multipliers(phi, alpha, beta, gamma)
-    return scale(spec, depth=depth, width=width, resolution=resolution, name=name)
+    depth, width, resolution_mult = compound_multipliers(phi, alpha, beta, gamma)
+    return scale(spec, depth=depth, width=width, resolution_mult=resolution_mult, name=name)
 
 
 DIMENSIONS = ("compound", "depth", "width", "resolution")
+
+
+def scale_along(spec: NetSpec, dimension: str, multiplier: float) -> NetSpec:
+    """Scale one dimension ("depth", "width" or "resolution") by `multiplier`, the others left as they are."""
+    if dimension == "depth":
+        return scale(spec, depth=multiplier)
+    if dimension == "width":
+        return scale(spec, width=multiplier)
+    if dimension == "resolution":
+        return scale(spec, resolution_mult=multiplier)
+    raise SpecError(f"unknown scaling dimension {dimension!r}; expected depth, width or resolution (compound scaling: compound())")
 
 
 def _scaler(spec: NetSpec, dimension: str, alpha: float, beta: float, gamma: float) -> Callable[[float], NetSpec]:
     """multiplier -> scaled spec for one way of scaling (compound: the multiplier is φ)."""
     if dimension == "compound":
         compound_multipliers(0.0, alpha, beta, gamma)  # validate (and warn about) α, β, γ once
-        return lambda phi: scale(spec, depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
+        return lambda phi: scale(spec, depth=alpha**phi, width=beta**phi, resolution_mult=gamma**phi)
     if dimension in ("depth", "width", "resolution"):
-        return lambda m: scale(spec, **{dimension: m})
+        return lambda m: scale_along(spec, dimension, m)
     raise SpecError(f"unknown scaling dimension {dimension!r}; expected one of {DIMENSIONS}")
 
 
@@ -149,8 +174,6 @@ def scale_to_macs(
     layers, channels and pixels), so the result is the step nearest the target; when no step
     lies within `tolerance` (relative), a warning names the two nearest reachable networks.
     """
-    from effnet.profile import profile_spec
-
     if not target_macs > 0:
         raise SpecError(f"target MACs must be > 0, got {target_macs!r}")
     scaled = _scaler(spec, dimension, alpha, beta, gamma)

@@ -14,11 +14,13 @@ Stages are written in the TF/timm block-string style, one token list per stage::
     sep_r5_k3_s1_c512_noskip       MobileNetV1 depthwise-separable conv, 5 times, no residual
     bt_r3_k3_s1_e4_c256            ResNet bottleneck: 1x1 to 256/4, 3x3, 1x1 to 256
 
-Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` expansion ratio (for ``bt``
-the bottleneck ratio: inner width = c / e), ``c`` output channels, ``se``
+Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` the channel ratio: the
+expansion of ``ir`` (inner width = input channels x e) and the reduction of ``bt``
+(inner width = c / e, `StageSpec.reduction`), ``c`` output channels, ``se``
 squeeze-excitation ratio (of the block's input channels; absent means no SE),
 ``noskip`` drops the residual. ``e`` is required for ``ir`` and ``bt`` and is 1 for
-the others.
+the others. The token stays ``e`` for ``bt`` (the TF/timm token of the channel ratio):
+block strings are the architecture's key in saved specs and stored results.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ BLOCK_KINDS = {
     "ir": "inverted residual bottleneck (MBConv)",
     "cv": "regular conv kxk-BN-act (MnasNet's regular conv)",
     "sep": "MobileNetV1 depthwise-separable conv (dw-BN-act, pw-BN-act)",
-    "bt": "ResNet bottleneck (1x1 reduce by e, kxk, 1x1 restore, projection shortcut)",
+    "bt": "ResNet bottleneck (1x1 reduce to c / e, kxk, 1x1 restore, projection shortcut)",
 }
 _NO_EXPANSION = ("ds", "cv", "sep")  # kinds whose expand_ratio is always 1
 _NEEDS_EXPANSION = ("ir", "bt")
@@ -48,9 +50,14 @@ class SpecError(ValueError):
     """A spec (or spec string) is malformed; the message says what and how to fix it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StageSpec:
-    """One stage: a block design repeated `repeats` times (a row of the paper's Table 1)."""
+    """One stage: a block design repeated `repeats` times (a row of the paper's Table 1).
+
+    `expand_ratio` holds the stage's channel ratio. For ``ir`` it is the expansion; a ``bt``
+    (ResNet bottleneck) stage narrows instead, so it is given and read as `reduction`
+    (``StageSpec(block="bt", reduction=4, out_channels=256)``: inner width 256 / 4 = 64).
+    """
 
     block: str = "ir"
     repeats: int = 1
@@ -61,12 +68,48 @@ class StageSpec:
     se_ratio: float = 0.25
     skip: bool = True
 
+    # Written out (not dataclass-generated) for the keyword `reduction`, which is stored in
+    # `expand_ratio`: the fields, equality, hashing and codecs of stages stay as they were.
+    def __init__(
+        self,
+        block: str = "ir",
+        repeats: int = 1,
+        kernel: int = 3,
+        stride: int = 1,
+        expand_ratio: float = 6.0,
+        out_channels: int = 16,
+        se_ratio: float = 0.25,
+        skip: bool = True,
+        *,
+        reduction: float | None = None,
+    ) -> None:
+        if reduction is not None:  # wins over expand_ratio, which dataclasses.replace always passes
+            _check(block == "bt", f"reduction applies to 'bt' (bottleneck) blocks only; the channel ratio of a {block!r} block is expand_ratio")
+            expand_ratio = reduction
+        for name, value in (("block", block), ("repeats", repeats), ("kernel", kernel), ("stride", stride), ("expand_ratio", expand_ratio)):
+            object.__setattr__(self, name, value)
+        for name, value in (("out_channels", out_channels), ("se_ratio", se_ratio), ("skip", skip)):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
+    @property
+    def reduction(self) -> float | None:
+        """A ``bt`` stage's bottleneck reduction (inner width = out_channels / reduction); None for other kinds."""
+        return self.expand_ratio if self.block == "bt" else None
+
+    def __repr__(self) -> str:
+        ratio = f"reduction={self.expand_ratio!r}" if self.block == "bt" else f"expand_ratio={self.expand_ratio!r}"
+        return (
+            f"StageSpec(block={self.block!r}, repeats={self.repeats!r}, kernel={self.kernel!r}, stride={self.stride!r}, {ratio}, "
+            f"out_channels={self.out_channels!r}, se_ratio={self.se_ratio!r}, skip={self.skip!r})"
+        )
+
     def __post_init__(self) -> None:
         _check(self.block in BLOCK_KINDS, f"unknown block kind {self.block!r}; expected one of {sorted(BLOCK_KINDS)}")
         _check(isinstance(self.repeats, int) and self.repeats >= 1, f"repeats must be an integer >= 1, got {self.repeats!r}")
         _check(isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1, f"kernel must be an odd integer >= 1, got {self.kernel!r}")
         _check(self.stride in (1, 2), f"stride must be 1 or 2, got {self.stride!r}")
-        _check(self.expand_ratio >= 1, f"expand_ratio must be >= 1, got {self.expand_ratio!r}")
+        _check(self.expand_ratio >= 1, f"{'reduction' if self.block == 'bt' else 'expand_ratio'} must be >= 1, got {self.expand_ratio!r}")
         _check(
             self.block not in _NO_EXPANSION or self.expand_ratio == 1,
             f"a {self.block!r} block has no expansion: expand_ratio must be 1, got {self.expand_ratio!r}",
@@ -102,7 +145,7 @@ class StageSpec:
                 continue
             if match is None:
                 raise SpecError(
-                    f"bad token {token!r} in stage string {text!r}: expected r<repeats>, k<kernel>, s<stride>, e<expansion>, c<channels>, se<ratio> or noskip"
+                    f"bad token {token!r} in stage string {text!r}: expected r<repeats>, k<kernel>, s<stride>, e<expansion or reduction>, c<channels>, se<ratio> or noskip"
                 )
             key, number = match.group(1), match.group(2)
             if key in seen:
@@ -117,7 +160,8 @@ class StageSpec:
         if missing:
             raise SpecError(f"stage string {text!r} lacks token(s) {', '.join(missing)}; e.g. 'ir_r2_k3_s2_e6_c24_se0.25'")
         if tokens[0] in _NEEDS_EXPANSION and "e" not in seen:
-            raise SpecError(f"stage string {text!r} lacks the expansion token e<ratio>, e.g. 'e6'")
+            example = "e<ratio>, for bt the reduction (inner width = c / ratio), e.g. 'e4'" if tokens[0] == "bt" else "e<ratio>, e.g. 'e6'"
+            raise SpecError(f"stage string {text!r} lacks the expansion token {example}")
         try:
             return cls(**values)
         except SpecError as err:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from effnet.nn.blocks import Part, block_parts
+from effnet.parts import Part, site_parts
 from effnet.spec import NetSpec
 
 LAYOUTS = ("effnet", "timm", "torchvision", "efficientnet_pytorch", "torchvision_mobilenet", "torchvision_resnet")
@@ -49,12 +49,7 @@ def _block_modules(spec: NetSpec) -> list[tuple[int, int, bool, bool]]:
 
 def _parts(spec: NetSpec) -> list[tuple[str, Part]]:
     """(block module name, part) for every weight layer inside the stages."""
-    out = []
-    for site in spec.blocks():
-        st = site.stage
-        for part in block_parts(st.block, site.in_channels, st.out_channels, st.kernel, site.stride, st.expand_ratio, st.se_ratio, st.skip):
-            out.append((site.name, part))
-    return out
+    return [(site.name, part) for site in spec.blocks() for part in site_parts(site)]
 
 
 def _ends(spec: NetSpec, stem: tuple[str, str], head: tuple[str, str] | None, classifier: str) -> dict[str, str]:

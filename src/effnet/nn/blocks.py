@@ -6,13 +6,11 @@
 - ``sep``: MobileNetV1's depthwise-separable conv (activation after both convs);
 - ``bt``: ResNet's bottleneck (1x1 reduce, kxk, 1x1 restore, projection shortcut).
 
-`block_parts` lists each block's weight layers by module name; the analytic profile and the
-weight-layout maps are derived from it, and a test checks it against the built modules.
+Each block's weight layers are listed by `effnet.parts.block_parts` (torch-free, so the
+analytic profile needs no torch); the modules here are named to match, and a test checks it.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,70 +18,22 @@ from torchvision.ops import StochasticDepth
 
 from effnet.nn.layers import ConvBnAct, SqueezeExcite, make_activation
 
+# the channel arithmetic and the per-block weight layers live with the specs (torch-free); re-exported here
+from effnet.parts import Part, block_parts, bottleneck_channels, expanded_channels, has_identity_skip, se_channels
 
-def expanded_channels(in_channels: int, expand_ratio: float) -> int:
-    """Width inside an inverted bottleneck: in_channels * expand_ratio (as in the TF reference)."""
-    return int(round(in_channels * expand_ratio))
-
-
-def bottleneck_channels(out_channels: int, expansion: float) -> int:
-    """Width inside a ResNet bottleneck: out_channels / expansion (ResNet-50: 256 / 4 = 64)."""
-    return max(1, int(round(out_channels / expansion)))
-
-
-def se_channels(in_channels: int, se_ratio: float) -> int:
-    """Squeezed width of SE: se_ratio of the block's input channels, at least 1."""
-    return max(1, int(in_channels * se_ratio))
-
-
-def has_identity_skip(skip: bool, stride: int, in_channels: int, out_channels: int) -> bool:
-    """An identity residual exists when the spec asks for one and the shapes allow it."""
-    return skip and stride == 1 and in_channels == out_channels
-
-
-@dataclass(frozen=True)
-class Part:
-    """One weight layer of a block: a conv+BN (`conv_bn`) or an SE conv with bias (`se`)."""
-
-    name: str  # module name inside the block: "dw" (a ConvBnAct) or "se.reduce" (a Conv2d)
-    kind: str  # "conv_bn" | "se"
-    in_channels: int
-    out_channels: int
-    kernel: int = 1
-    stride: int = 1
-    groups: int = 1
-    on_pooled: bool = False  # runs on the 1x1 pooled map (SE)
-
-
-def block_parts(kind: str, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: float, se_ratio: float, skip: bool) -> list[Part]:
-    """The weight layers of one block, in forward order, named as in the built module."""
-
-    def se(channels: int) -> list[Part]:
-        if se_ratio <= 0:
-            return []
-        squeezed = se_channels(in_channels, se_ratio)
-        return [Part("se.reduce", "se", channels, squeezed, on_pooled=True), Part("se.expand", "se", squeezed, channels, on_pooled=True)]
-
-    if kind in ("ir", "ds"):
-        mid = expanded_channels(in_channels, expand_ratio)
-        expand = [Part("expand", "conv_bn", in_channels, mid)] if expand_ratio != 1 else []
-        return [*expand, Part("dw", "conv_bn", mid, mid, kernel, stride, mid), *se(mid), Part("project", "conv_bn", mid, out_channels)]
-    if kind == "cv":
-        return [Part("conv", "conv_bn", in_channels, out_channels, kernel, stride), *se(out_channels)]
-    if kind == "sep":
-        return [
-            Part("dw", "conv_bn", in_channels, in_channels, kernel, stride, in_channels),
-            *se(in_channels),
-            Part("pw", "conv_bn", in_channels, out_channels),
-        ]
-    if kind == "bt":
-        mid = bottleneck_channels(out_channels, expand_ratio)
-        parts = [Part("reduce", "conv_bn", in_channels, mid), Part("spatial", "conv_bn", mid, mid, kernel, stride), *se(mid)]
-        parts.append(Part("restore", "conv_bn", mid, out_channels))
-        if skip and not has_identity_skip(skip, stride, in_channels, out_channels):
-            parts.append(Part("shortcut", "conv_bn", in_channels, out_channels, 1, stride))
-        return parts
-    raise ValueError(f"unknown block kind {kind!r}")
+__all__ = [
+    "Bottleneck",
+    "ConvBlock",
+    "MBConv",
+    "Part",
+    "SeparableConv",
+    "block_parts",
+    "bottleneck_channels",
+    "expanded_channels",
+    "has_identity_skip",
+    "make_block",
+    "se_channels",
+]
 
 
 class _Residual(nn.Module):
@@ -202,7 +152,7 @@ class SeparableConv(_Residual):
 class Bottleneck(_Residual):
     """ResNet's bottleneck (v1.5, as torchvision: the stride sits on the kxk conv).
 
-    1x1 reduce to out/expansion -> kxk (stride) -> optional SE -> 1x1 restore (no activation),
+    1x1 reduce to out/expansion (torchvision's name; the spec's `reduction`) -> kxk (stride) -> optional SE -> 1x1 restore (no activation),
     plus the identity, or a 1x1 projection shortcut where the shape changes; activation
     after the sum. `skip=False` drops the shortcut entirely (a plain network).
     """

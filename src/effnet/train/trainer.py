@@ -218,7 +218,7 @@ class Trainer:
         if config.activation_checkpointing:
             model.grad_checkpointing = True
         if config.memory_efficient_ops:
-            from effnet.nn.efficient import use_memory_efficient_ops
+            from effnet.nn.lean import use_memory_efficient_ops
 
             use_memory_efficient_ops(model)  # same parameters and state-dict keys: checkpoints stay interchangeable
         model.to(self.device)

@@ -1,0 +1,57 @@
+"""Side-by-side speed and memory: effnet's default and fast paths against timm's and torchvision's eager and compiled paths.
+
+One concern per module:
+
+- `timing`: the harness (interleaved round-robin repetitions, latency statistics);
+- `environment`: machine and versions, CPUs busy with other work, RSS sampling;
+- `inference`: `run_inference_bench` and the paper's Table 4 (`run_table4_bench`);
+- `training`: `run_train_bench`, each configuration in a fresh `train_worker` process;
+- `aot_load`: `measure_aot_load`, a fresh `aot_child` process loading a compiled package;
+- `child`: how a parent runs those processes (``python -m``, named options) and reads their result;
+- `report`: Markdown, PNG and JSON (`format_report`, `format_markdown`, `write_report`, `write_results`);
+- `suite`: `run_all`, everything in one run.
+
+Names are imported on first use, so the benchmark's child processes start without torch
+and time its import themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+_NAMES = {
+    "effnet.bench.inference": ("LIBRARIES", "PATHS", "run_inference_bench", "run_table4_bench"),
+    "effnet.bench.training": ("TRAIN_CONFIGS", "TRAIN_OPTIONS", "TrainBenchConfig", "run_train_bench"),
+    "effnet.bench.aot_load": ("measure_aot_load",),
+    "effnet.bench.environment": ("busy_cpus", "environment"),
+    "effnet.bench.report": (
+        "REPORT_NAME",
+        "RESULTS_JSON",
+        "RESULTS_MARKDOWN",
+        "format_markdown",
+        "format_report",
+        "format_train",
+        "plot_report",
+        "write_report",
+        "write_results",
+    ),
+    "effnet.bench.suite": ("run_all",),
+}
+_LAZY = {name: module for module, names in _NAMES.items() for name in names}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainConfig":  # the old name, which clashed with effnet.train's TrainConfig
+        warnings.warn("effnet.bench.TrainConfig is deprecated: it is TrainBenchConfig now", DeprecationWarning, stacklevel=2)
+        name = "TrainBenchConfig"
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'effnet.bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
