@@ -43,7 +43,14 @@ def plain_loop(data_dir: Path, *, epochs: int, seed: int, train_cap: int | None,
     torch.manual_seed(seed)
     prep = get_preprocessing(MODEL)
     data = build_datasets(
-        "folder", data_dir=data_dir, resolution=prep.resolution, preprocessing=prep, auto_augment="none", seed=seed, train_samples=train_cap, val_samples=val_cap
+        "folder",
+        data_dir=data_dir,
+        resolution=prep.resolution,
+        preprocessing=prep,
+        auto_augment="none",
+        seed=seed,
+        train_samples=train_cap,
+        val_samples=val_cap,
     )
     model = effnet.create_model(MODEL, pretrained=True, num_classes=data.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    variant = {k: json.loads(v) if v[:1] in "0123456789-[{tfn\"" else v for k, v in (item.split("=", 1) for item in args.variant)}
+    variant = {k: json.loads(v) if v[:1] in '0123456789-[{tfn"' else v for k, v in (item.split("=", 1) for item in args.variant)}
     label = args.label or ("effnet" + "".join(f" {k}={v}" for k, v in variant.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"

@@ -22,10 +22,6 @@ CORE = ("effnet.spec", "effnet.parts", "effnet.scaling", "effnet.profile")
 CORE_MAY_IMPORT = {*CORE, "effnet._io", "effnet._version"}
 
 # Cycles in files under another change; each flips to XPASS (a failure, strict) once broken: then drop it from here.
-KNOWN_CYCLES = {
-    "cli <-> train.commands": {"effnet.cli", "effnet.train.commands"},
-    "study.report <-> study.scaling_study": {"effnet.study.report", "effnet.study.scaling_study"},
-}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -136,23 +132,10 @@ def test_the_graph_sees_real_imports() -> None:
     assert _example_cycle({"a": {"b"}, "b": {"a"}}, {"a", "b"}) == "a -> b -> a"
 
 
-def test_no_import_cycles_besides_the_known_ones() -> None:
+def test_no_import_cycles() -> None:
     graph = import_graph()
-    new = [c for c in cycles(graph) if c not in KNOWN_CYCLES.values()]
+    new = cycles(graph)
     assert not new, "import cycles: " + "; ".join(_example_cycle(graph, c) for c in new)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name, marks=pytest.mark.xfail(strict=True, reason=f"import cycle {name} is in files under another change (issue 13); remove it from KNOWN_CYCLES")
-        )
-        for name in KNOWN_CYCLES
-    ],
-)
-def test_known_cycle_is_gone(name: str) -> None:
-    assert KNOWN_CYCLES[name] not in cycles(import_graph())
 
 
 def test_the_spec_layer_imports_nothing_above_it() -> None:

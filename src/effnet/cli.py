@@ -255,7 +255,10 @@ def cmd_scale(args: argparse.Namespace) -> int:
     elif multipliers:
         if args.dimension != "compound":
             raise CLIError("--dimension only applies with --target-macs")
-        scaled, how = scale(base, **multipliers), ", ".join(f"{d} x{m:g}" for d, m in multipliers.items())
+        scaled, how = (
+            scale(base, **{("resolution_mult" if d == "resolution" else d): m for d, m in multipliers.items()}),
+            ", ".join(f"{d} x{m:g}" for d, m in multipliers.items()),
+        )
     else:
         scaled, multiplier = scale_to_macs(base, args.target_macs, args.dimension, *abg)
         label = "phi=" if args.dimension == "compound" else f"{args.dimension} x"

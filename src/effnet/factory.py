@@ -10,7 +10,7 @@ from torch import nn
 
 from effnet.model import EfficientNet, EfficientNetFeatures, build
 from effnet.weights import WeightsError, adapt_input_channels, convert_state_dict, load_file, load_state_dict
-from effnet.zoo import ModelInfo, WeightSource, get_info, get_weights, split_tag
+from effnet.zoo import WEIGHTS_FILE_HINT, ModelInfo, WeightSource, get_info, get_weights, split_tag
 
 
 def create_model(
@@ -91,7 +91,7 @@ def _choose_weights(info: ModelInfo, name: str, tag: str | None, weights: str | 
     if tag is None and pretrained is not True:
         return None
     if not info.weights and pretrained is True:
-        raise WeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
+        raise WeightsError(f"no pretrained weights are known for {info.name}; pass a weights file {WEIGHTS_FILE_HINT}")
     return get_weights(info.name, tag)
 
 
@@ -129,7 +129,7 @@ def weights_path(source: WeightSource) -> Path:
         except Exception as err:
             raise WeightsError(
                 f"could not download {source.url} ({type(err).__name__}: {err}). Without internet, download it elsewhere "
-                f"and pass pretrained='path/to/{file.name}', or copy it to {file}"
+                f"and pass that file {WEIGHTS_FILE_HINT}, or copy it to {file}"
             ) from None
     return file
 

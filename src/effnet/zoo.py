@@ -15,6 +15,9 @@ from effnet.preprocessing import TF_LITE_MEAN, TF_LITE_STD, Preprocessing
 from effnet.scaling import scale
 from effnet.spec import NetSpec
 
+# How to pass a weights file, for error messages read by command-line and Python users alike.
+WEIGHTS_FILE_HINT = "(command line: --pretrained FILE for train/finetune, --weights FILE for predict/export/eval; Python: pretrained='FILE')"
+
 # Paper Table 1, as block strings: MBConv1 k3x3 16, MBConv6 k3x3 24 x2, ... MBConv6 k3x3 320.
 B0_STAGES = (
     "ds_r1_k3_s1_e1_c16_se0.25",
@@ -310,7 +313,7 @@ def split_tag(name: str) -> tuple[str, str | None]:
 
 def _find_weights(info: ModelInfo, tag: str | None) -> WeightSource:
     if not info.weights:
-        raise UnknownWeightsError(f"no pretrained weights are known for {info.name}; pass a file with pretrained='path/to/weights'")
+        raise UnknownWeightsError(f"no pretrained weights are known for {info.name}; pass a weights file {WEIGHTS_FILE_HINT}")
     if tag is None:
         return info.weights[0]
     for source in info.weights:

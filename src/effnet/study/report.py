@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from effnet._io import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
-    from effnet.study.scaling_study import Point, StudyResult
+    from effnet.study.results import Point, StudyResult
 
 LEARNED_MARGIN = 10.0  # top-1 points above chance below which the verdict warns that nothing much was learned
 PLOTS = {"fig3": "fig3_single_dimension.png", "fig4": "fig4_width_at_depth_resolution.png", "table3": "table3_matched_macs.png"}

@@ -17,7 +17,6 @@ Results are stored after every training run (`trials.json`), so `--resume` conti
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,40 +24,17 @@ import resource
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from effnet.resume import save_options
-from effnet.scaling import ALPHA, BETA, GAMMA, scale
+from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
 from effnet.spec import NetSpec, SpecError
-from effnet.study.stats import Interval, mean_ci, paired_difference
+from effnet.study.results import Point, StudyPreset, StudyResult
 from effnet.study.training import classes_of, evaluate_candidate, record_result
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
-
-
-@dataclass(frozen=True)
-class StudyPreset:
-    """What a study scales and how long it trains each network."""
-
-    name: str
-    description: str
-    model: str  # the named model the baseline is derived from
-    base_width: float  # the baseline = scale(model, width, depth, image_size)
-    base_depth: float
-    base_resolution: int
-    num_classes: int  # synthetic task classes (other datasets bring their own)
-    train: dict[str, Any]  # TrainConfig options of every run (on top of the "proxy" preset)
-    seeds: int
-    width: tuple[float, ...]  # (a): multipliers besides 1.0
-    depth: tuple[float, ...]
-    resolution: tuple[float, ...]
-    fig4_settings: tuple[tuple[float, float], ...]  # (b): (depth, resolution) settings ...
-    fig4_widths: tuple[float, ...]  # ... at each of which width takes these values
-    targets: tuple[float, ...]  # (c): MACs targets as multiples of the baseline's
-    workers: int = 2
 
 
 PRESETS: dict[str, StudyPreset] = {
@@ -125,124 +101,6 @@ PRESETS: dict[str, StudyPreset] = {
 }
 
 
-@dataclass
-class Point:
-    """One network of the study, in one part: how it was scaled from the baseline and its results."""
-
-    part: str  # "baseline", "width", "depth", "resolution", "fig4", "matched"
-    label: str
-    spec: NetSpec = field(repr=False)
-    depth: float = 1.0
-    width: float = 1.0
-    resolution: float = 1.0
-    phi: float | None = None
-    target_macs: int | None = None
-    macs: int = 0
-    params: int = 0
-    scores: dict[int, float] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """Identifies the network (not the part): networks shared between parts are trained once per seed."""
-        data = self.spec.to_dict()
-        data.pop("name", None)
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-    @property
-    def accuracy(self) -> Interval | None:
-        return mean_ci(list(self.scores.values())) if self.scores else None
-
-    def to_dict(self) -> dict[str, Any]:
-        acc = self.accuracy
-        return {
-            "part": self.part,
-            "label": self.label,
-            "key": self.key,
-            "spec": self.spec.to_dict(),
-            "depth": self.depth,
-            "width": self.width,
-            "resolution": self.resolution,
-            "phi": self.phi,
-            "target_macs": self.target_macs,
-            "macs": self.macs,
-            "params": self.params,
-            "scores": {str(k): v for k, v in sorted(self.scores.items())},
-            "errors": {str(k): v for k, v in sorted(self.errors.items())},
-            "accuracy": acc.to_dict() if acc else None,
-        }
-
-
-@dataclass
-class StudyResult:
-    """Everything the report needs: the points of each part, the baseline and how the run went."""
-
-    preset: StudyPreset
-    baseline: NetSpec
-    points: list[Point]
-    seeds: list[int]
-    alpha: float
-    beta: float
-    gamma: float
-    dataset: str
-    wall_seconds: float = 0.0  # of this invocation
-    machine: dict[str, Any] = field(default_factory=dict)  # this invocation: CPUs, workers, CPU time, busy share
-    runs: list[dict[str, Any]] = field(default_factory=list)  # every invocation (a resumed study has several), this one last
-    train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig options every network was trained with (preset + overrides)
-
-    def part(self, name: str) -> list[Point]:
-        return [p for p in self.points if p.part == name]
-
-    @property
-    def baseline_point(self) -> Point:
-        return self.part("baseline")[0]
-
-    def matched_rows(self) -> list[dict[str, Any]]:
-        """Table 3: per target, each single dimension and compound, with compound's paired advantage over it."""
-        rows = []
-        base = self.baseline_point
-        for target in sorted({p.target_macs for p in self.part("matched") if p.target_macs}):
-            group = [p for p in self.part("matched") if p.target_macs == target]
-            comp = next((p for p in group if p.label == "compound"), None)
-            for p in [base, *group]:
-                row: dict[str, Any] = {"target_macs": target, "point": p}
-                row["macs_error"] = (p.macs - target) / target if p is not base else None
-                if comp is not None and p is not comp and comp.scores and p.scores:
-                    row["compound_minus"] = paired_difference(comp.scores, p.scores)
-                rows.append(row)
-        return rows
-
-    def to_dict(self) -> dict[str, Any]:
-        rows = []
-        for row in self.matched_rows():
-            diff = row.get("compound_minus")
-            rows.append(
-                {
-                    "target_macs": row["target_macs"],
-                    "label": row["point"].label,
-                    "key": row["point"].key,
-                    "macs": row["point"].macs,
-                    "macs_error": row["macs_error"],
-                    "compound_minus": diff.to_dict() if diff else None,
-                }
-            )
-        return {
-            "preset": asdict(self.preset),
-            "baseline": self.baseline.to_dict(),
-            "seeds": self.seeds,
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "dataset": self.dataset,
-            "wall_seconds": self.wall_seconds,
-            "machine": self.machine,
-            "runs": self.runs,
-            "train": self.train,
-            "points": [p.to_dict() for p in self.points],
-            "table3": rows,
-        }
-
-
 def baseline_of(preset: StudyPreset, spec: NetSpec | None = None, num_classes: int | None = None) -> NetSpec:
     """The study's baseline: `spec` as given, or the preset's named model scaled down; classifier sized for the task."""
     from effnet.zoo import get_spec
@@ -283,10 +141,10 @@ def plan(
     points = [Point("baseline", "baseline", baseline)]
     for dim in DIMENSIONS if "fig3" in parts else ():  # (a) one dimension at a time
         for m in getattr(preset, dim):
-            points.append(Point(dim, f"{dim} x{m:g}", scale(baseline, **{dim: m}), **{dim: m}))
+            points.append(Point(dim, f"{dim} x{m:g}", scale_along(baseline, dim, m), **{dim: m}))
     for d, r in preset.fig4_settings if "fig4" in parts else ():  # (b) width at fixed (depth, resolution)
         for w in preset.fig4_widths:
-            points.append(Point("fig4", f"d={d:g}, r={r:g}, w={w:g}", scale(baseline, depth=d, width=w, resolution=r), depth=d, width=w, resolution=r))
+            points.append(Point("fig4", f"d={d:g}, r={r:g}, w={w:g}", scale(baseline, depth=d, width=w, resolution_mult=r), depth=d, width=w, resolution=r))
     base_macs, _ = _macs(baseline)
     for factor in (targets if targets is not None else preset.targets) if "table3" in parts else ():  # (c) matched MACs
         if not factor > 1:

@@ -93,7 +93,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]
         default = defaults.get(f.name, f.default)
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
-            shown = "on" if default else "off"
+            shown = flag if default else "--no-" + flag[2:]
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {shown})")
         else:
             auto = finetune and f.name in ("batch_size", "warmup_epochs")
@@ -226,7 +226,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     from effnet.train import rundir
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
-    from effnet.train.trainer import _preprocessing_of, make_model
+    from effnet.train.trainer import make_model
     from effnet.weights import load_file, load_state_dict
 
     native: dict[str, int] = {}
@@ -254,7 +254,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
             val_samples=args.val_samples,
             seed=args.seed,
         )
-        base = _preprocessing_of(config, config.resolution or 224)
+        base = rundir.config_preprocessing(config, config.resolution or 224)
         weights = {"model": args.weights} if args.weights else {}
 
         def new_model(num_classes: int, source: str) -> Any:

@@ -12,11 +12,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from effnet.train.config import TrainConfig
+
 CONFIG_NAME = "config.json"
 SPEC_NAME = "spec.json"
 PREPROCESSING_NAME = "preprocessing.json"
 CLASSES_NAME = "classes.json"
 WEIGHT_KINDS = ("model", "ema", "fixres")
+
+
+def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
+    """Eval preprocessing at `resolution`: that of the pretrained weights (e.g. TF's statistics for Lite), or the variant's."""
+    from effnet.preprocessing import Preprocessing
+    from effnet.zoo import get_info, get_preprocessing
+
+    if config.spec:
+        base = Preprocessing()
+    elif config.pretrained in ("default", "true", "1"):
+        base = get_preprocessing(config.model)
+    else:
+        base = get_info(config.model).preprocessing
+    return base.replace(resolution=resolution)
 
 
 def weights_of(run: str | Path) -> dict[str, Path]:
@@ -42,11 +58,8 @@ def run_preprocessing(run: str | Path, kind: str = "model") -> Any:
     if saved.is_file():
         prep = Preprocessing.from_dict(json.loads(saved.read_text()))
     else:  # runs from before preprocessing.json: what the trainer derived from the config
-        from effnet.train.config import TrainConfig
-        from effnet.train.trainer import _preprocessing_of
-
         config = TrainConfig.from_dict(json.loads((run / CONFIG_NAME).read_text()))
-        prep = _preprocessing_of(config, config.resolution or 224)
+        prep = config_preprocessing(config, config.resolution or 224)
     if kind == "fixres":
         prep = prep.replace(resolution=fixres_resolution(run))
     return prep

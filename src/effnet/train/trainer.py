@@ -29,7 +29,7 @@ from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.metrics import plot_history, write_history
 from effnet.train.optim import make_optimizer, make_scheduler
-from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME
+from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, config_preprocessing
 
 
 class TrainingDiverged(RuntimeError):
@@ -88,20 +88,6 @@ def _spec_of(config: TrainConfig) -> Any:
     from effnet.zoo import get_spec
 
     return NetSpec.load(config.spec) if config.spec else get_spec(config.model)
-
-
-def _preprocessing_of(config: TrainConfig, resolution: int) -> Any:
-    """Eval preprocessing at `resolution`: that of the pretrained weights (e.g. TF's statistics for Lite), or the variant's."""
-    from effnet.preprocessing import Preprocessing
-    from effnet.zoo import get_info, get_preprocessing
-
-    if config.spec:
-        base = Preprocessing()
-    elif config.pretrained in ("default", "true", "1"):
-        base = get_preprocessing(config.model)
-    else:
-        base = get_info(config.model).preprocessing
-    return base.replace(resolution=resolution)
 
 
 def _freeze_backbone(model: nn.Module) -> None:
@@ -196,7 +182,7 @@ class Trainer:
 
         spec = _spec_of(config)
         self.resolution = config.resolution or spec.resolution
-        self.preprocessing = _preprocessing_of(config, self.resolution)
+        self.preprocessing = config_preprocessing(config, self.resolution)
         self.data = build_datasets(
             config.dataset,
             data_dir=config.data_dir or None,
