@@ -18,9 +18,13 @@ def _seed() -> Iterator[None]:
 
 
 def randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
-    """Give every BN non-trivial running stats and affine params, so parity checks exercise them."""
+    """Give every BN non-trivial running stats and affine params, so parity checks exercise them, and every
+    Linear layer random weights: a fresh classifier is zero, which would make outputs and backbone gradients zero."""
     gen = torch.Generator().manual_seed(1)
     for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            bound = 1.0 / module.in_features**0.5
+            module.weight.data.copy_((torch.rand(module.weight.shape, generator=gen) * 2 - 1) * bound)
         if isinstance(module, torch.nn.BatchNorm2d):
             n = module.num_features
             module.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)

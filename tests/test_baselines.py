@@ -115,7 +115,9 @@ def test_efficientnet_layouts_refuse_other_block_kinds() -> None:
 
 
 def test_every_block_kind_scripts_with_torchscript() -> None:
-    model = effnet.build("cv_r1_k3_s1_c24_se0.25-sep_r1_k3_s2_c32_noskip-bt_r2_k3_s2_e4_c64-ir_r1_k3_s1_e3_c64", stem_kernel=7, stem_pool=True).eval()
+    model = effnet.build(
+        "cv_r1_k3_s1_c24_se0.25-sep_r1_k3_s2_c32_noskip-bt_r2_k3_s2_e4_c64-ir_r1_k3_s1_e3_c64", stem_kernel=7, stem_pool=True, head_init="tf"
+    ).eval()
     scripted = torch.jit.script(model)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

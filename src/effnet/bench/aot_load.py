@@ -35,7 +35,7 @@ def measure_aot_load(
     from effnet.fast import compile_cached
 
     torch.manual_seed(0)
-    model = create_model(model_name).eval().to(device)
+    model = create_model(model_name, head_init="tf").eval().to(device)
     x = torch.randn(batch_size, 3, resolution, resolution, device=device)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -157,7 +157,7 @@ def build_library_model(library: str, name: str) -> tuple[nn.Module | None, str]
         from effnet.zoo import UnknownModelError
 
         try:
-            return create_model(name), ""
+            return create_model(name, head_init="tf"), ""  # timm's and torchvision's random heads: outputs to compare, not zeros
         except UnknownModelError as error:
             return None, str(error)
     try:

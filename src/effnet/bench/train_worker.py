@@ -115,7 +115,7 @@ def train_model(config: TrainBenchConfig) -> nn.Module:
     if config.library == "effnet":
         from effnet.factory import create_model
 
-        model = create_model("efficientnet_b0", num_classes=1000)
+        model = create_model("efficientnet_b0", num_classes=1000, head_init="tf")  # initialised as timm's and torchvision's
         model.set_grad_checkpointing(config.ckpt)
         if config.lean:
             from effnet.nn.lean import use_memory_efficient_ops
