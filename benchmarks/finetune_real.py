@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 import effnet
 from effnet.data import build_datasets
 from effnet.study.stats import mean_ci
+from effnet.train.config import preset
 from effnet.train.evaluate import evaluate as evaluate_model
 from effnet.train.finetune import describe, finetune_config
 from effnet.train.trainer import train
@@ -38,10 +39,22 @@ from effnet.zoo import get_preprocessing
 MODEL = "efficientnet_lite0"
 
 
-def plain_loop(data_dir: Path, *, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int) -> dict[str, Any]:
-    """The 20-line baseline: zero head, SGD 0.01 momentum 0.9, batch 16, effnet's transforms without AutoAugment."""
+# The plain loops: fine-tuning as in issue 11's report (SGD 0.01, momentum 0.9, batch 16, pretrained, zero head);
+# from scratch the same loop with Adam at 1e-3 and batch 32, the other common plain choice.
+PLAIN = {
+    "finetune": {"pretrained": True, "optimizer": "sgd", "lr": 0.01, "batch": 16},
+    "scratch": {"pretrained": False, "optimizer": "adam", "lr": 1e-3, "batch": 32},
+}
+
+
+def plain_loop(
+    data_dir: Path, *, mode: str, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int, resolution: int | None = None
+) -> dict[str, Any]:
+    """The 20-line baseline (PLAIN[mode]), BN in training mode, effnet's transforms without AutoAugment."""
+    plain = PLAIN[mode]
     torch.manual_seed(seed)
     prep = get_preprocessing(MODEL)
+    prep = prep.replace(resolution=resolution or prep.resolution)
     data = build_datasets(
         "folder",
         data_dir=data_dir,
@@ -52,15 +65,20 @@ def plain_loop(data_dir: Path, *, epochs: int, seed: int, train_cap: int | None,
         train_samples=train_cap,
         val_samples=val_cap,
     )
-    model = effnet.create_model(MODEL, pretrained=True, num_classes=data.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model = effnet.create_model(MODEL, pretrained=plain["pretrained"], num_classes=data.num_classes)
+    if plain["optimizer"] == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=plain["lr"], momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=plain["lr"])
     generator = torch.Generator().manual_seed(seed)
     val_loader = DataLoader(data.val, batch_size=32, num_workers=workers, collate_fn=data.collate_fn)
     history, started = [], time.perf_counter()
     for epoch in range(epochs):
         data.train.set_epoch(epoch)
         model.train()
-        loader = DataLoader(data.train, batch_size=16, shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn, generator=generator)
+        loader = DataLoader(
+            data.train, batch_size=plain["batch"], shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn, generator=generator
+        )
         for images, labels, _ in loader:
             loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad()
@@ -71,18 +89,34 @@ def plain_loop(data_dir: Path, *, epochs: int, seed: int, train_cap: int | None,
     return {"history": history, "train_images": len(data.train), "val_images": len(data.val), "classes": data.num_classes}
 
 
-def effnet_defaults(data_dir: Path, out_dir: Path, *, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int, variant: dict) -> dict:
-    """`effnet finetune --dataset folder --data-dir DIR --epochs E --seed S` through the Python API, with `variant` on top."""
+def effnet_run(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    mode: str,
+    epochs: int,
+    seed: int,
+    train_cap: int | None,
+    val_cap: int | None,
+    workers: int,
+    variant: dict,
+    resolution: int | None = None,
+) -> dict:
+    """finetune: `effnet finetune --dataset folder --data-dir DIR --epochs E --seed S` through the Python API;
+    scratch: `effnet train --preset proxy --model efficientnet_lite0 ...` with the same data; `variant` on top."""
     given = {"dataset": "folder", "data_dir": str(data_dir), "epochs": epochs, "seed": seed, "out_dir": str(out_dir), "progress": False, "workers": workers}
-    given.update({"train_samples": train_cap or 0, "val_samples": val_cap or 0, **variant})
-    config, plan = finetune_config(**given)
-    line = describe(plan, config)
+    given.update({"train_samples": train_cap or 0, "val_samples": val_cap or 0, "resolution": resolution or 0, **variant})
+    if mode == "finetune":
+        config, plan = finetune_config(**given)
+        line, images = describe(plan, config), plan.images
+    else:
+        config, line, images = preset("proxy", model=MODEL, **given), "effnet train --preset proxy", None
     started = time.perf_counter()
     result = train(config)
     history = [
         {"epoch": row["epoch"], "val_top1": row["val_top1"], "val_loss": row["val_loss"], "ema_val_top1": row.get("ema_val_top1")} for row in result.history
     ]
-    return {"history": history, "plan": line, "seconds": time.perf_counter() - started, "train_images": plan.images}
+    return {"history": history, "plan": line, "seconds": time.perf_counter() - started, "train_images": images}
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -118,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--mode", choices=("finetune", "scratch"), default="finetune", help="fine-tune pretrained Lite0, or train it from scratch")
+    parser.add_argument("--resolution", type=int, default=0, help="training resolution (0: the model's, 224)")
     parser.add_argument("--train-cap", type=int, default=0, help="at most this many training images per dataset (a fixed subset; 0: all)")
     parser.add_argument("--val-cap", type=int, default=0, help="at most this many validation images (0: all)")
     parser.add_argument("--methods", nargs="+", default=["effnet", "plain"], help="effnet (finetune defaults) and/or plain (the baseline loop)")
@@ -137,10 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
-                name = label if method == "effnet" else "plain SGD loop"
+                name = label if method == "effnet" else ("plain SGD loop" if args.mode == "finetune" else "plain Adam loop")
                 if (dataset, name, seed, args.epochs) in done:
                     continue
-                caps = {"train_cap": args.train_cap or None, "val_cap": args.val_cap or None, "workers": args.workers}
+                caps = {
+                    "train_cap": args.train_cap or None,
+                    "val_cap": args.val_cap or None,
+                    "workers": args.workers,
+                    "mode": args.mode,
+                    "resolution": args.resolution or None,
+                }
                 started = time.perf_counter()
                 if method == "plain":
                     run = plain_loop(args.data_root / dataset, epochs=args.epochs, seed=seed, **caps)
@@ -150,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                         import shutil
 
                         shutil.rmtree(out_dir)
-                    run = effnet_defaults(args.data_root / dataset, out_dir, epochs=args.epochs, seed=seed, variant=variant, **caps)
+                    run = effnet_run(args.data_root / dataset, out_dir, epochs=args.epochs, seed=seed, variant=variant, **caps)
                 run.update(dataset=dataset, method=name, seed=seed, epochs=args.epochs, wall_seconds=time.perf_counter() - started)
                 with log.open("a") as f:
                     f.write(json.dumps(run) + "\n")
