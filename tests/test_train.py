@@ -183,6 +183,8 @@ def test_a_spec_in_memory_trains_as_its_file_does_and_the_result_says_what_was_b
     config = json.loads((tmp_path / "memory" / "config.json").read_text())
     assert NetSpec.load(tmp_path / "memory" / "spec.json") == in_memory.spec and config["spec"] == str(tmp_path / "memory" / "spec.json")
     assert len(train(TrainConfig.from_dict({**config, "epochs": 2, "resume": True})).history) == 2
+    with pytest.raises(ValueError, match="--pretrained applies to named models"):  # the weights of a name fit no other spec
+        train(quick("", tmp_path / "pretrained", pretrained="default", **small), NetSpec.load(tiny_spec))
 
 
 def test_divergence_stops_with_the_last_good_checkpoint_intact(tiny_spec: str, tmp_path: Path, monkeypatch) -> None:

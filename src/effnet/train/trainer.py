@@ -65,8 +65,8 @@ class TrainResult:
 
 
 def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Module:
-    """The network to train, with the recipe's settings: `spec` (default: the config's, see `_spec_of`), or the
-    named model with its pretrained weights when the config asks for them."""
+    """The network to train, with the recipe's settings: `spec` (default: the config's, see `_spec_of`), or, when the
+    config asks for pretrained weights, its named model with them (`spec` is then that model's, as `Trainer` resolves it)."""
     from effnet.factory import create_model
     from effnet.model import build
 
@@ -80,7 +80,7 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
         options["dropout"] = config.dropout
     if not config.pretrained:
         return build(spec if spec is not None else _spec_of(config), **options)
-    if config.spec or spec is not None:
+    if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
         raise ValueError("--pretrained applies to named models, not to --spec files")
     pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
     drop_rate = options.pop("dropout", None)
