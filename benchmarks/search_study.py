@@ -31,7 +31,7 @@ from typing import Any
 from effnet._io import atomic_write_text
 from effnet.profile import profile_spec
 from effnet.search import EvaluatorConfig, SearchConfig, SearchSpace, run_search
-from effnet.search.evaluators import evaluate_candidate
+from effnet.search.evaluators import score_candidate
 from effnet.search.report import pareto_front, plot_pareto, plot_rewards, top_k
 from effnet.spec import NetSpec
 from effnet.trials import ray_session
@@ -223,7 +223,7 @@ def final_comparison(args: argparse.Namespace, best: dict[str, Any]) -> dict[str
     identity = {"final": True, "nets": {k: v.to_string() + f"@{v.resolution}" for k, v in nets.items()}, "args": [args.final_epochs, args.final_train_samples]}
     store = TrialStore(Path(args.work) / "final", identity)
     trials = run_trials(
-        evaluate_candidate,
+        score_candidate,
         items,
         workers=args.workers,
         ray_address="local",
@@ -275,7 +275,7 @@ def reevaluate(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], 
             items.append((f"{strategy}/seed{seed}", {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": best["encoding"]}))
     store = TrialStore(Path(args.work) / "reeval", {"reeval": True, "picks": {k: v["key"] for k, v in picks.items()}, "seeds": args.final_seeds})
     trials = run_trials(
-        evaluate_candidate,
+        score_candidate,
         items,
         workers=args.workers,
         ray_address="local",

@@ -95,6 +95,38 @@ def test_names_and_suggestions() -> None:
         effnet.create_model("efficientnet_b0", widht=2)
 
 
+def test_one_resolver_reads_names_tags_files_and_block_strings(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25"
+    assert effnet.resolve_spec("B3") == effnet.get_spec("efficientnet_b3")
+    assert effnet.resolve_spec(tiny).to_string() == tiny
+    effnet.NetSpec.from_string(tiny, resolution=96, name="tiny").save(tmp_path / "tiny.json")
+    (tmp_path / "tiny.txt").write_text(tiny + "\n")
+    assert effnet.resolve_spec("tiny.json").resolution == 96 and effnet.resolve_spec(tmp_path / "tiny.json").name == "tiny"
+    assert effnet.resolve_spec("tiny.txt").to_string() == tiny
+    # a weight tag gives the network those weights need, as create_model builds it
+    for tagged in effnet.list_weights():
+        assert effnet.resolve_spec(tagged) == effnet.create_model(tagged).spec, tagged
+    assert effnet.resolve_spec("efficientnet_lite0.lite-package").padding == "tf_same"
+    # errors name what was wrong: the closest model, the bad token, the missing file
+    with pytest.raises(
+        effnet.UnknownModelError,
+        match=r"unknown model 'efficientnet_b9' \(neither a spec file, a block string nor a model name\); did you mean 'efficientnet_b8'",
+    ):
+        effnet.resolve_spec("efficientnet_b9")
+    with pytest.raises(effnet.SpecError, match="neither a spec file"):  # the same error is a SpecError too
+        effnet.resolve_spec("nope")
+    with pytest.raises(effnet.SpecError, match="bad token 'q7' in stage string 'ir_r1_k3_s1_e6_c16_q7'"):
+        effnet.resolve_spec("ir_r1_k3_s1_e6_c16_q7")
+    with pytest.raises(effnet.SpecError, match="bad block kind 'zz'"):
+        effnet.resolve_spec("zz_r1_k3_s1_c16")
+    with pytest.raises(FileNotFoundError, match="no such spec file") as missing:
+        effnet.resolve_spec("missing.json")
+    assert missing.value.filename == "missing.json"
+    with pytest.raises(effnet.UnknownModelError, match="no weights tagged 'nope'"):
+        effnet.resolve_spec("efficientnet_b0.nope")
+
+
 def test_build_from_a_spec_string_and_preprocessing() -> None:
     model = effnet.build("ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k5_s2_e3_c24", num_classes=3, head_channels=64, resolution=96)
     assert model(torch.randn(1, 3, 96, 96)).shape == (1, 3)

@@ -35,7 +35,7 @@ from effnet.search import (
     run_search,
 )
 from effnet.search.commands import add_search_commands
-from effnet.search.evaluators import evaluate_candidate
+from effnet.search.evaluators import score_candidate
 from effnet.search.report import pareto_front
 from effnet.search.space import parse_op
 from effnet.spec import NetSpec
@@ -283,7 +283,7 @@ def test_search_writes_reports_and_never_retrains_a_repeat(tmp_path):
 
     def counted(params):
         calls.append(params["spec"]["stages"])
-        return evaluate_candidate(params)
+        return score_candidate(params)
 
     result = run_search(toy_config(space, "evolution", trials=12, strategy_options={"population": 4, "sample": 2}), tmp_path, fn=counted, log=quiet)
     keys = [r["key"] for r in result.history]
@@ -368,10 +368,13 @@ def test_proxy_training_and_naswot_score_a_real_candidate():
     space = SearchSpace.from_dict({"choices": {"op": ["ds"], "kernel": [3], "se": [0.0], "skip": [True], "filters": [0.75], "layers": [-1]}})
     spec = space.decode([0] * space.num_decisions).replace(resolution=32, num_classes=3)
     proxy = EvaluatorConfig(kind="proxy", num_classes=3, resolution=32, train_samples=32, val_samples=24, epochs=1, batch_size=16)
-    result = evaluate_candidate({"evaluator": proxy.to_dict(), "spec": spec.to_dict(), "encoding": []})
+    result = score_candidate({"evaluator": proxy.to_dict(), "spec": spec.to_dict(), "encoding": []})
     assert 0 <= result["accuracy"] <= 1 and round(result["accuracy"] * 24) == pytest.approx(result["accuracy"] * 24)
+    # the proxy evaluator's one result type, shared with the grid search and the study: top-1 in percent, cost, the spec
+    assert result["top1"] == pytest.approx(100 * result["accuracy"]) and result["curve"] == [result["top1"]]
+    assert (result["spec"], result["macs"], result["params"]) == (spec.to_string(), profile_spec(spec).macs, profile_spec(spec).params)
     naswot = EvaluatorConfig(kind="naswot", num_classes=3, resolution=32, naswot_batch=8)
-    score = evaluate_candidate({"evaluator": naswot.to_dict(), "spec": spec.to_dict(), "encoding": []})["accuracy"]
+    score = score_candidate({"evaluator": naswot.to_dict(), "spec": spec.to_dict(), "encoding": []})["accuracy"]
     # K is PSD with every diagonal entry = the number of units U, so Hadamard's inequality bounds log|K| by 8 log U
     counted = []
     model = build(spec).eval()
@@ -382,6 +385,18 @@ def test_proxy_training_and_naswot_score_a_real_candidate():
         model(torch.randn(1, 3, 32, 32))
     units = sum(counted)
     assert 0 < score <= 8 * math.log(units) + 1e-6
+
+
+def test_the_former_name_of_the_search_score_warns_and_still_works():
+    import effnet.search
+    from effnet.search import evaluators
+
+    with pytest.warns(DeprecationWarning, match="now score_candidate"):
+        assert evaluators.evaluate_candidate is score_candidate
+    with pytest.warns(DeprecationWarning):
+        assert effnet.search.evaluate_candidate is score_candidate
+    with pytest.raises(AttributeError):
+        evaluators.no_such_name  # noqa: B018
 
 
 # ------------------------------------------------------------------ bad input

@@ -163,6 +163,30 @@ def test_a_run_is_not_overwritten_and_bad_checkpoints_are_refused(tiny_spec: str
     assert (run / "last.pt").read_bytes() == before
 
 
+def test_a_spec_in_memory_trains_as_its_file_does_and_the_result_says_what_was_built(tiny_spec: str, tmp_path: Path) -> None:
+    from effnet.model import build
+    from effnet.profile import profile_spec
+    from effnet.spec import NetSpec
+
+    small = {"epochs": 1, "train_samples": 48, "val_samples": 16}
+    from_file = train(quick(tiny_spec, tmp_path / "file", **small))
+    # an explicit spec wins over the config's model; nothing is written before the run directory
+    in_memory = train(quick("", tmp_path / "memory", model="efficientnet_lite0", **small), NetSpec.load(tiny_spec))
+    assert torch.equal(
+        torch.cat([t.flatten().float() for t in _final_state(tmp_path / "memory").values()]),
+        torch.cat([t.flatten().float() for t in _final_state(tmp_path / "file").values()]),
+    )
+    assert in_memory.spec == from_file.spec and in_memory.spec.num_classes == 4
+    assert in_memory.resolution == 64 and (in_memory.params, in_memory.macs) == (profile_spec(in_memory.spec, 64).params, profile_spec(in_memory.spec, 64).macs)
+    assert in_memory.params == sum(p.numel() for p in build(in_memory.spec).parameters())
+    # the run still saves its spec, and its config names it: the directory alone resumes the run
+    config = json.loads((tmp_path / "memory" / "config.json").read_text())
+    assert NetSpec.load(tmp_path / "memory" / "spec.json") == in_memory.spec and config["spec"] == str(tmp_path / "memory" / "spec.json")
+    assert len(train(TrainConfig.from_dict({**config, "epochs": 2, "resume": True})).history) == 2
+    with pytest.raises(ValueError, match="--pretrained applies to named models"):  # the weights of a name fit no other spec
+        train(quick("", tmp_path / "pretrained", pretrained="default", **small), NetSpec.load(tiny_spec))
+
+
 def test_divergence_stops_with_the_last_good_checkpoint_intact(tiny_spec: str, tmp_path: Path, monkeypatch) -> None:
     run = tmp_path / "run"
     train(quick(tiny_spec, run, epochs=1))

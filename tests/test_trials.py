@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from effnet.trials import Trial, TrialsError, TrialStore, ranking_warning, run_trials
+from effnet.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, ranking_warning, run_trials
 
 
 def square(params: dict) -> dict:
@@ -60,6 +60,41 @@ def test_store_of_a_different_study_is_refused(tmp_path):
     (tmp_path / "trials.json").write_text("{not json")
     with pytest.raises(TrialsError, match="cannot read trial store"):
         TrialStore(tmp_path, {"study": "grid", "step": 0.05})
+
+
+def test_the_experiment_skeleton_opens_by_identity_runs_and_resumes(tmp_path):
+    out = tmp_path / "exp"
+    identity = {"study": "demo", "evaluator": evaluator_name(square)}
+    with pytest.raises(TrialsError, match=r"--resume: .* holds no demo study to continue \(no trials.json\); drop --resume"):
+        Experiment.open(out, identity, what="demo study", resume=True)
+    first = Experiment.open(out, identity, what="demo study", options={"command": "demo", "options": {}})
+    assert json.loads((out / "options.json").read_text())["command"] == "demo"
+    assert {k: t.result["score"] for k, t in first.run(square, items([2, 3])).items()} == {"x=2": 4, "x=3": 9}
+    first.write("result.txt", "done\n")
+    assert (out / "result.txt").read_text() == "done\n"
+    with pytest.raises(TrialsError, match=r"already holds a demo study \(.*trials.json\); pass --resume"):
+        Experiment.open(out, identity, what="demo study")
+    with pytest.raises(TrialsError, match="different study"):
+        Experiment.open(out, {**identity, "study": "other"}, what="demo study", resume=True)
+    again = Experiment.open(out, identity, what="demo study", resume=True)
+    calls = []
+    trials = again.run(lambda params: calls.append(params["x"]) or square(params), items([2, 3, 4]))
+    assert again.stored(items([2, 3, 4, 5])) == {"x=2", "x=3", "x=4"} and calls == [4] and list(trials) == ["x=2", "x=3", "x=4"]
+    in_memory = Experiment.open(None, identity, what="demo study", resume=True)  # no directory: nothing checked, stored or written
+    assert in_memory.store is None and in_memory.stored(items([2])) == set() and len(in_memory.run(square, items([2]))) == 1
+    in_memory.write("result.txt", "nothing\n")
+
+
+def test_a_store_saved_under_a_moved_evaluator_resumes(tmp_path):
+    from effnet.proxy import evaluate_candidate
+
+    assert evaluator_name(evaluate_candidate) == "effnet.proxy.evaluate_candidate"
+    identity = {"study": "scaling", "evaluator": "effnet.study.training.evaluate_candidate"}  # as runs before effnet.proxy saved it
+    TrialStore(tmp_path, identity).add(Trial("k", {}, result={"top1": 50.0}))
+    store = TrialStore(tmp_path, {**identity, "evaluator": evaluator_name(evaluate_candidate)})
+    assert store.get("k").result == {"top1": 50.0}
+    with pytest.raises(TrialsError, match="different study"):
+        TrialStore(tmp_path, {**identity, "evaluator": "tests.some_other_evaluator"})
 
 
 def test_non_dict_result_is_a_failure():

@@ -21,7 +21,18 @@ from effnet.profile import Profile
 from effnet.profile import profile as _profile_spec_or_model
 from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi
 from effnet.spec import NetSpec, SpecError, StageSpec
-from effnet.zoo import ModelInfo, UnknownModelError, WeightSource, get_info, get_preprocessing, get_spec, get_weights, list_models, list_weights
+from effnet.zoo import (
+    ModelInfo,
+    UnknownModelError,
+    WeightSource,
+    get_info,
+    get_preprocessing,
+    get_spec,
+    get_weights,
+    list_models,
+    list_weights,
+    resolve_spec,
+)
 
 # name -> module of the torch-backed API, imported when the name is first used (PEP 562)
 _LAZY = {
@@ -92,6 +103,7 @@ __all__ = [
     "list_weights",
     "load_state_dict",
     "profile",
+    "resolve_spec",
     "round_filters",
     "round_repeats",
     "scale",

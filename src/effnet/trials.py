@@ -9,11 +9,16 @@ the others go on.
 
 Workers end with their parent, even when it is killed with SIGKILL (`die_with_parent`), and an
 interrupted run stops the trials still running instead of waiting for them. `ranking_warning`
-says when the scores behind a ranking are too close to chance, or to each other, to mean anything.
+(from `effnet.ranking`) says when the scores behind a ranking are too close to chance, or to each
+other, to mean anything.
 
 Why Ray core and not Ray Tune: a trial here is one function call with a dict in and a dict out,
 and the search strategy (not a tuner) decides what runs next; `ray.remote` tasks are all we
 need, and the same store and resume logic serve the local and the Ray executors.
+
+`Experiment` is the skeleton the experiment drivers (the grid search, the scaling study, the
+architecture search) run on: open the store by identity, run trials, record them, write the
+results atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
 import threading
@@ -34,10 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write_text
-from effnet.resume import changed_keys, short
+from effnet.ranking import ranking_warning
+from effnet.resume import changed_keys, save_options, short
+
+__all__ = ["Experiment", "Trial", "TrialStore", "TrialsError", "die_with_parent", "evaluator_name", "ranking_warning", "ray_session", "run_trials"]
 
 STATE_FILE = "trials.json"
 STATE_VERSION = 1
+# Trial functions that moved, by their old dotted name: a store saved under the old name resumes under the new one.
+MOVED_EVALUATORS = {"effnet.study.training.evaluate_candidate": "effnet.proxy.evaluate_candidate"}
 
 
 class TrialsError(ValueError):
@@ -96,7 +105,7 @@ class TrialStore:
             raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
         if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
             raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
-        saved = data["identity"]
+        saved = _upgrade(data["identity"])
         if saved != self.identity:
             changed = list(changed_keys(saved, self.identity))
             details = "; ".join(f"{key}: stored {short(old)}, now {short(new)}" for key, old, new in changed[:4]) + (" ..." if len(changed) > 4 else "")
@@ -128,52 +137,101 @@ class TrialStore:
         return key in self._trials
 
 
-# ------------------------------------------------------------------ does a ranking mean anything?
-NEAR_CHANCE_POINTS = 2.0  # least margin above chance (top-1 points) that counts as learned, whatever the validation size
-EQUAL_POINTS = 0.5  # scores closer than this (top-1 points) are ties when the validation size is unknown
-ADVICE = "train longer (--epochs) or on more data (--train-samples)"
+def evaluator_name(fn: Callable[..., Any]) -> str:
+    """How an experiment's identity names its trial function: module and qualified name."""
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
-def ranking_warning(
-    scores: Sequence[float], *, chance: float | None = None, samples: int | None = None, what: str = "candidate", advice: str = ADVICE
-) -> str | None:
-    """A warning when a ranking of top-1 accuracies (percent) says nothing, else None.
+def _upgrade(identity: Any) -> Any:
+    """An identity saved by an earlier version, in today's terms (a trial function that moved has its new name)."""
+    name = identity.get("evaluator") if isinstance(identity, dict) else None
+    if isinstance(name, str) and name in MOVED_EVALUATORS:
+        return {**identity, "evaluator": MOVED_EVALUATORS[name]}
+    return identity
 
-    - Near chance: the best is at most max(2, 2·SE) points above `chance` (percent), SE being the
-      binomial standard error of a chance-level accuracy measured on `samples` validation images
-      (100·sqrt(c(1-c)/n) points): such a best is what guessing gives with some luck.
-    - Ties: every score lies within max(0.5, SE at their mean) points of the others: their order is
-      noise (a ranking of equal scores only reflects how ties are broken, e.g. by fewer MACs).
+
+# ------------------------------------------------------------------ the experiment skeleton
+@dataclass
+class Experiment:
+    """One run of an experiment driver (grid search, scaling study, architecture search), on one skeleton:
+
+    1. `Experiment.open`: check the run directory (a new run must not overwrite one; a resume must find
+       one), open its `TrialStore` by identity (another experiment's store is refused), save the options;
+    2. `run`: evaluate trials, skipping those already in the store, each stored as it finishes;
+    3. the driver records the trials on its own objects (candidates, points, a strategy's history);
+    4. `write`: results and reports, each file atomically.
+
+    Without a directory (`out_dir` None) it runs in memory: no store, no files.
     """
-    scores = [float(s) for s in scores if s is not None and math.isfinite(s)]
-    if not scores:
-        return None
-    best, worst = max(scores), min(scores)
-    n = len(scores)
-    every = f"every {what}" if n > 1 else f"the only {what}"
-    if chance is not None and 0 < chance < 100:
-        noise = _standard_error(chance, samples)
-        margin = max(NEAR_CHANCE_POINTS, 2 * noise) if noise is not None else NEAR_CHANCE_POINTS
-        if best - chance <= margin:
-            return f"{every} scored within {margin:.1f} points of chance ({chance:.1f}%; best {best:.2f}%): the ranking says nothing; {advice}"
-    if n < 2:
-        return None
-    noise = _standard_error(sum(scores) / n, samples)
-    tie = max(EQUAL_POINTS, noise) if noise is not None else EQUAL_POINTS
-    if best - worst <= 1e-9:
-        return f"{every} scored {best:.2f}%: the ranking only orders ties (by cost), it says nothing about accuracy; {advice}"
-    if best - worst <= tie:
-        within = f"the noise of {samples} validation images (±{noise:.1f} points)" if noise is not None and noise >= EQUAL_POINTS else f"{tie:g} points"
-        return f"{every} scored between {worst:.2f}% and {best:.2f}%, within {within}: the ranking says nothing; {advice}"
-    return None
 
+    out_dir: Path | None
+    store: TrialStore | None = None
+    workers: int = 1
+    ray_address: str | None = None
+    threads_per_worker: int | None = None
 
-def _standard_error(percent: float, samples: int | None) -> float | None:
-    """Binomial standard error (points) of an accuracy of `percent` measured on `samples` images; None without a count."""
-    if not samples or samples < 1:
-        return None
-    p = min(max(percent / 100.0, 0.0), 1.0)
-    return 100.0 * math.sqrt(p * (1 - p) / samples)
+    @classmethod
+    def open(
+        cls,
+        out_dir: str | Path | None,
+        identity: dict[str, Any],
+        *,
+        what: str,
+        resume: bool = False,
+        markers: Sequence[str] = (STATE_FILE,),
+        options: dict[str, Any] | None = None,
+        workers: int = 1,
+        ray_address: str | None = None,
+        threads_per_worker: int | None = None,
+    ) -> Experiment:
+        """Open (`resume`) or start the experiment `what` (e.g. "grid search") in `out_dir`.
+
+        `markers` are the files whose presence means the directory holds such an experiment;
+        `options` (the command line's, from `effnet.resume`) are saved there as options.json.
+        Raises TrialsError when the directory does not fit: a run there and no `resume`, no run
+        there to resume, or a run of another identity.
+        """
+        if out_dir is None:
+            return cls(None, None, workers, ray_address, threads_per_worker)
+        out = Path(out_dir)
+        present = [out / name for name in markers if (out / name).exists()]
+        if present and not resume:
+            raise TrialsError(f"{out} already holds a {what} ({present[0]}); pass --resume to continue it or choose another --out-dir")
+        if resume and not present:
+            raise TrialsError(f"--resume: {out} holds no {what} to continue (no {markers[0]}); drop --resume to start one")
+        store = TrialStore(out, identity)
+        save_options(out, options)
+        return cls(out, store, workers, ray_address, threads_per_worker)
+
+    def stored(self, items: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+        """The keys of `items` whose trials are already in the store (finished by an earlier run)."""
+        return {key for key, _ in items if self.store is not None and key in self.store}
+
+    def run(
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+        items: Sequence[tuple[str, dict[str, Any]]],
+        *,
+        progress: str | None = None,
+        on_trial: Callable[[Trial], None] | None = None,
+    ) -> dict[str, Trial]:
+        """`run_trials` with this experiment's store and executor; the finished trials by key, in items order."""
+        trials = run_trials(
+            fn,
+            items,
+            workers=self.workers,
+            ray_address=self.ray_address,
+            store=self.store,
+            threads_per_worker=self.threads_per_worker,
+            progress=progress,
+            on_trial=on_trial,
+        )
+        return {t.key: t for t in trials}
+
+    def write(self, name: str, text: str) -> None:
+        """Write a result file into the run directory, atomically (nothing in memory-only runs)."""
+        if self.out_dir is not None:
+            atomic_write_text(self.out_dir / name, text)
 
 
 # ------------------------------------------------------------------ running one trial

@@ -9,11 +9,14 @@ the first/last stages' repeats left unscaled (tensorflow/tpu efficientnet_lite_b
 from __future__ import annotations
 
 import difflib
+import errno
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from effnet.preprocessing import TF_LITE_MEAN, TF_LITE_STD, Preprocessing
 from effnet.scaling import scale
-from effnet.spec import NetSpec
+from effnet.spec import BLOCK_KINDS, NetSpec, SpecError
 
 # How to pass a weights file, for error messages read by command-line and Python users alike.
 WEIGHTS_FILE_HINT = "(command line: --pretrained FILE for train/finetune, --weights FILE for predict/export/eval; Python: pretrained='FILE')"
@@ -272,9 +275,15 @@ def canonical_name(name: str) -> str:
         return key
     if "efficientnet_" + key in MODELS:
         return "efficientnet_" + key
+    raise UnknownModelError(_unknown_model(name))
+
+
+def _unknown_model(name: str, note: str = "") -> str:
+    """'unknown model NAME' (with `note`), and the closest names."""
+    key = name.strip().lower().replace("-", "_")
     close = difflib.get_close_matches(key, list(MODELS) + [n.removeprefix("efficientnet_") for n in MODELS], n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(f"unknown model {name!r}{hint} (`effnet models` lists all {len(MODELS)})")
+    return f"unknown model {name!r}{note}{hint} (`effnet models` lists all {len(MODELS)})"
 
 
 def list_models(pattern: str = "") -> list[str]:
@@ -334,3 +343,51 @@ def get_weights(name: str, tag: str | None = None) -> WeightSource:
 def list_weights(pattern: str = "") -> list[str]:
     """Every pretrained weight set as 'name.tag' (each model's default first), optionally those containing `pattern`."""
     return [f"{name}.{s.tag}" for name, info in MODELS.items() for s in info.weights if pattern in f"{name}.{s.tag}"]
+
+
+# ------------------------------------------------------------------ one resolver for every network argument
+SPEC_FILE_SUFFIXES = (".json", ".txt", ".spec", ".yaml", ".yml")
+
+
+class UnknownSpecError(UnknownModelError, SpecError):
+    """Text that is neither a spec file, a block string nor a model name; the message suggests the closest model names."""
+
+
+def resolve_spec(text: str | Path) -> NetSpec:
+    """The network that a command-line argument (or a config value) names, tried in this order:
+
+    - an existing file: a spec JSON (`NetSpec.save`) or a file holding a block string;
+    - a block string, e.g. ``ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25`` (its errors name the bad token);
+    - a model name (``efficientnet_b0``, ``b0``, ``lite0``, any case), optionally with the tag of a weight
+      set (``efficientnet_lite0.lite-package``): then the spec those weights need (TF padding, BN eps).
+
+    Text that looks like a file (a path separator or a spec-file suffix) but is not there raises
+    FileNotFoundError; other unknown text raises `UnknownSpecError`, naming the closest model names.
+    The spec is returned as it is stored: a spec file without a name keeps an empty name.
+    """
+    text = str(text)
+    if not text.strip():
+        raise SpecError("empty network argument: give a model name (`effnet models`), a spec file or a block string")
+    path = Path(text)
+    if path.is_file():
+        return NetSpec.load(path)
+    if "/" in text or "\\" in text or path.suffix.lower() in SPEC_FILE_SUFFIXES:
+        raise FileNotFoundError(errno.ENOENT, "no such spec file (a model name, a block string or an existing spec file was expected)", text)
+    if _BLOCK_STRING.match(text.strip()):
+        return NetSpec.from_string(text)
+    base, tag = split_tag(text)
+    try:
+        info = get_info(base)
+    except UnknownModelError:
+        raise UnknownSpecError(_unknown_model(text, " (neither a spec file, a block string nor a model name)")) from None
+    if tag is None:
+        return info.spec
+    source = _find_weights(info, tag)
+    changes: dict[str, object] = {"padding": "tf_same", "bn_eps": 1e-3} if source.tf_compat else {}
+    if source.bn_eps is not None:
+        changes["bn_eps"] = source.bn_eps
+    return info.spec.replace(**changes) if changes else info.spec
+
+
+# a block kind and "_", or any stage-like token ("_r2"): parsed as a block string so that its errors name the bad token
+_BLOCK_STRING = re.compile(rf"({'|'.join(BLOCK_KINDS)})_|.*_r\d", re.IGNORECASE)

@@ -3,12 +3,14 @@
 - `space`: the factorized hierarchical search space as data; encodings decode to `NetSpec`s.
 - `reward`: accuracy x (MACs / T)^w, soft and hard constraints.
 - `strategies`: LSTM controller with PPO or REINFORCE, random search, regularized evolution (ask/tell).
-- `evaluators`: proxy training, the NASWOT zero-cost score, a toy objective for tests.
+- `evaluators`: the candidate's score: proxy training (`effnet.proxy`), the NASWOT zero-cost score, a toy objective for tests.
 - `runner`: the resumable search loop over `effnet.trials.run_trials` (local processes or Ray).
 - `report`: best spec, top-k table, plots, Markdown summary.
 """
 
-from effnet.search.evaluators import EvaluatorConfig, evaluate_candidate, naswot_score
+from typing import Any
+
+from effnet.search.evaluators import EvaluatorConfig, naswot_score, score_candidate
 from effnet.search.reward import Reward
 from effnet.search.runner import SearchConfig, SearchError, SearchResult, run_search
 from effnet.search.space import DIMENSIONS, SearchSpace, SearchSpaceError, StageChoices, b0_encoding, default_space
@@ -32,8 +34,16 @@ __all__ = [
     "Strategy",
     "b0_encoding",
     "default_space",
-    "evaluate_candidate",
     "make_strategy",
     "naswot_score",
     "run_search",
+    "score_candidate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate_candidate":  # deprecated: see effnet.search.evaluators
+        from effnet.search import evaluators
+
+        return evaluators.evaluate_candidate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
-"""Evaluators: what a candidate architecture's "accuracy" is during the search.
+"""Evaluators: what a candidate architecture's "accuracy" (the reward's ACC(m), a fraction) is during the search.
 
-- "proxy" (default): a few epochs of training through `effnet.train` (the `proxy` preset,
-  AdamW + cosine, made for minutes-long CPU runs), top-1 on the dataset's held-out
-  validation split (the synthetic task's val stream, a folder's ``val/`` or its held-out
-  fraction). The synthetic proxy task is the default dataset.
+- "proxy" (default): a few epochs of training by the proxy evaluator every experiment shares
+  (`effnet.proxy.proxy_train`: the `proxy` preset, AdamW + cosine, made for minutes-long CPU
+  runs), top-1 on the dataset's held-out validation split (the synthetic task's val stream, a
+  folder's ``val/`` or its held-out fraction), as a fraction. The synthetic proxy task is the
+  default dataset.
 - "naswot": the zero-cost score of Mellor et al. 2021 ("NAS without training"): log|K| of the
   kernel of binary activation codes of one batch through the untrained net. Seconds instead of
   minutes; for quick runs and for warm-starting. The reward then uses this score (> 0, the
@@ -11,19 +12,21 @@
 - "toy": a known function of the encoding (the fraction of decisions equal to a target
   encoding), no training: for tests of the search machinery.
 
-`evaluate_candidate(params)` is the one, module-level entry point (a worker process or a Ray
+`score_candidate(params)` is the one, module-level entry point (a worker process or a Ray
 task imports and calls it); params are JSON-able: ``{"evaluator": {...}, "spec": spec dict,
-"encoding": [...]}``. A failure raises: the trial runner records it as failed and goes on.
+"encoding": [...]}``; it returns ``{"accuracy": score, ...}`` (proxy: also the whole
+`effnet.proxy.ProxyResult`, top-1 in percent). A failure raises: the trial runner records it as
+failed and goes on. (`evaluate_candidate` is its former name, deprecated: the grid search's and the
+scaling study's `effnet.proxy.evaluate_candidate` returns top-1 in percent.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 EVALUATORS = ("proxy", "naswot", "toy")
@@ -134,7 +137,7 @@ def _datasets(config: EvaluatorConfig, build_datasets: Any, train_samples: int) 
     )
 
 
-def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
+def score_candidate(params: dict[str, Any]) -> dict[str, Any]:
     """Score one candidate (see the module docstring); returns {"accuracy": ..., ...}; raises on failure."""
     from effnet.spec import NetSpec
 
@@ -145,6 +148,18 @@ def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
     if config.kind == "naswot":
         return {"accuracy": naswot_score(spec, config)}
     return _proxy_train(spec, config)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "evaluate_candidate":
+        warnings.warn(
+            "effnet.search.evaluators.evaluate_candidate is now score_candidate (the search's score, a fraction); "
+            "proxy training with top-1 in percent is effnet.proxy.evaluate_candidate",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return score_candidate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _toy(config: EvaluatorConfig, encoding: list[int]) -> dict[str, Any]:
@@ -159,42 +174,23 @@ def _toy(config: EvaluatorConfig, encoding: list[int]) -> dict[str, Any]:
 
 
 def _proxy_train(spec: Any, config: EvaluatorConfig) -> dict[str, Any]:
-    """Train `spec` for a few epochs with the proxy preset; top-1 on held-out validation data (fraction)."""
-    from effnet.train import preset, train
+    """Train `spec` for a few epochs with the proxy preset: the `ProxyResult`, and its top-1 as the reward's fraction."""
+    from effnet.proxy import proxy_train
 
-    with tempfile.TemporaryDirectory(prefix="effnet-search-") as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        spec.save(spec_path)
-        options: dict[str, Any] = {
-            "spec": str(spec_path),
-            "dataset": config.dataset,
-            "data_dir": config.data_dir,
-            "num_classes": config.num_classes,
-            "resolution": config.resolution,
-            "train_samples": config.train_samples,
-            "val_samples": config.val_samples,
-            "epochs": config.epochs,
-            "batch_size": config.batch_size,
-            "seed": config.seed,
-            "workers": 0,  # the trial runner already runs candidates in parallel
-            "progress": False,
-            "verbose": False,
-            "ema_decay": 0.0,  # a few hundred steps: the EMA would still be mostly the initial weights
-            "out_dir": str(Path(tmp) / "run"),
-            **config.train,
-        }
-        result = train(preset("proxy", **options))
-    final = result.final
-    accuracy = final.get("val_top1")
-    if accuracy is None or not math.isfinite(accuracy):
-        raise RuntimeError(f"proxy training ended without a finite validation accuracy ({final})")
-    return {
-        "accuracy": accuracy / 100.0,
-        "val_loss": final.get("val_loss"),
-        "train_top1": final.get("train_top1", 0.0) / 100.0,
-        "train_seconds": result.seconds,
-        "curve": [row.get("val_top1") for row in result.history],
+    options: dict[str, Any] = {
+        "dataset": config.dataset,
+        "data_dir": config.data_dir,
+        "num_classes": config.num_classes,
+        "resolution": config.resolution,
+        "train_samples": config.train_samples,
+        "val_samples": config.val_samples,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        **config.train,
     }
+    result = proxy_train(spec, options)  # every epoch evaluated: the curve goes into the report
+    return {"accuracy": result.top1 / 100.0, **result.to_dict()}
 
 
 def naswot_score(spec: Any, config: EvaluatorConfig) -> float:

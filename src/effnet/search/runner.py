@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from effnet._io import atomic_write, atomic_write_text
-from effnet.resume import changed_keys, save_options, short
-from effnet.search.evaluators import EvaluatorConfig, check_data, evaluate_candidate, score_text
+from effnet._io import atomic_write
+from effnet.resume import changed_keys, short
+from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
 from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
 from effnet.search.strategies import STRATEGIES, make_strategy
@@ -190,24 +190,13 @@ def _ranking_warning(records: list[dict[str, Any]], evaluator: EvaluatorConfig, 
 
 
 # ------------------------------------------------------------------ the loop
-def _warm_start(
-    config: SearchConfig,
-    space: SearchSpace,
-    evaluator: EvaluatorConfig,
-    strategy: Any,
-    out: Path,
-    identity: dict[str, Any],
-    workers: int,
-    ray_address: str | None,
-    threads: int | None,
-    log: Callable[[str], None],
-) -> None:
+def _warm_start(config: SearchConfig, space: SearchSpace, evaluator: EvaluatorConfig, strategy: Any, experiment: Any, log: Callable[[str], None]) -> None:
     """Score `config.warm_start` random architectures with NASWOT (seconds each) and hand the scores to the strategy.
 
     The scores are kept in their own trial store (``warm_start/``), so a search killed during the
     warm start redoes none of them.
     """
-    from effnet.trials import TrialStore, run_trials
+    from effnet.trials import TrialStore
 
     generator = torch.Generator().manual_seed(config.seed + 7919)  # its own stream: the strategy's RNG is untouched
     encodings = [[int(torch.randint(n, (1,), generator=generator)) for n in space.sizes] for _ in range(config.warm_start)]
@@ -217,10 +206,9 @@ def _warm_start(
         spec = space.decode(encoding)
         items.append((spec.to_string(), {"evaluator": zero_cost, "spec": spec.to_dict(), "encoding": encoding}))
     log(f"warm start: NASWOT scores of {len(items)} random architectures")
-    store = TrialStore(out / "warm_start", identity)
-    trials = run_trials(evaluate_candidate, items, workers=workers, ray_address=ray_address, store=store, threads_per_worker=threads, progress=None)
-    by_key = {t.key: t for t in trials}
-    scores = [by_key[key].result["accuracy"] if by_key[key].ok else -math.inf for key, _ in items]
+    directory = experiment.out_dir / "warm_start"
+    trials = dataclasses.replace(experiment, out_dir=directory, store=TrialStore(directory, experiment.store.identity)).run(score_candidate, items)
+    scores = [trials[key].result["accuracy"] if trials[key].ok else -math.inf for key, _ in items]
     keep = strategy.population_size if config.strategy == "evolution" else config.batch_size
     strategy.warm_start(encodings, scores, keep)
 
@@ -233,7 +221,7 @@ def run_search(
     workers: int = 1,
     ray_address: str | None = None,
     threads_per_worker: int | None = None,
-    fn: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
+    fn: Callable[[dict[str, Any]], dict[str, Any]] = score_candidate,
     log: Callable[[str], None] | None = None,
     report: bool = True,
     options: dict[str, Any] | None = None,
@@ -241,13 +229,13 @@ def run_search(
     """Run (or with `resume`, continue) the search `config` describes in `out_dir`.
 
     With `resume`, `config` may be None (the saved settings are used) or must match the saved
-    identity (its `trials` may be larger, to extend a search). `fn` evaluates one candidate
-    (default: `evaluate_candidate`; with workers > 1 it must be a module-level function).
+    identity (its `trials` may be larger, to extend a search). `fn` scores one candidate and returns
+    ``{"accuracy": score, ...}`` (default: `score_candidate`; with workers > 1 it must be a module-level function).
     `log` receives one progress line per finished trial (default: print to stderr). `options` (the
     command line's, from `effnet.resume`) are saved as `out_dir/options.json` next to search.json.
     """
     from effnet.profile import profile_spec
-    from effnet.trials import TrialsError, TrialStore, ray_session, run_trials
+    from effnet.trials import Experiment, TrialsError, ray_session
 
     out = Path(out_dir)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -267,11 +255,8 @@ def run_search(
                 f"{out} holds a different search: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
                 "Resume it with its own settings (only --trials and --workers may change) or choose a new --out-dir; nothing was changed."
             )
-    else:
-        if config is None:
-            raise SearchError("run_search needs a SearchConfig unless it resumes")
-        if config_path.exists() or state_path.exists():
-            raise SearchError(f"{out} already holds a search; continue it with --resume {out} or choose another --out-dir")
+    elif config is None:
+        raise SearchError("run_search needs a SearchConfig unless it resumes")
     if workers < 1:
         raise SearchError(f"workers must be >= 1, got {workers}")
 
@@ -282,11 +267,20 @@ def run_search(
     space = dataclasses.replace(space, resolution=space.resolution or evaluator.resolution, num_classes=space.num_classes or num_classes)
     identity = config.identity()
     try:
-        store = TrialStore(out, identity)
+        experiment = Experiment.open(
+            out,
+            identity,
+            what="search",
+            resume=resume,
+            markers=(CONFIG_FILE, STATE_FILE),
+            options=options,
+            workers=workers,
+            ray_address=ray_address,
+            threads_per_worker=threads_per_worker,
+        )
     except TrialsError as err:
         raise SearchError(str(err)) from None
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
-    save_options(out, options)
+    experiment.write(CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 
     strategy = make_strategy(config.strategy, space.sizes, config.seed, **config.strategy_options)
     history: list[dict[str, Any]] = []
@@ -298,7 +292,7 @@ def run_search(
             raise SearchError(f"{state_path} belongs to a different search than {config_path}; move one of them away")
         strategy.load_state_dict(state["strategy"])
         history, batches, pending = json.loads(state["history"]), json.loads(state["batches"]), json.loads(state["pending"])
-        log(f"resumed {out}: {len(history)} of {config.trials} trials told, {len(store)} architectures evaluated")
+        log(f"resumed {out}: {len(history)} of {config.trials} trials told, {len(experiment.store)} architectures evaluated")
 
     start, evaluated, in_batch = time.perf_counter(), 0, 0
     seen = {record["key"] for record in history}
@@ -324,7 +318,7 @@ def run_search(
     decoded: dict[str, Any] = {}
     with ray_session(ray_address, workers):
         if config.warm_start and not state_path.exists():
-            _warm_start(config, space, evaluator, strategy, out, identity, workers, ray_address, threads_per_worker, log)
+            _warm_start(config, space, evaluator, strategy, experiment, log)
             _save_state(state_path, identity, strategy, history, batches, pending)
         while len(history) < config.trials:
             if pending is None:
@@ -336,20 +330,10 @@ def run_search(
                 spec = space.decode(encoding)
                 decoded[spec.to_string()] = spec
                 items.append((spec.to_string(), {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": encoding}))
-            trials = run_trials(
-                fn,
-                items,
-                workers=workers,
-                ray_address=ray_address,
-                store=store,
-                threads_per_worker=threads_per_worker,
-                progress=None,
-                on_trial=lambda trial: log(describe(trial)),
-            )
-            by_key = {t.key: t for t in trials}
+            trials = experiment.run(fn, items, on_trial=lambda trial: log(describe(trial)))
             rewards = []
             for encoding, (key, _) in zip(pending, items, strict=True):
-                trial = by_key[key]
+                trial = trials[key]
                 spec = decoded[key]
                 prof = profile_spec(spec)
                 ok = trial.status == "ok"

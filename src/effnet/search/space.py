@@ -338,25 +338,19 @@ def _choices_dict(data: Any, where: str) -> dict[str, tuple[Any, ...]]:
 
 
 def _skeleton(value: Any) -> NetSpec:
-    """A skeleton from a model name, a compact spec string, a spec file or a spec dict."""
+    """A skeleton from a spec dict, or what `effnet.zoo.resolve_spec` reads: a model name, a spec file or a block string."""
     if isinstance(value, NetSpec):
         return value
     if isinstance(value, dict):
         return NetSpec.from_dict(value)
     if not isinstance(value, str) or not value:
         raise SearchSpaceError(f"skeleton must be a model name, a spec string or a spec file, got {value!r}")
-    from effnet.zoo import get_spec, list_models
+    from effnet.zoo import UnknownModelError, resolve_spec
 
-    if value in list_models():
-        return get_spec(value)
-    if Path(value).is_file():
-        return NetSpec.load(value)
     try:
-        return NetSpec.from_string(value)
-    except SpecError as err:
-        raise SearchSpaceError(
-            f"skeleton {value!r} is neither a model name ({', '.join(list_models('efficientnet_b'))}, ...), a spec file nor a spec string: {err}"
-        ) from None
+        return resolve_spec(value)
+    except (SpecError, UnknownModelError, FileNotFoundError) as err:
+        raise SearchSpaceError(f"skeleton {value!r}: {err}") from None
 
 
 def default_space(resolution: int | None = None, num_classes: int | None = None) -> SearchSpace:

@@ -5,12 +5,15 @@
 - `effnet.study.scaling_study`: width, depth and resolution scaled alone (paper Fig. 3), width
   at several (depth, resolution) settings (Fig. 4) and single-dimension against compound scaling
   at matched MACs (Table 3), over several seeds with confidence intervals (`effnet study scaling`).
-- `effnet.study.training`: the candidate evaluator both use (one proxy training run).
+- `effnet.study.results`: what a study produces (preset, points, result), shared by the driver and the report.
 - `effnet.study.report`: the Markdown report and PNG plots.
+
+Both train every network with the proxy evaluator `effnet.proxy.evaluate_candidate` (one short training
+run) and run on the experiment skeleton `effnet.trials.Experiment`.
 """
 
+from effnet.proxy import evaluate_candidate
 from effnet.study.grid import GridCandidate, GridResult, grid_candidates, grid_search
 from effnet.study.stats import mean_ci, paired_difference
-from effnet.study.training import evaluate_candidate
 
 __all__ = ["GridCandidate", "GridResult", "evaluate_candidate", "grid_candidates", "grid_search", "mean_ci", "paired_difference"]

@@ -139,10 +139,26 @@ def _study_help(args: argparse.Namespace) -> int:
     return 2
 
 
-def _load_baseline(text: str) -> Any:
-    from effnet.study.scaling_study import load_spec_argument
+def _baseline(run: Resolved) -> dict[str, Any] | None:
+    """The baseline as a spec dict: `resolve_spec` of the argument given now, else the spec saved with the run being resumed."""
+    from effnet.zoo import resolve_spec
 
-    return load_spec_argument(text)
+    return _file_inputs(run, "baseline", "baseline_spec", lambda text: resolve_spec(text).to_dict())
+
+
+def _execution(run: Resolved, options: dict[str, Any]) -> dict[str, Any]:
+    """How a grid search or a study runs (not what it computes): where, resumed or not, on what, and what it says."""
+    v = run.values
+    return {
+        "out_dir": run.out_dir,
+        "resume": run.resuming,
+        "workers": v.workers,
+        "ray_address": v.ray_address,
+        "threads_per_worker": v.threads,
+        "progress": v.progress,
+        "log": lambda text: print(text, file=sys.stderr),
+        "options": options,
+    }
 
 
 def _file_inputs(run: Resolved, option: str, saved_key: str, read: Any) -> Any:
@@ -168,7 +184,7 @@ def run_grid_search(args: argparse.Namespace) -> int:
         raise SpecError(f"--phi must be >= 0, got {v.phi:g}; the grid search scales by φ = 1 (twice the baseline's MACs)")
     if v.baseline is None:
         raise SpecError("give the baseline to scale (NAME_OR_SPEC: a model name, spec file or block string), or --resume DIR to continue a grid search")
-    baseline_dict = _file_inputs(run, "baseline", "baseline_spec", lambda text: _load_baseline(text).to_dict())
+    baseline_dict = _baseline(run)
     baseline = NetSpec.from_dict(baseline_dict)
     if v.resolution_base:
         baseline = baseline.replace(resolution=v.resolution_base)
@@ -203,14 +219,7 @@ def run_grid_search(args: argparse.Namespace) -> int:
             tolerance=v.tolerance,
             train=train,
             seeds=tuple(range(v.seeds)),
-            workers=v.workers,
-            ray_address=v.ray_address,
-            threads_per_worker=v.threads,
-            out_dir=run.out_dir,
-            resume=run.resuming,
-            progress=v.progress,
-            log=(lambda text: print(text, file=sys.stderr)),
-            options=options,
+            **_execution(run, options),
         )
     warning = f"effnet: warning: {result.warning}" if result.warning else None
     if v.json:
@@ -251,29 +260,22 @@ def run_study_scaling(args: argparse.Namespace) -> int:
         train["epochs"] = v.epochs
     if v.train_samples is not None:
         train["train_samples"] = v.train_samples
-    baseline_dict = _file_inputs(run, "baseline", "baseline_spec", lambda text: _load_baseline(text).to_dict())
+    baseline_dict = _baseline(run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # run_study prints its own warning line
         result = run_study(
             preset,
-            out_dir=run.out_dir,
             baseline_spec=NetSpec.from_dict(baseline_dict) if baseline_dict else None,
             dataset=v.dataset,
             data_dir=v.data_dir,
             seeds=v.seeds,
-            workers=v.workers,
-            ray_address=v.ray_address,
-            threads_per_worker=v.threads,
             train=train,
             alpha=v.alpha,
             beta=v.beta,
             gamma=v.gamma,
             targets=v.targets,
             parts=v.parts,
-            resume=run.resuming,
-            progress=v.progress,
-            log=(lambda text: print(text, file=sys.stderr)),
-            options=STUDY.payload(v, baseline_spec=baseline_dict),
+            **_execution(run, STUDY.payload(v, baseline_spec=baseline_dict)),
         )
     print("\n".join(verdict(result)))
     print(f"report: {run.out_dir / 'report.md'} ({result.wall_seconds / 60:.1f} min)")

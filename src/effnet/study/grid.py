@@ -20,17 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.resume import save_options
+from effnet.proxy import evaluate_candidate, task_classes
 from effnet.scaling import compound
 from effnet.spec import NetSpec, SpecError
-from effnet.study.stats import Interval, mean_ci
-from effnet.study.training import evaluate_candidate, record_result
+from effnet.study.results import Trained
 
 CONSTRAINT = 2.0  # α·β²·γ²: MACs double per unit φ (MACs grow as d·w²·r²)
 
 
 @dataclass
-class GridCandidate:
+class GridCandidate(Trained):
     """One (α, β, γ) of the grid: the scaled spec, its cost and (after training) its accuracy over seeds."""
 
     alpha: float
@@ -46,12 +45,7 @@ class GridCandidate:
     def product(self) -> float:
         return self.alpha * self.beta**2 * self.gamma**2
 
-    @property
-    def accuracy(self) -> Interval | None:
-        return mean_ci(list(self.scores.values())) if self.scores else None
-
     def to_dict(self) -> dict[str, Any]:
-        acc = self.accuracy
         return {
             "alpha": self.alpha,
             "beta": self.beta,
@@ -61,9 +55,7 @@ class GridCandidate:
             "resolution": self.spec.resolution,
             "macs": self.macs,
             "params": self.params,
-            "scores": {str(k): v for k, v in sorted(self.scores.items())},
-            "errors": {str(k): v for k, v in sorted(self.errors.items())},
-            "accuracy": acc.to_dict() if acc else None,
+            **self.outcome(),
         }
 
 
@@ -153,13 +145,6 @@ def analytic_cost(spec: NetSpec, num_classes: int | None) -> tuple[int, int]:
     return p.macs, p.params
 
 
-def task_classes(train: dict[str, Any]) -> int | None:
-    """Classes of the task the candidates are trained on (their classifier's size): the option, else the dataset's."""
-    from effnet.study.training import classes_of
-
-    return train.get("num_classes") or classes_of(train.get("dataset", "synthetic"), train.get("data_dir", ""))
-
-
 def plan_candidates(baseline: NetSpec, phi: float, step: float, tolerance: float, num_classes: int | None) -> list[GridCandidate]:
     """Every grid point as a scaled spec with its MACs and params, the classifier sized for the task (as it will be trained)."""
     candidates = []
@@ -202,7 +187,7 @@ def grid_search(
     `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once
     the directory is checked, so that `--resume DIR` needs nothing else.
     """
-    from effnet.trials import TrialsError, TrialStore, ranking_warning, run_trials
+    from effnet.trials import Experiment, evaluator_name, ranking_warning
 
     if not phi >= 0:
         raise SpecError(f"phi must be >= 0, got {phi!r}; the grid search scales the baseline by φ = 1 (twice its MACs)")
@@ -233,29 +218,22 @@ def grid_search(
             f"({distinct} distinct networks after rounding), φ = {phi:g}, {len(seeds)} seed(s): {len(candidates) * len(seeds)} training runs"
         )
 
-    store = None
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        state = out_dir / "trials.json"
-        if state.exists() and not resume:
-            raise TrialsError(f"{out_dir} already holds a grid search ({state}); pass --resume to continue it or choose another --out-dir")
-        if resume and not state.exists():
-            raise TrialsError(f"--resume: {out_dir} holds no grid search to continue (no {state.name}); drop --resume to start one")
-        identity = {
-            "study": "grid-search",
-            "baseline": baseline.to_dict(),
-            "phi": phi,
-            "step": step,
-            "tolerance": tolerance,
-            "train": train,
-            "preset": preset,
-            "seeds": [int(s) for s in seeds],
-            "evaluator": f"{evaluate.__module__}.{evaluate.__qualname__}",
-        }
-        store = TrialStore(out_dir, identity)
-        save_options(out_dir, options)
-        if log and len(store):
-            log(f"resuming: {len(store)} training run(s) already finished in {state}")
+    identity = {
+        "study": "grid-search",
+        "baseline": baseline.to_dict(),
+        "phi": phi,
+        "step": step,
+        "tolerance": tolerance,
+        "train": train,
+        "preset": preset,
+        "seeds": [int(s) for s in seeds],
+        "evaluator": evaluator_name(evaluate),
+    }
+    experiment = Experiment.open(
+        out_dir, identity, what="grid search", resume=resume, options=options, workers=workers, ray_address=ray_address, threads_per_worker=threads_per_worker
+    )
+    if log and experiment.store is not None and len(experiment.store):
+        log(f"resuming: {len(experiment.store)} training run(s) already finished in {experiment.store.path}")
 
     items = []
     for c in candidates:
@@ -275,21 +253,12 @@ def grid_search(
                 "resolution": resolution,
             }
             items.append((_key(c.alpha, c.beta, c.gamma, int(seed)), params))
-    trials = run_trials(
-        evaluate,
-        items,
-        workers=workers,
-        ray_address=ray_address,
-        store=store,
-        threads_per_worker=threads_per_worker,
-        progress="grid search" if progress else None,
-    )
-    by_key = {t.key: t for t in trials}
+    trials = experiment.run(evaluate, items, progress="grid search" if progress else None)
     for c in candidates:
         for seed in seeds:
-            record_result(c, int(seed), by_key[_key(c.alpha, c.beta, c.gamma, int(seed))])
+            c.record(int(seed), trials[_key(c.alpha, c.beta, c.gamma, int(seed))])
     ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
-    classes = next((int(t.result["classes"]) for t in trials if t.ok and t.result.get("classes")), num_classes)
+    classes = next((int(t.result["classes"]) for t in trials.values() if t.ok and t.result.get("classes")), num_classes)
     synthetic = train.get("dataset", "synthetic") == "synthetic"
     warning = ranking_warning(
         [c.accuracy.mean for c in candidates if c.accuracy],
@@ -297,11 +266,8 @@ def grid_search(
         samples=int(train["val_samples"]) * len(seeds) if synthetic and train.get("val_samples") else None,  # other datasets: at most that many
     )
     result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct, warning)
-    if out_dir is not None:
-        from effnet._io import atomic_write_text
-
-        atomic_write_text(Path(out_dir) / "grid.json", json.dumps(result.to_dict(), indent=2) + "\n")
-        atomic_write_text(Path(out_dir) / "grid.md", grid_markdown(result, baseline) + "\n")
+    experiment.write("grid.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    experiment.write("grid.md", grid_markdown(result, baseline) + "\n")
     return result
 
 

@@ -36,8 +36,44 @@ class StudyPreset:
     workers: int = 2
 
 
+class Trained:
+    """A network trained once per seed (a grid candidate, a study point), as a mixin of dataclasses with the fields
+    `scores` (seed -> top-1 %), `errors` (seed -> why it failed), `macs` and `params`."""
+
+    scores: dict[int, float]
+    errors: dict[int, str]
+    macs: int
+    params: int
+
+    @property
+    def accuracy(self) -> Interval | None:
+        """Mean top-1 % over the seeds that finished, with its 95% t-interval."""
+        return mean_ci(list(self.scores.values())) if self.scores else None
+
+    def record(self, seed: int, trial: Any) -> None:
+        """One seed's finished trial (`effnet.trials.Trial`): its top-1, or why it failed.
+
+        The trained network's measured MACs and params replace the planned ones (its classifier is sized for the task).
+        """
+        if trial.ok and "top1" in trial.result:
+            self.scores[seed] = float(trial.result["top1"])
+            self.macs = int(trial.result.get("macs", self.macs))
+            self.params = int(trial.result.get("params", self.params))
+        else:
+            self.errors[seed] = trial.error or "the evaluator returned no 'top1'"
+
+    def outcome(self) -> dict[str, Any]:
+        """Scores, errors and accuracy, as `to_dict` writes them."""
+        acc = self.accuracy
+        return {
+            "scores": {str(k): v for k, v in sorted(self.scores.items())},
+            "errors": {str(k): v for k, v in sorted(self.errors.items())},
+            "accuracy": acc.to_dict() if acc else None,
+        }
+
+
 @dataclass
-class Point:
+class Point(Trained):
     """One network of the study, in one part: how it was scaled from the baseline and its results."""
 
     part: str  # "baseline", "width", "depth", "resolution", "fig4", "matched"
@@ -60,12 +96,7 @@ class Point:
         data.pop("name", None)
         return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
-    @property
-    def accuracy(self) -> Interval | None:
-        return mean_ci(list(self.scores.values())) if self.scores else None
-
     def to_dict(self) -> dict[str, Any]:
-        acc = self.accuracy
         return {
             "part": self.part,
             "label": self.label,
@@ -78,9 +109,7 @@ class Point:
             "target_macs": self.target_macs,
             "macs": self.macs,
             "params": self.params,
-            "scores": {str(k): v for k, v in sorted(self.scores.items())},
-            "errors": {str(k): v for k, v in sorted(self.errors.items())},
-            "accuracy": acc.to_dict() if acc else None,
+            **self.outcome(),
         }
 
 

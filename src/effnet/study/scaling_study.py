@@ -1,6 +1,6 @@
 """`effnet study scaling`: the paper's scaling experiments, small, with seeds and confidence intervals.
 
-Three parts, all trained with the same proxy budget (`effnet.study.training.evaluate_candidate`):
+Three parts, all trained with the same proxy budget (`effnet.proxy.evaluate_candidate`):
 
 (a) width, depth and resolution scaled alone: accuracy against MACs (paper Figure 3);
 (b) width scaled at several (depth, resolution) settings (Figure 4);
@@ -27,11 +27,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from effnet.resume import save_options
+from effnet.proxy import evaluate_candidate, task_classes
 from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
-from effnet.spec import NetSpec, SpecError
+from effnet.spec import NetSpec
 from effnet.study.results import Point, StudyPreset, StudyResult
-from effnet.study.training import classes_of, evaluate_candidate, record_result
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
@@ -210,7 +209,7 @@ def run_study(
     directory is checked, so that `--resume DIR` needs nothing else.
     """
     from effnet.study.report import write_report
-    from effnet.trials import TrialsError, TrialStore, run_trials
+    from effnet.trials import Experiment, evaluator_name
 
     started = time.perf_counter()
     cpu0, busy0 = _own_cpu_seconds(), _cpu_times()
@@ -229,7 +228,7 @@ def run_study(
         train_options.update(dataset=dataset, data_dir=data_dir)
         if dataset == "folder" and not data_dir:
             raise ValueError("--dataset folder needs --data-dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
-        num_classes = train_options.get("num_classes") or classes_of(dataset, data_dir)
+        num_classes = task_classes(train_options)
     else:
         num_classes = train_options.setdefault("num_classes", preset.num_classes)
     baseline = baseline_of(preset, baseline_spec, num_classes)
@@ -237,12 +236,6 @@ def run_study(
         warnings.simplefilter("ignore")  # the constraint was checked (and warned about) once above
         points = plan(preset, baseline, alpha, beta, gamma, targets, parts)
 
-    out_dir = Path(out_dir)
-    state = out_dir / "trials.json"
-    if state.exists() and not resume:
-        raise TrialsError(f"{out_dir} already holds a study ({state}); pass --resume to continue it or choose another --out-dir")
-    if resume and not state.exists():
-        raise TrialsError(f"--resume: {out_dir} holds no study to continue (no {state.name}); drop --resume to start one")
     identity = {
         "study": "scaling",
         "preset": preset.name,
@@ -251,40 +244,32 @@ def run_study(
         "alpha": alpha,
         "beta": beta,
         "gamma": gamma,
-        "evaluator": f"{evaluate.__module__}.{evaluate.__qualname__}",
+        "evaluator": evaluator_name(evaluate),
     }
-    store = TrialStore(out_dir, identity)
-    save_options(out_dir, options)
+    run_workers = workers if workers is not None else preset.workers
+    experiment = Experiment.open(
+        out_dir, identity, what="study", resume=resume, options=options, workers=run_workers, ray_address=ray_address, threads_per_worker=threads_per_worker
+    )
     unique: dict[str, Point] = {}
     for p in points:
         unique.setdefault(p.key, p)
     # biggest networks first: a pool then ends with short runs instead of one long straggler
     order = sorted(unique.values(), key=lambda p: -p.macs)
     items = [(f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label}) for s in seed_list for p in order]
+    already = experiment.stored(items)
     if log:
         log(
             f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
             f"{len(points)} points, {len(unique)} distinct networks x {n_seeds} seeds = {len(items)} training runs"
-            + (f" ({sum(1 for k, _ in items if k in store)} already done)" if len(store) else "")
+            + (f" ({len(already)} already done)" if len(experiment.store) else "")
         )
         for p in points:
             if p.part == "matched":
                 log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
-    run_workers = workers if workers is not None else preset.workers
-    already = {k for k, _ in items if k in store}
-    trials = run_trials(
-        evaluate,
-        items,
-        workers=run_workers,
-        ray_address=ray_address,
-        store=store,
-        threads_per_worker=threads_per_worker,
-        progress="study" if progress else None,
-    )
-    by_key = {t.key: t for t in trials}
+    trials = experiment.run(evaluate, items, progress="study" if progress else None)
     for p in points:
         for s in seed_list:
-            record_result(p, s, by_key[f"{p.key}-seed{s}"])
+            p.record(s, trials[f"{p.key}-seed{s}"])
     busy1 = _cpu_times()
     wall = time.perf_counter() - started
     machine = {
@@ -295,9 +280,9 @@ def run_study(
         "machine_busy_share": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3) if busy1[1] > busy0[1] else None,
         "runs_trained_now": len(items) - len(already),
         "runs_resumed": len(already),
-        "training_seconds_sum": round(sum(t.seconds for t in trials), 1),
+        "training_seconds_sum": round(sum(t.seconds for t in trials.values()), 1),
     }
-    runs = _previous_runs(out_dir) if resume else []
+    runs = _previous_runs(Path(out_dir)) if resume else []
     # a resume that trained nothing (the report regenerated) is not an invocation worth listing
     if machine["runs_trained_now"] or not runs:
         runs.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": round(wall, 1), **machine})
@@ -317,20 +302,3 @@ def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:
     if "wall_seconds" in data:  # written before invocation records existed: one run
         return [{"wall_seconds": data["wall_seconds"], **data.get("machine", {})}]
     return []
-
-
-def load_spec_argument(text: str) -> NetSpec:
-    """A baseline given on the command line: a model name, a spec file (JSON or block string) or a block string."""
-    from effnet.zoo import UnknownModelError, get_spec
-
-    path = Path(text)
-    if path.is_file():
-        return NetSpec.load(path)
-    if "_r" in text and "_c" in text:
-        return NetSpec.from_string(text)
-    try:
-        return get_spec(text)
-    except UnknownModelError as err:
-        if path.suffix in (".json", ".txt", ".spec"):
-            raise FileNotFoundError(f"spec file {text} does not exist") from None
-        raise SpecError(f"{text!r} is neither a spec file, a block string nor a model name: {err}") from None

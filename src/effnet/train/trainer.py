@@ -8,6 +8,7 @@ already consumed; and the checkpoint holds every RNG state taken at a step bound
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -29,7 +30,7 @@ from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.metrics import plot_history, write_history
 from effnet.train.optim import make_optimizer, make_scheduler
-from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, config_preprocessing
+from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, SPEC_NAME, config_preprocessing
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,6 +51,11 @@ class TrainResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     fixres: Any = None  # FixResResult when --fixres was asked for
+    # what was built: the network as trained (classifier sized for the task), its input size, and its analytic cost there
+    spec: Any = field(default=None, repr=False)
+    resolution: int = 0
+    params: int = 0
+    macs: int = 0  # multiply-adds at `resolution` (effnet.profile)
 
     def summary(self) -> str:
         ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""
@@ -58,11 +64,11 @@ class TrainResult:
         return f"{final}best top-1 {self.best_top1:.2f}%{ema}{fixres}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
 
 
-def make_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The network to train: a named model (optionally pretrained) or a spec file, with the recipe's settings."""
+def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Module:
+    """The network to train, with the recipe's settings: `spec` (default: the config's, see `_spec_of`), or, when the
+    config asks for pretrained weights, its named model with them (`spec` is then that model's, as `Trainer` resolves it)."""
     from effnet.factory import create_model
     from effnet.model import build
-    from effnet.spec import NetSpec
 
     options: dict[str, Any] = {
         "num_classes": num_classes,
@@ -72,22 +78,20 @@ def make_model(config: TrainConfig, num_classes: int) -> nn.Module:
     }
     if config.dropout >= 0:
         options["dropout"] = config.dropout
-    if config.spec:
-        if config.pretrained:
-            raise ValueError("--pretrained applies to named models, not to --spec files")
-        return build(NetSpec.load(config.spec), **options)
-    pretrained: bool | str = False
-    if config.pretrained:
-        pretrained = True if config.pretrained in ("default", "true", "1") else config.pretrained
+    if not config.pretrained:
+        return build(spec if spec is not None else _spec_of(config), **options)
+    if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
+        raise ValueError("--pretrained applies to named models, not to --spec files")
+    pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
     drop_rate = options.pop("dropout", None)
     return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
 
 
 def _spec_of(config: TrainConfig) -> Any:
-    from effnet.spec import NetSpec
-    from effnet.zoo import get_spec
+    """The network a config names: its --spec (a file or block string), else its --model (`effnet.zoo.resolve_spec`)."""
+    from effnet.zoo import resolve_spec
 
-    return NetSpec.load(config.spec) if config.spec else get_spec(config.model)
+    return resolve_spec(config.spec or config.model)
 
 
 def _freeze_backbone(model: nn.Module) -> None:
@@ -159,9 +163,13 @@ class StepTimer:
 class Trainer:
     """Runs one training job described by a TrainConfig. `run()` returns a TrainResult."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, spec: Any = None) -> None:
+        """`spec` (a NetSpec), when given, is the network to train instead of config.model / config.spec; the
+        config then names the run's spec.json, so that the run directory alone describes (and resumes) the run."""
         from effnet.data import build_datasets
 
+        if spec is not None:
+            config = dataclasses.replace(config, spec=str(Path(config.out_dir) / SPEC_NAME))
         self.config = config
         self.device = D.resolve_device(config.device)
         allocator = None
@@ -180,7 +188,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
-        spec = _spec_of(config)
+        spec = spec if spec is not None else _spec_of(config)
         self.resolution = config.resolution or spec.resolution
         self.preprocessing = config_preprocessing(config, self.resolution)
         self.data = build_datasets(
@@ -198,7 +206,7 @@ class Trainer:
         )
         self.num_classes = self.data.num_classes
         torch.manual_seed(config.seed)
-        model = make_model(config, self.num_classes)
+        model = make_model(config, self.num_classes, spec)
         if config.freeze_backbone:
             _freeze_backbone(model)
         if config.activation_checkpointing:
@@ -499,9 +507,11 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> TrainResult:
+        from effnet.profile import profile_spec
         from effnet.weights import save_file
 
         final = self.history[-1] if self.history else {}
+        cost = profile_spec(self.model.spec, self.resolution)
         result = TrainResult(
             out_dir=self.out_dir,
             best_top1=self.best["top1"],
@@ -510,6 +520,10 @@ class Trainer:
             history=self.history,
             seconds=self.train_seconds,
             images_per_second=self.images_seen / max(1e-9, self.train_seconds),
+            spec=self.model.spec,
+            resolution=self.resolution,
+            params=cost.params,
+            macs=cost.macs,
         )
         if self.main:
             save_file(self.model.state_dict(), self.out_dir / "model.safetensors", metadata={"spec": self.model.spec.to_json()})
@@ -573,9 +587,10 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train as `config` says; see TrainConfig for every option."""
-    trainer = Trainer(config)
+def train(config: TrainConfig, spec: Any = None) -> TrainResult:
+    """Train as `config` says (see TrainConfig for every option); `spec`, a NetSpec, is the network to train instead of
+    config.model / config.spec. The result carries what was built: the spec, its params and MACs."""
+    trainer = Trainer(config, spec)
     try:
         return trainer.run()
     finally:
