@@ -323,6 +323,7 @@ def _compiler_available() -> bool:
     return shutil.which("g++") is not None or shutil.which("c++") is not None
 
 
+@pytest.mark.slow
 # Compiles a tiny model ahead of time (~15-30 s on 2 busy cores): the slowest test of this file.
 @pytest.mark.skipif(not _compiler_available(), reason="AOTInductor needs a C++ compiler")
 def test_saved_compiled_model_reloads_in_a_new_process(tmp_path):

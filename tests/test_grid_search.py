@@ -102,6 +102,7 @@ SEARCH_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resumes_after_sigkill_without_redoing_finished_candidates(tmp_path):
     out, log = tmp_path / "search", tmp_path / "calls.jsonl"
     script = SEARCH_SCRIPT.format(tests=str(TESTS), out=str(out), log=str(log), resume=False)

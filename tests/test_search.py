@@ -323,6 +323,7 @@ def _search_script(directory: Path, config: SearchConfig) -> str:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_trials_of_an_uninterrupted_run(tmp_path):
     config = toy_config(small_space(), "ppo", trials=40, evaluator={"toy_sleep": 0.03})
     killed = tmp_path / "killed"
@@ -353,6 +354,7 @@ def test_sigkill_and_resume_gives_the_trials_of_an_uninterrupted_run(tmp_path):
     assert sorted(t["key"] for t in stored) == sorted({r["key"] for r in straight.history})
 
 
+@pytest.mark.slow
 def test_local_processes_and_ray_give_the_same_search(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed")
     del ray

@@ -52,6 +52,7 @@ def quick(tiny_spec: str, out_dir: Path, **changes) -> TrainConfig:
     return preset("proxy", **values)
 
 
+@pytest.mark.slow
 def test_learns_the_proxy_task_above_chance(tiny_spec: str, tmp_path: Path) -> None:
     config = quick(tiny_spec, tmp_path / "run", train_samples=1000, val_samples=200, epochs=5)
     started = time.perf_counter()
@@ -72,6 +73,7 @@ def _final_state(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tiny_spec: str, tmp_path: Path) -> None:
     settings = {"epochs": 3, "checkpoint_every": 3, "train_samples": 256, "drop_path_rate": 0.2}
     reference = train(quick(tiny_spec, tmp_path / "straight", **settings))
@@ -99,6 +101,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tiny_spec: str, tmp_
     assert timeless(resumed.history) == timeless(reference.history)  # losses, accuracies, LR: all equal
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_two_processes_match_one_process(tiny_spec: str, tmp_path: Path) -> None:
     # SyncBatchNorm is GPU-only: on CPU each process normalises over its own 8 images, the single
@@ -127,6 +130,7 @@ def test_torchrun_two_processes_match_one_process(tiny_spec: str, tmp_path: Path
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=0.08)
 
 
+@pytest.mark.slow
 def test_finetuning_pretrained_lite0_beats_training_from_scratch(tmp_path: Path) -> None:
     budget = {
         "model": "efficientnet_lite0",
@@ -256,6 +260,7 @@ def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> No
     assert result.history[0]["bad_images"] >= 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_finishes(tiny_spec: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (tmp_path / "c.json").write_text(quick(tiny_spec, run, epochs=30, train_samples=256).to_json())
@@ -309,6 +314,7 @@ def test_resume_needs_only_the_run_directory_and_refuses_changed_options(tiny_sp
     assert "no run was started there" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_time_based_checkpoints_lose_at_most_the_steps_since_the_last_one(tiny_spec: str, tmp_path: Path) -> None:
     from effnet.train.checkpoint import load_checkpoint
 
@@ -347,7 +353,7 @@ def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: P
     train(quick(tiny_spec, tmp_path / "run", epochs=1, train_samples=128, batch_size=8))
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("time:"))
     assert "s/step on this machine" in line and "for the remaining 12 steps" in line and "quicker" not in line
-    from effnet.train.trainer import StepTimer
+    from effnet.train.timing import StepTimer
 
     timer = StepTimer()
     timer.starts = [0.0, time.perf_counter() - 3 * 30.0]  # 30 s per step, 10,000 steps to go: days

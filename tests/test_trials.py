@@ -112,6 +112,7 @@ def test_process_pool_runs_trials_concurrently(tmp_path):
     assert abs(trials[0].result["start"] - trials[1].result["start"]) < 1.5
 
 
+@pytest.mark.slow
 def test_ray_local_runtime_gives_the_same_results(tmp_path):
     pytest.importorskip("ray")
     trials = run_trials(square, items([1, -2, 3]), workers=2, ray_address="local", store=TrialStore(tmp_path, {"s": 1}), progress=None)
@@ -186,6 +187,7 @@ def _alive(pid: int, start: str) -> bool:
     return stat is not None and stat[2] == start and stat[1] not in ("Z", "X")  # same process (not a reused pid), not a zombie
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds processes through /proc")
 def test_workers_die_when_the_parent_is_killed(tmp_path):
     """kill -9 of a process running trials on 2 workers: 10 s later no worker (nor the resource tracker) is alive."""

@@ -226,7 +226,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     from effnet.train import rundir
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
-    from effnet.train.trainer import make_model
+    from effnet.train.network import make_model
     from effnet.weights import load_file, load_state_dict
 
     native: dict[str, int] = {}

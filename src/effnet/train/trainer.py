@@ -28,9 +28,12 @@ from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError, check_comp
 from effnet.train.config import TrainConfig
 from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
+from effnet.train.fixres import run_fixres
 from effnet.train.metrics import plot_history, write_history
+from effnet.train.network import batchnorm_eval, freeze_backbone, make_model, network_of, train_only_classifier_mode
 from effnet.train.optim import make_optimizer, make_scheduler
 from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, SPEC_NAME, config_preprocessing
+from effnet.train.timing import StepTimer
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,102 +67,6 @@ class TrainResult:
         return f"{final}best top-1 {self.best_top1:.2f}%{ema}{fixres}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
 
 
-def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Module:
-    """The network to train, with the recipe's settings: `spec` (default: the config's, see `_spec_of`), or, when the
-    config asks for pretrained weights, its named model with them (`spec` is then that model's, as `Trainer` resolves it)."""
-    from effnet.factory import create_model
-    from effnet.model import build
-
-    options: dict[str, Any] = {
-        "num_classes": num_classes,
-        "drop_path_rate": config.drop_path_rate,
-        "bn_momentum": config.bn_momentum,
-        "head_init": config.head_init,
-    }
-    if config.dropout >= 0:
-        options["dropout"] = config.dropout
-    if not config.pretrained:
-        return build(spec if spec is not None else _spec_of(config), **options)
-    if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
-        raise ValueError("--pretrained applies to named models, not to --spec files")
-    pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
-    drop_rate = options.pop("dropout", None)
-    return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
-
-
-def _spec_of(config: TrainConfig) -> Any:
-    """The network a config names: its --spec (a file or block string), else its --model (`effnet.zoo.resolve_spec`)."""
-    from effnet.zoo import resolve_spec
-
-    return resolve_spec(config.spec or config.model)
-
-
-def _freeze_backbone(model: nn.Module) -> None:
-    for name, param in model.named_parameters():
-        param.requires_grad = name.startswith("classifier.")
-
-
-def _backbone_eval(model: nn.Module) -> None:
-    """Frozen backbone: keep its BN statistics fixed too."""
-    for name, module in model.named_children():
-        if name != "classifier":
-            module.eval()
-
-
-def _batchnorm_eval(model: nn.Module) -> None:
-    """--freeze-bn: every BatchNorm normalises with its running statistics and leaves them as they are."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-class StepTimer:
-    """Times a process's first optimizer steps (data loading included), then estimates the rest of the run."""
-
-    SKIP = 1  # the first step pays for warm-up (allocations, kernel selection, loader start)
-    MEASURE = 3
-    LONG = 2 * 3600.0  # beyond this, suggest a quicker set-up
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-
-    def step_started(self) -> None:
-        self.starts.append(time.perf_counter())
-
-    def ready(self) -> bool:
-        return len(self.starts) >= self.SKIP + self.MEASURE
-
-    def estimate(self, trainer: Trainer) -> str:
-        cfg = trainer.config
-        per_step = (time.perf_counter() - self.starts[self.SKIP]) / (len(self.starts) - self.SKIP)
-        remaining = trainer.steps_per_epoch * cfg.epochs - trainer.global_step
-        evaluations = sum(1 for e in range(trainer.epoch + 1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs)
-        per_image = per_step / (cfg.batch_size * cfg.grad_accum)
-        # an eval image costs about a third of a training image (forward only); EMA doubles it
-        eval_seconds = evaluations * len(trainer.data.val) * per_image / 3 * (2 if trainer.ema is not None else 1)
-        total = per_step * remaining + eval_seconds
-        line = (
-            f"time: {per_step:.2f} s/step on this machine ({cfg.batch_size * cfg.grad_accum / per_step:.1f} images/s) -> "
-            f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {cfg.epochs} epochs"
-        )
-        if total > self.LONG:
-            line += (
-                "; for a quicker run: --preset proxy (a recipe for short runs), a smaller --resolution (e.g. 128), fewer --epochs, "
-                "a GPU, or --max-steps-per-epoch"
-            )
-        return line
-
-
 class Trainer:
     """Runs one training job described by a TrainConfig. `run()` returns a TrainResult."""
 
@@ -188,7 +95,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
 
-        spec = spec if spec is not None else _spec_of(config)
+        spec = spec if spec is not None else network_of(config)
         self.resolution = config.resolution or spec.resolution
         self.preprocessing = config_preprocessing(config, self.resolution)
         self.data = build_datasets(
@@ -208,7 +115,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         model = make_model(config, self.num_classes, spec)
         if config.freeze_backbone:
-            _freeze_backbone(model)
+            freeze_backbone(model)
         if config.activation_checkpointing:
             model.grad_checkpointing = True
         if config.memory_efficient_ops:
@@ -389,9 +296,9 @@ class Trainer:
         cfg = self.config
         self.trained.train()
         if cfg.freeze_backbone:
-            _backbone_eval(self.model)
+            train_only_classifier_mode(self.model)
         if cfg.freeze_bn:
-            _batchnorm_eval(self.model)
+            batchnorm_eval(self.model)
         loader, remaining = self._train_loader()
         bar = None
         if self.main and cfg.progress:
@@ -538,43 +445,8 @@ class Trainer:
             }
             atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         if self.config.fixres:
-            result.fixres = self._fixres()
+            result.fixres = run_fixres(self)
         return result
-
-    def _fixres(self) -> Any:
-        """FixRes at --fixres pixels: adapted copy saved as fixres.safetensors, accuracies before/after in fixres.json."""
-        from effnet.data import TransformedDataset, eval_transform
-        from effnet.train.fixres import fixres
-        from effnet.weights import save_file
-
-        cfg = self.config
-        at_test = eval_transform(self.preprocessing.replace(resolution=cfg.fixres))
-        adapted, outcome = fixres(
-            self.model,
-            train_base=self.data.train.base,
-            val_at_test=self._val_loader(TransformedDataset(self.data.val.base, at_test)),
-            val_at_train=self._val_loader(),
-            test_transform=at_test,
-            resolution=cfg.fixres,
-            train_resolution=self.resolution,
-            num_classes=self.num_classes,
-            device=self.device,
-            collate_fn=self.data.collate_fn,
-            batch_size=cfg.batch_size,
-            epochs=cfg.fixres_epochs,
-            lr=0.16 * cfg.batch_size / 256,
-            label_smoothing=cfg.label_smoothing,
-            seed=cfg.seed,
-            workers=cfg.workers,
-            channels_last=cfg.channels_last,
-        )
-        if self.main:
-            metadata = {"spec": self.model.spec.to_json(), "resolution": str(cfg.fixres)}
-            save_file(adapted.state_dict(), self.out_dir / "fixres.safetensors", metadata=metadata)
-            atomic_write_text(self.out_dir / "fixres.json", json.dumps(outcome.to_dict(), indent=2) + "\n")
-            if cfg.verbose:
-                print(outcome.summary(), flush=True)
-        return outcome
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

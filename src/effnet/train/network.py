@@ -1,0 +1,60 @@
+"""What a training run trains: the network a config names (or a given spec), built with the recipe's settings,
+and which of its parts learn (--freeze-backbone, --freeze-bn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from effnet.train.config import TrainConfig
+
+
+def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Module:
+    """The network to train, with the recipe's settings: `spec` (default: the config's, see `network_of`), or, when the
+    config asks for pretrained weights, its named model with them (`spec` is then that model's, as `Trainer` resolves it)."""
+    from effnet.factory import create_model
+    from effnet.model import build
+
+    options: dict[str, Any] = {
+        "num_classes": num_classes,
+        "drop_path_rate": config.drop_path_rate,
+        "bn_momentum": config.bn_momentum,
+        "head_init": config.head_init,
+    }
+    if config.dropout >= 0:
+        options["dropout"] = config.dropout
+    if not config.pretrained:
+        return build(spec if spec is not None else network_of(config), **options)
+    if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
+        raise ValueError("--pretrained applies to named models, not to --spec files")
+    pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
+    drop_rate = options.pop("dropout", None)
+    return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
+
+
+def network_of(config: TrainConfig) -> Any:
+    """The network a config names: its --spec (a file or block string), else its --model (`effnet.zoo.resolve_spec`)."""
+    from effnet.zoo import resolve_spec
+
+    return resolve_spec(config.spec or config.model)
+
+
+def freeze_backbone(model: nn.Module) -> None:
+    """--freeze-backbone: only the classifier's parameters train."""
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("classifier.")
+
+
+def train_only_classifier_mode(model: nn.Module) -> None:
+    """Frozen backbone: keep its BN statistics fixed too."""
+    for name, module in model.named_children():
+        if name != "classifier":
+            module.eval()
+
+
+def batchnorm_eval(model: nn.Module) -> None:
+    """--freeze-bn: every BatchNorm normalises with its running statistics and leaves them as they are."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
