@@ -333,3 +333,12 @@ def test_profile_command_prints_the_fused_stages(capsys: pytest.CaptureFixture[s
     assert "efficientnetv2_s   21.5M                 8.37B         384" in out
     rows = [line.split() for line in out.splitlines() if "Fused-MBConv" in line]
     assert [row[:3] for row in rows] == [["2", "Fused-MBConv1,", "k3x3"], ["3", "Fused-MBConv4,", "k3x3"], ["4", "Fused-MBConv4,", "k3x3"]]
+
+
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
+def test_fused_blocks_script_with_torchscript() -> None:
+    model = randomize_bn(effnet.build(SMALL_V2, head_channels=64, num_classes=10, padding="tf_same"))
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 3, 63, 63)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))
