@@ -124,7 +124,9 @@ def _timm_map(spec: NetSpec) -> dict[str, str]:
         for part in site_parts(site):
             if part.kind == "se":
                 if kind == "fused" and site.stage.expand_ratio == 1:
-                    raise WeightsError(f"timm's conv block (a Fused-MBConv without expansion) has no SE, but stage {site.stage_index + 1} has one")
+                    raise WeightsError(
+                        f"timm's conv block (a Fused-MBConv without expansion) has no SE, but stage {site.stage_index + 1} has one; use the effnet layout"
+                    )
                 pairs[f"{site.name}.{part.name}"] = f"{theirs}.se.conv_{part.name.split('.')[1]}"
             else:
                 conv, bn = names[part.name]
@@ -144,7 +146,7 @@ def _torchvision_map(spec: NetSpec) -> dict[str, str]:
         for part in site_parts(site):
             if part.kind == "se":
                 if kind == "fused":
-                    raise WeightsError(f"torchvision's FusedMBConv has no SE, but stage {site.stage_index + 1} has one")
+                    raise WeightsError(f"torchvision's FusedMBConv has no SE, but stage {site.stage_index + 1} has one; use the effnet layout")
                 layer += part.name == "se.reduce"  # the two SE convs are one torchvision layer
                 pairs[f"{site.name}.{part.name}"] = f"{theirs}.{layer}.{'fc1' if part.name == 'se.reduce' else 'fc2'}"
             else:
