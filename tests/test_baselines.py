@@ -110,7 +110,7 @@ def test_mobilenet_v1_has_no_residuals_and_relu() -> None:
 
 def test_efficientnet_layouts_refuse_other_block_kinds() -> None:
     spec = get_spec("resnet50")
-    with pytest.raises(WeightsError, match="only MBConv blocks, but stage 1 is 'bt'"):
+    with pytest.raises(WeightsError, match="only MBConv and Fused-MBConv blocks, but stage 1 is 'bt'"):
         convert_state_dict({"conv_stem.weight": torch.zeros(1)}, spec, "timm")
 
 

@@ -47,13 +47,14 @@ def test_torchvision_metadata_is_torchvisions_own(tagged: str) -> None:
     from torchvision.models import get_model_weights
 
     source = get_weights(tagged)
-    theirs = get_model_weights(tagged.split(".")[0]).IMAGENET1K_V1
+    theirs = get_model_weights(tagged.split(".")[0].replace("efficientnetv2_", "efficientnet_v2_")).IMAGENET1K_V1  # torchvision's V2 names
     transform = theirs.transforms()
     assert source.url == theirs.url
     assert source.params == theirs.meta["num_params"]
     assert (source.top1, source.top5) == (theirs.meta["_metrics"]["ImageNet-1K"]["acc@1"], theirs.meta["_metrics"]["ImageNet-1K"]["acc@5"])
     pre = source.preprocessing
     assert (pre.resolution, pre.resize_size, pre.interpolation) == (transform.crop_size[0], transform.resize_size[0], transform.interpolation.value)
+    assert (pre.mean, pre.std) == (tuple(transform.mean), tuple(transform.std))
 
 
 @pytest.mark.parametrize("tagged", [t for t in ALL_WEIGHTS if t.endswith(".lite-package")])

@@ -19,7 +19,7 @@ from effnet._version import __version__
 from effnet.preprocessing import Preprocessing
 from effnet.profile import Profile
 from effnet.profile import profile as _profile_spec_or_model
-from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi
+from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi, v2_scale
 from effnet.spec import NetSpec, SpecError, StageSpec
 from effnet.zoo import (
     ModelInfo,
@@ -109,6 +109,7 @@ __all__ = [
     "scale",
     "scale_to_macs",
     "solve_phi",
+    "v2_scale",
     "optimize",
     "save_compiled",
     "load_compiled",

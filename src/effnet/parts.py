@@ -50,7 +50,7 @@ class Part:
 def block_parts(kind: str, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: float, se_ratio: float, skip: bool) -> list[Part]:
     """The weight layers of one block, in forward order, named as in the built module.
 
-    `expand_ratio` is the stage's channel ratio: the expansion of ``ir``/``ds`` blocks, and
+    `expand_ratio` is the stage's channel ratio: the expansion of ``ir``/``ds``/``fused`` blocks, and
     for ``bt`` the reduction (inner width = out_channels / ratio; `StageSpec.reduction`).
     """
 
@@ -64,6 +64,13 @@ def block_parts(kind: str, in_channels: int, out_channels: int, kernel: int, str
         mid = expanded_channels(in_channels, expand_ratio)
         expand = [Part("expand", "conv_bn", in_channels, mid)] if expand_ratio != 1 else []
         return [*expand, Part("dw", "conv_bn", mid, mid, kernel, stride, mid), *se(mid), Part("project", "conv_bn", mid, out_channels)]
+    if kind == "fused":
+        # TF's FusedMBConvBlock: kxk conv (stride) to the expanded width, SE, 1x1 project; without
+        # expansion, SE (if any) on the input and then a single kxk conv-BN-act, named project as in TF
+        if expand_ratio == 1:
+            return [*se(in_channels), Part("project", "conv_bn", in_channels, out_channels, kernel, stride)]
+        mid = expanded_channels(in_channels, expand_ratio)
+        return [Part("expand", "conv_bn", in_channels, mid, kernel, stride), *se(mid), Part("project", "conv_bn", mid, out_channels)]
     if kind == "cv":
         return [Part("conv", "conv_bn", in_channels, out_channels, kernel, stride), *se(out_channels)]
     if kind == "sep":

@@ -10,6 +10,9 @@ Rounding follows the EfficientNet reference code (tensorflow/tpu efficientnet_mo
 - resolution: the input size becomes ``round(resolution * r)`` (``resolution_mult=r``) unless given exactly
   (the released B1-B7 use a fixed table of resolutions, not γ^φ).
 
+`v2_scale` is EfficientNetV2's variant of the rule (no 90% floor on widths, inference size capped
+at 480, optionally more layers in the later stages).
+
 The same rules apply to any spec (MobileNet, ResNet, a user's net). Because of ceil() a
 depth multiplier just above 1 already adds a layer to every stage, so MACs grow in steps;
 `scale_to_macs` / `solve_phi` find the multiplier whose network lands nearest a MACs budget.
@@ -28,11 +31,14 @@ from effnet.spec import NetSpec, SpecError
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # the paper's grid-search result for EfficientNet-B0
 
 
-def round_filters(channels: float, width: float = 1.0, divisor: int = 8) -> int:
-    """Channels after width scaling: nearest multiple of `divisor`, never below 90% of the target."""
+def round_filters(channels: float, width: float = 1.0, divisor: int = 8, *, round_limit: float = 0.9) -> int:
+    """Channels after width scaling: nearest multiple of `divisor` (at least `divisor`), never below `round_limit` of the target.
+
+    `round_limit` 0.9 is EfficientNet's rule; EfficientNetV2's reference rounds without the floor (0).
+    """
     target = channels * width
     rounded = max(divisor, int(target + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * target:
+    if rounded < round_limit * target:
         rounded += divisor
     return int(rounded)
 
@@ -74,9 +80,15 @@ def scale(
     for label, value in (("depth", depth), ("width", width), ("resolution", resolution_mult)):
         if not value > 0:
             raise SpecError(f"{label} multiplier must be > 0, got {value!r}")
+    new_resolution = image_size if image_size is not None else int(round(spec.resolution * resolution_mult))
+    return _scaled(spec, [depth] * len(spec.stages), width, 0.9, new_resolution, dropout, name)
+
+
+def _scaled(spec: NetSpec, depths: list[float], width: float, round_limit: float, resolution: int, dropout: float | None, name: str | None) -> NetSpec:
+    """`spec` with stage i's repeats scaled by depths[i] (ceil), every width by `width` (`round_filters`), and the given resolution."""
     last = len(spec.stages) - 1
     stages = []
-    for index, stage in enumerate(spec.stages):
+    for index, (stage, depth) in enumerate(zip(spec.stages, depths, strict=True)):
         fixed_depth = not spec.scale_first_last_repeats and index in (0, last)
         stages.append(
             stage.__class__(
@@ -85,21 +97,71 @@ def scale(
                 kernel=stage.kernel,
                 stride=stage.stride,
                 expand_ratio=stage.expand_ratio,
-                out_channels=stage.out_channels if width == 1.0 else round_filters(stage.out_channels, width),
+                out_channels=stage.out_channels if width == 1.0 else round_filters(stage.out_channels, width, round_limit=round_limit),
                 se_ratio=stage.se_ratio,
                 skip=stage.skip,
             )
         )
     scale_ends = spec.scale_stem_head and width != 1.0
-    new_resolution = image_size if image_size is not None else int(round(spec.resolution * resolution_mult))
     return spec.replace(
         stages=tuple(stages),
-        stem_channels=round_filters(spec.stem_channels, width) if scale_ends else spec.stem_channels,
-        head_channels=round_filters(spec.head_channels, width) if scale_ends and spec.head_channels else spec.head_channels,
-        resolution=new_resolution,
+        stem_channels=round_filters(spec.stem_channels, width, round_limit=round_limit) if scale_ends else spec.stem_channels,
+        head_channels=round_filters(spec.head_channels, width, round_limit=round_limit) if scale_ends and spec.head_channels else spec.head_channels,
+        resolution=resolution,
         dropout=spec.dropout if dropout is None else dropout,
         name=name if name is not None else spec.name,
     )
+
+
+V2_MAX_IMAGE_SIZE = 480  # EfficientNetV2 paper, Section 4.3: "we restrict the maximum inference image size to 480"
+V2_LATE_STAGES = 2  # "add more layers to later stages (e.g., stage 5 and 6 in Table 4)": the last two of V2-S's six
+
+
+def v2_scale(
+    spec: NetSpec,
+    *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    image_size: int | None = None,
+    resolution_mult: float = 1.0,
+    max_image_size: int = V2_MAX_IMAGE_SIZE,
+    late_depth: float = 1.0,
+    late_stages: int = V2_LATE_STAGES,
+    dropout: float | None = None,
+    name: str | None = None,
+) -> NetSpec:
+    """EfficientNetV2's scaling rule (paper Section 4.3; google/automl efficientnetv2/effnetv2_model.py), a pure function of specs.
+
+    What differs from `scale`, EfficientNet's rule:
+
+    - width: channels (stem and head included) become the multiple of 8 nearest ``c * width``,
+      at least 8, without V1's floor of 90% of the target (`round_filters` with ``round_limit=0``,
+      the V2 reference's ``round_filters``);
+    - depth: every stage's repeats become ``ceil(r * depth)``, and the last `late_stages` stages
+      ``ceil(r * depth * late_depth)``: the paper's "more layers to later stages", which adds
+      capacity where the feature maps are small and layers cheap (`late_depth` 1: none);
+    - resolution: `image_size` pixels (else ``round(resolution * resolution_mult)``), never above
+      `max_image_size` (480: larger images cost memory and training speed for little accuracy).
+
+    EfficientNetV2-B1..B3 are exactly ``v2_scale(b0, width=, depth=, image_size=, dropout=)`` with
+    the reference's coefficients (`effnet.zoo.EFFICIENTNETV2_B_TABLE`). V2-S, M and L are not
+    outputs of this function: the paper scales S up to M and L "using similar compound scaling"
+    with these two heuristics, but the released M and L are hand-set tables (M adds a seventh
+    stage, 512 channels wide; the reference's comments put S, M, L at about B0-base x (width 1.4,
+    depth 1.8), (1.6, 2.2), (2.0, 3.1), and no single width and depth gives them). The zoo holds
+    S, M, L (and XL) as those tables, as the reference does.
+    """
+    for label, value in (("width", width), ("depth", depth), ("resolution", resolution_mult), ("late_depth", late_depth)):
+        if not value > 0:
+            raise SpecError(f"{label} multiplier must be > 0, got {value!r}")
+    if late_stages < 0 or (late_depth != 1.0 and late_stages > len(spec.stages)):
+        raise SpecError(f"late_stages must be between 0 and the spec's {len(spec.stages)} stages, got {late_stages!r}")
+    if max_image_size < 1:
+        raise SpecError(f"max_image_size must be >= 1 pixel, got {max_image_size!r}")
+    first_late = len(spec.stages) - late_stages
+    depths = [depth * (late_depth if index >= first_late else 1.0) for index in range(len(spec.stages))]
+    pixels = image_size if image_size is not None else int(round(spec.resolution * resolution_mult))
+    return _scaled(spec, depths, width, 0.0, min(pixels, max_image_size), dropout, name)
 
 
 def compound_multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA) -> tuple[float, float, float]:

@@ -13,14 +13,19 @@ Stages are written in the TF/timm block-string style, one token list per stage::
     cv_r1_k3_s2_c32                regular 3x3 conv-BN-act (MnasNet's "regular conv")
     sep_r5_k3_s1_c512_noskip       MobileNetV1 depthwise-separable conv, 5 times, no residual
     bt_r3_k3_s1_e4_c256            ResNet bottleneck: 1x1 to 256/4, 3x3, 1x1 to 256
+    fused_r4_k3_s2_e4_c48          Fused-MBConv4 (EfficientNetV2): 3x3 conv to 4x the input width, 1x1 project
 
 Tokens: ``r`` repeats, ``k`` kernel, ``s`` stride, ``e`` the channel ratio: the
-expansion of ``ir`` (inner width = input channels x e) and the reduction of ``bt``
+expansion of ``ir`` and ``fused`` (inner width = input channels x e) and the reduction of ``bt``
 (inner width = c / e, `StageSpec.reduction`), ``c`` output channels, ``se``
 squeeze-excitation ratio (of the block's input channels; absent means no SE),
-``noskip`` drops the residual. ``e`` is required for ``ir`` and ``bt`` and is 1 for
-the others. The token stays ``e`` for ``bt`` (the TF/timm token of the channel ratio):
+``noskip`` drops the residual. ``e`` is required for ``ir``, ``fused`` and ``bt`` and is 1
+for the others. The token stays ``e`` for ``bt`` (the TF/timm token of the channel ratio):
 block strings are the architecture's key in saved specs and stored results.
+
+``fused`` is EfficientNetV2's Fused-MBConv, named for what it does: timm spells it ``er``
+("edge residual") and TF's block strings mark it ``c1`` (conv type 1). With ``e1`` it is one
+kxk conv-BN-act, as in TF's reference (where SE, if any, comes before that conv).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ BLOCK_KINDS = {
     "cv": "regular conv kxk-BN-act (MnasNet's regular conv)",
     "sep": "MobileNetV1 depthwise-separable conv (dw-BN-act, pw-BN-act)",
     "bt": "ResNet bottleneck (1x1 reduce to c / e, kxk, 1x1 restore, projection shortcut)",
+    "fused": "Fused-MBConv of EfficientNetV2 (kxk conv to e x input width, SE, 1x1 project; e1: one kxk conv)",
 }
 _NO_EXPANSION = ("ds", "cv", "sep")  # kinds whose expand_ratio is always 1
-_NEEDS_EXPANSION = ("ir", "bt")
+_NEEDS_EXPANSION = ("ir", "bt", "fused")
 ACTIVATIONS = ("swish", "relu6", "relu")
 PADDINGS = ("symmetric", "tf_same")
 

