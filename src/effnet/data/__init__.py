@@ -128,6 +128,7 @@ def build_datasets(
     val_samples: int | None = None,
     val_fraction: float = 0.1,
     train_scale: tuple[float, float] | None = None,
+    randaugment_magnitude: float = 9,
 ) -> DataBundle:
     """Train and validation data for training at `resolution`.
 
@@ -148,8 +149,7 @@ def build_datasets(
     if auto_augment not in AUTO_AUGMENT:
         raise DataError(f"unknown auto_augment {auto_augment!r}; expected one of {AUTO_AUGMENT}")
     prep = (preprocessing or Preprocessing.for_resolution(resolution)).replace(resolution=resolution)
-    scale = train_scale or (TRAIN_MIN_AREA[dataset], 1.0)
-    train_tf = train_transform(resolution, auto_augment=auto_augment, scale=scale, mean=prep.mean, std=prep.std, interpolation=prep.interpolation)
+    train_tf = dataset_train_transform(dataset, resolution, prep, auto_augment, train_scale, randaugment_magnitude)
     eval_tf = eval_transform(prep)
     if dataset == "synthetic":
         classes = num_classes or 10
@@ -172,6 +172,22 @@ def build_datasets(
         train, val = _limit(train, train_samples, "train"), _limit(val, val_samples, "val")
         description = f"{source}: {len(train)} train, {len(val)} val images, {len(names)} classes"
     return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), names, collate_skip_bad, description)
+
+
+def dataset_train_transform(
+    dataset: str, resolution: int, preprocessing: Preprocessing, auto_augment: str, train_scale: tuple[float, float] | None = None, magnitude: float = 9
+) -> Any:
+    """The training augmentation `build_datasets` uses for `dataset` at `resolution` (also per stage of progressive learning)."""
+    scale = train_scale or (TRAIN_MIN_AREA[dataset], 1.0)
+    return train_transform(
+        resolution,
+        auto_augment=auto_augment,
+        magnitude=magnitude,
+        scale=scale,
+        mean=preprocessing.mean,
+        std=preprocessing.std,
+        interpolation=preprocessing.interpolation,
+    )
 
 
 def _torchvision_dataset(name: str, data_dir: str | os.PathLike[str] | None) -> tuple[Dataset, Dataset]:
@@ -203,6 +219,7 @@ __all__ = [
     "SyntheticProxy",
     "TransformedDataset",
     "build_datasets",
+    "dataset_train_transform",
     "collate_skip_bad",
     "eval_transform",
     "image_folder_splits",

@@ -66,6 +66,7 @@ def train_transform(
     resolution: int,
     *,
     auto_augment: str = "randaugment",
+    magnitude: float = 9,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     hflip: float = 0.5,
@@ -76,7 +77,7 @@ def train_transform(
     """The training augmentation: image -> normalised float tensor (3, resolution, resolution).
 
     RandomResizedCrop(`scale`, `ratio`) -> horizontal flip with probability `hflip` ->
-    `auto_augment` ("randaugment": 2 ops at magnitude 9; "autoaugment": the ImageNet
+    `auto_augment` ("randaugment": 2 ops at `magnitude`, torchvision's scale of 0-30; "autoaugment": the ImageNet
     policy; "none"; their warps resample bilinearly, as tensors allow no bicubic there)
     -> float in [0, 1] -> normalise by `mean`, `std`. Every random choice draws from
     torch's global RNG (wrap in `SeededTransform` for per-sample determinism).
@@ -104,7 +105,7 @@ def train_transform(
     # rotate/shear/translate on tensors support only nearest and bilinear resampling
     warp = _interpolation("bilinear")
     if auto_augment == "randaugment":
-        steps.append(T.RandAugment(num_ops=2, magnitude=9, interpolation=warp, fill=fill))
+        steps.append(T.RandAugment(num_ops=2, magnitude=int(round(magnitude)), interpolation=warp, fill=fill))
     elif auto_augment == "autoaugment":
         steps.append(T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=warp, fill=fill))
     steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std)), T.Lambda(_plain_tensor)]

@@ -77,10 +77,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def check_compatible(data: dict[str, Any], config_dict: dict[str, Any], path: str | Path) -> None:
-    """Refuse to resume a run whose model or task differs from the checkpoint's."""
+def check_compatible(data: dict[str, Any], config_dict: dict[str, Any], path: str | Path, spec_json: str | None = None) -> None:
+    """Refuse to resume a run whose model or task differs from the checkpoint's.
+
+    The network is compared by its spec (`spec_json`), not by the path of a spec file: a run directory may move.
+    """
     saved = json.loads(data["config"])
-    keys = ("model", "spec", "num_classes", "dataset", "optimizer")
+    keys = ("model", "num_classes", "dataset", "optimizer")
     differ = [f"{k}: checkpoint {saved.get(k)!r}, now {config_dict.get(k)!r}" for k in keys if saved.get(k) != config_dict.get(k)]
+    if spec_json is not None and "spec" in data and json.loads(data["spec"]) != json.loads(spec_json):
+        differ.append("spec: the checkpoint's network differs from this one (compare its spec.json)")
     if differ:
         raise CheckpointError(f"checkpoint {path} belongs to another run ({'; '.join(differ)}); use another --out-dir or the same settings")

@@ -77,6 +77,8 @@ class TrainConfig:
     val_samples: int = _f(0, "validation images, likewise (0: 500 synthetic, all real)")
     val_fraction: float = _f(0.1, "folder without val/: fraction of images held out for validation")
     auto_augment: str = _f("autoaugment", "train-time augmentation policy (the paper uses AutoAugment)", AUTO_AUGMENTS)
+    randaugment_magnitude: float = _f(9.0, "RandAugment magnitude on torchvision's scale of 0-30 (the last stage's, with --progressive-stages)")
+    mixup: float = _f(0.0, "mixup alpha (0: off; the last stage's, with --progressive-stages)")
     crop_min_area: float = _f(0.0, "smallest random-resized-crop area, as a fraction of the image (0: the dataset's default, 0.08 for photos)")
     workers: int = _f(2, "data-loader worker processes")
     # optimisation (paper Section 5.2 and the TF reference)
@@ -102,6 +104,11 @@ class TrainConfig:
     head_init: str = _f("zeros", "a new classifier starts at zero (uniform predictions) or with TF's uniform(1/sqrt(classes)) init", HEAD_INITS)
     freeze_backbone: bool = _f(False, "fine-tuning: train only the classifier")
     freeze_bn: bool = _f(False, "BatchNorm normalises with its running statistics and keeps them (its scale and shift still train): for small batches")
+    progressive_stages: int = _f(0, "progressive learning (EfficientNetV2): this many stages, image size and regularization growing together (0: off)")
+    progressive_start_resolution: int = _f(0, "progressive learning: the first stage's image size (0: half the final --resolution)")
+    progressive_start_magnitude: float = _f(5.0, "progressive learning: the first stage's RandAugment magnitude")
+    progressive_start_mixup: float = _f(0.0, "progressive learning: the first stage's mixup alpha")
+    progressive_start_dropout: float = _f(0.1, "progressive learning: the first stage's dropout (the last stage's: --dropout or the model's)")
     fixres: int = _f(0, "after training, adapt BN statistics and the classifier to this test resolution in pixels (FixRes; 0: off)")
     fixres_epochs: int = _f(1, "FixRes: epochs of classifier fine-tuning at the test resolution")
     backbone_lr_scale: float = _f(1.0, "fine-tuning: learning-rate multiplier for everything but the classifier")
@@ -141,11 +148,20 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"drop-path-rate must be in [0, 1), got {self.drop_path_rate}")
-        for name in ("train_samples", "val_samples", "fixres", "checkpoint_every", "max_steps_per_epoch"):
+        for name in ("train_samples", "val_samples", "fixres", "checkpoint_every", "max_steps_per_epoch", "progressive_stages", "progressive_start_resolution"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.checkpoint_minutes < 0:
             raise ValueError(f"checkpoint-minutes must be >= 0 (0: off), got {self.checkpoint_minutes}")
+        if self.progressive_stages > 1 and self.auto_augment == "autoaugment":
+            raise ValueError(
+                "--progressive-stages grows the RandAugment magnitude, but --auto-augment is autoaugment; "
+                "use --auto-augment randaugment (EfficientNetV2's setting) or none"
+            )
+        if self.mixup < 0 or self.progressive_start_mixup < 0:
+            raise ValueError(f"mixup alphas must be >= 0 (0: off), got {self.mixup} and {self.progressive_start_mixup}")
+        if not 0 <= self.randaugment_magnitude <= 30 or not 0 <= self.progressive_start_magnitude <= 30:
+            raise ValueError("RandAugment magnitudes are on torchvision's scale of 0-30")
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
         if not 0 <= self.ema_decay < 1:

@@ -32,6 +32,7 @@ from effnet.train.fixres import run_fixres
 from effnet.train.metrics import plot_history, write_history
 from effnet.train.network import batchnorm_eval, freeze_backbone, make_model, network_of, train_only_classifier_mode
 from effnet.train.optim import make_optimizer, make_scheduler
+from effnet.train.progressive import Stage, config_schedule, stage_of
 from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, SPEC_NAME, config_preprocessing
 from effnet.train.timing import StepTimer
 
@@ -110,6 +111,7 @@ class Trainer:
             val_samples=config.sample_counts()[1],
             val_fraction=config.val_fraction,
             train_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None,
+            randaugment_magnitude=config.randaugment_magnitude,
         )
         self.num_classes = self.data.num_classes
         torch.manual_seed(config.seed)
@@ -130,6 +132,9 @@ class Trainer:
         if config.sync_bn and self.dist.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
+        self.stages = config_schedule(config, self.resolution, float(getattr(model, "dropout", nn.Dropout(0.0)).p))
+        self.stage: Stage | None = None
+        self.mixup = _mixup(config.mixup, self.num_classes)
         self.ema = ModelEMA(model, config.ema_decay) if config.ema_decay > 0 else None
         trained: nn.Module = torch.compile(model) if config.compile else model
         if self.dist.enabled:
@@ -174,6 +179,8 @@ class Trainer:
             "global_step": self.global_step,
             "epoch_stats": list(self.epoch_stats),
             "history": json.dumps(self.history),
+            # progressive learning: the stage of the epoch in progress (-1: off); it follows from the epoch, kept to check
+            "progressive_stage": stage_of(self.stages, self.epoch).index if self.stages else -1,
             "best": dict(self.best),
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
@@ -199,7 +206,7 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         data = load_checkpoint(path)
-        check_compatible(data, self.config.to_dict(), path)
+        check_compatible(data, self.config.to_dict(), path, self.model.spec.to_json())
         try:
             self.model.load_state_dict(data["model"])
             if self.ema is not None and data["ema"] is not None:
@@ -214,12 +221,39 @@ class Trainer:
         self.history = json.loads(data["history"])
         self.best = dict(data["best"])
         self.images_seen, self.train_seconds = data["images_seen"], data["train_seconds"]
+        expected = stage_of(self.stages, self.epoch).index if self.stages else -1
+        if data.get("progressive_stage", -1) != expected:
+            raise CheckpointError(
+                f"checkpoint {path} was in progressive stage {data.get('progressive_stage', -1)} at epoch {self.epoch + 1}, but this "
+                f"config puts that epoch in stage {expected}; resume with the run's own options (--resume RUN_DIR)"
+            )
         set_rng_state(data["rng"])
         self._rng_at_step = data["rng"]
 
     # ------------------------------------------------------------------ data
+    def _enter_stage(self) -> None:
+        """Progressive learning: the image size, RandAugment magnitude, mixup and dropout of this epoch's stage."""
+        if self.stages is None:
+            return
+        stage = stage_of(self.stages, self.epoch)
+        if stage == self.stage:
+            return
+        from effnet.data import TransformedDataset, dataset_train_transform
+
+        cfg = self.config
+        scale = (cfg.crop_min_area, 1.0) if cfg.crop_min_area > 0 else None
+        transform = dataset_train_transform(cfg.dataset, stage.resolution, self.preprocessing, cfg.auto_augment, scale, stage.randaugment_magnitude)
+        self.data.train = TransformedDataset(self.data.train.base, transform, cfg.seed)
+        if isinstance(getattr(self.model, "dropout", None), nn.Dropout):
+            self.model.dropout.p = stage.dropout
+        self.mixup = _mixup(stage.mixup, self.num_classes)
+        self.stage = stage
+        if self.main and cfg.verbose:
+            print(f"progressive learning, {stage.describe()}", flush=True)
+
     def _train_loader(self) -> tuple[DataLoader, int]:
         cfg = self.config
+        self._enter_stage()
         self.data.train.set_epoch(self.epoch)
         sampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
         sampler.set_epoch(self.epoch)
@@ -261,9 +295,13 @@ class Trainer:
             labels = labels.to(self.device, non_blocking=True)
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            targets = labels
+            if self.mixup is not None:  # soft targets; accuracy is counted against the larger share
+                images, targets = self.mixup(images, labels)
+                labels = targets.argmax(1)
             with autocast(self.device, cfg.amp):
                 logits = self.trained(images)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             finite = D.all_true(bool(torch.isfinite(loss).item()), self.dist, self.device)
             if not finite:
                 last = self.out_dir / CHECKPOINT_NAME
@@ -447,6 +485,15 @@ class Trainer:
         if self.config.fixres:
             result.fixres = run_fixres(self)
         return result
+
+
+def _mixup(alpha: float, num_classes: int) -> Any:
+    """torchvision's MixUp (it draws from torch's global RNG, which checkpoints hold), or None for alpha 0."""
+    if alpha <= 0:
+        return None
+    from torchvision.transforms import v2
+
+    return v2.MixUp(alpha=alpha, num_classes=num_classes)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
