@@ -119,15 +119,9 @@ def effnet_run(
     return {"history": history, "plan": line, "seconds": time.perf_counter() - started, "train_images": images}
 
 
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95% Student-t half-width."""
-    interval = mean_ci(values)
-    return interval.mean, interval.half_width
-
-
 def summarise(rows: list[dict[str, Any]]) -> str:
     """Markdown: per dataset and method, val top-1 per epoch (mean +- 95% CI over seeds), and the paired difference."""
-    lines = ["| dataset | method | seeds | " + " | ".join(f"epoch {e}" for e in _epochs(rows)) + " | s/run |", ""]
+    lines = ["| dataset | method | seeds | " + " | ".join(f"epoch {e}" for e in _epochs(rows)) + " | s/run (wall, machine shared) |", ""]
     lines[1] = "|" + "---|" * (len(_epochs(rows)) + 4)
     for dataset in sorted({r["dataset"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["dataset"] == dataset}):
@@ -135,8 +129,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             cells = []
             for epoch in _epochs(rows):
                 values = [h["val_top1"] for r in runs for h in r["history"] if h["epoch"] == epoch]
-                mean, half = t_interval(values) if values else (float("nan"), float("nan"))
-                cells.append(f"{mean:.1f} ± {half:.1f}" if values else "")
+                cells.append(mean_ci(values).text(1) if values else "")
             seconds = statistics.fmean(r["history"][-1].get("seconds", r.get("seconds", 0)) or r.get("seconds", 0) for r in runs)
             lines.append(f"| {dataset} | {method} | {len(runs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     return "\n".join(lines)

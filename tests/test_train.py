@@ -309,7 +309,7 @@ def test_resume_needs_only_the_run_directory_and_refuses_changed_options(tiny_sp
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--lr", "0.1", "--optimizer", "adamw"]) == 2
     err = capsys.readouterr().err
-    assert "--lr (saved 0.003, now 0.1)" in err and "--optimizer" not in err and len(err) < 400, err
+    assert "--lr: saved 0.003, given 0.1" in err and "--optimizer" not in err and len(err) < 400, err
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "no run was started there" in capsys.readouterr().err
 

@@ -117,16 +117,8 @@ class ResumableOptions:
         if saved.get("command") != self.command:
             raise ResumeError(f"{out} holds a run of `effnet {saved.get('command')}`, not of `effnet {self.command}`; resume it with that command")
         options = saved.get("options", {})
-        differ = [
-            f"{self.names[name]}: saved {short(options.get(name, self.defaults[name]))}, given {short(value)}"
-            for name, value in given.items()
-            if name not in self.may_change | self.not_saved and value != _plain(options.get(name, self.defaults[name]))
-        ]
-        if differ:
-            raise ResumeError(
-                f"cannot resume {out} with other settings ({'; '.join(differ)}); leave the option(s) out to use the saved values, "
-                "or start a new run in another --out-dir"
-            )
+        kept = {name: _plain(options.get(name, self.defaults[name])) for name in given}
+        refuse_changed(out, kept, given, self.may_change | self.not_saved, lambda name: self.names[name])
         values = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}, **given}
         return Resolved(Path(out), True, argparse.Namespace(**values), given, saved)
 
@@ -134,6 +126,24 @@ class ResumableOptions:
         """What `save_options` writes: the command, its options (output-only ones left out) and `extra` (e.g. the contents of input files)."""
         options = {name: _plain(getattr(values, name)) for name in self.defaults if name not in self.not_saved}
         return {"version": OPTIONS_VERSION, "command": self.command, "options": options, **extra}
+
+
+def refuse_changed(out: str | Path, saved: dict[str, Any], given: dict[str, Any], may_change: Iterable[str], flag: Any) -> None:
+    """Raise ResumeError, in one line, when an option given again differs from the saved run's (every long command's rule).
+
+    `flag(name)` is how the option is typed; options in `may_change`, and ones the run never saved, are not compared.
+    """
+    allowed = set(may_change)
+    differ = [
+        f"{flag(name)}: saved {short(saved[name])}, given {short(value)}"
+        for name, value in given.items()
+        if name not in allowed and name in saved and value != saved[name]
+    ]
+    if differ:
+        raise ResumeError(
+            f"cannot resume {out} with other settings ({'; '.join(differ)}); leave the option(s) out to use the saved values, "
+            "or start a new run in another --out-dir"
+        )
 
 
 def load_options(directory: str | Path) -> dict[str, Any] | None:

@@ -127,6 +127,7 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
 def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
     """The saved config of the run in `run_dir`, with `given` options that may change on resume; any other that differs is refused."""
+    from effnet.resume import refuse_changed
     from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError
 
     run = Path(run_dir)
@@ -135,17 +136,7 @@ def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
         hint = "it holds a last.pt but no config.json" if (run / CHECKPOINT_NAME).is_file() else "no run was started there"
         raise CheckpointError(f"cannot resume {run}: {hint}; give the run directory that an earlier `effnet train`/`finetune` wrote")
     saved = json.loads(saved_file.read_text())
-    differ = []
-    for key, value in given.items():
-        if key in RESUME_MAY_CHANGE or key not in saved or saved[key] == value:
-            continue
-        if isinstance(value, float) and isinstance(saved[key], (int, float)) and float(saved[key]) == value:
-            continue
-        differ.append(f"--{key.replace('_', '-')} (saved {saved[key]!r}, now {value!r})")
-    if differ:
-        raise CheckpointError(
-            f"cannot resume {run} with different options: {'; '.join(differ)}. Drop them to continue the run as it was, or start a new run in another --out-dir"
-        )
+    refuse_changed(run, saved, given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved, **changes, "resume": True, "out_dir": str(run)})
 

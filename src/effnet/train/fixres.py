@@ -57,24 +57,6 @@ class FixResResult:
         }
 
 
-class _Flipped(Dataset):
-    """Test-time preprocessing plus a seeded horizontal flip (FixRes trains on what the test sees)."""
-
-    def __init__(self, base: Dataset, transform: Any, seed: int) -> None:
-        self.base, self.transform, self.seed = base, transform, seed
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image, label = self.base[index]
-        if image is None:
-            return None, int(label)
-        tensor = self.transform(image)
-        flip = torch.rand((), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + index)) < 0.5
-        return (tensor.flip(-1) if flip else tensor), int(label)
-
-
 @torch.no_grad()
 def recompute_batchnorm_statistics(model: nn.Module, loader: Any, device: torch.device, channels_last: bool = False) -> int:
     """Replace every BatchNorm's running statistics by their average over `loader` (dropout and drop path off); returns images seen."""
@@ -178,7 +160,13 @@ def fixres(
     options = {"amp": "none", "channels_last": channels_last}
     at_train = evaluate(model, val_at_train, device, num_classes, **options)
     before = evaluate(model, val_at_test, device, num_classes, **options)
-    images = _Flipped(train_base, test_transform, seed)
+    from torchvision.transforms import v2
+
+    from effnet.data import TransformedDataset
+
+    # FixRes trains on what the test sees, flipped at random (seeded per image, as all augmentation here)
+    images = TransformedDataset(train_base, v2.Compose([test_transform, v2.RandomHorizontalFlip(0.5)]), seed)
+    images.set_epoch(0)
     loader = DataLoader(images, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_fn, generator=torch.Generator().manual_seed(seed))
     seen = recompute_batchnorm_statistics(adapted, loader, device, channels_last)
     finetune_head(adapted, loader, device, epochs=epochs, lr=lr, label_smoothing=label_smoothing, channels_last=channels_last)
