@@ -103,6 +103,16 @@ def synthetic_folders(out: Path, train: int, classes: int = 4) -> Path:
     return out
 
 
+def _share_first_labels(source: Path, out: Path) -> None:
+    """(b) and (d) have (c)'s teacher: copy its labels of iteration 1, which `label_images` then finds complete (same fingerprint)."""
+    import shutil
+
+    for name in ("labels.jsonl", "labels.json"):
+        if (source / "iter1" / name).is_file() and not (out / "iter1" / name).exists():
+            (out / "iter1").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / "iter1" / name, out / "iter1" / name)
+
+
 def one_seed(args: argparse.Namespace, data: Path, seed: int) -> dict[str, Any]:
     """Runs (a), (b), (c) for one seed (each resumed if a run directory is there)."""
     root = Path(args.work) / f"seed{seed}"
@@ -128,6 +138,8 @@ def one_seed(args: argparse.Namespace, data: Path, seed: int) -> dict[str, Any]:
     runs = {}
     for key, teacher, noise in arms:
         out = root / key
+        if key != "c":
+            _share_first_labels(root / "c", out)
         config = NoisyStudentConfig(teacher=teacher, noise=noise, out_dir=str(out), **common)
         runs[key] = run_noisy_student(config, resume=(out / "state.json").is_file()).records
     noisy, plain = runs["c"], runs["b"]
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MAGNITUDE", "DROPOUT", "DROP_PATH"),
         help="also run (d): the Noisy Student with this RandAugment magnitude, dropout and drop path",
     )
+    parser.add_argument("--report-only", action="store_true", help="write the table of the seeds finished so far, train nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1 by default)")
     parser.add_argument("--out", default="benchmarks/results/noisy_student", help="results: the table (Markdown) and per-seed rows (JSON lines)")
     parser.add_argument("--work", default="runs/noisy_student_experiment", help="run directories, the split's image links, checkpoints (not for git)")
@@ -237,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         done = {row["seed"]: row for row in map(json.loads, results_file.read_text().splitlines())}
     rows = []
     for seed in args.seeds:
+        if args.report_only:
+            rows += [done[seed]] if seed in done else []
+            continue
         if seed not in done or (args.milder_noise and "d" not in done[seed]):  # finished runs are read back, not redone
             row = one_seed(args, data, seed)
             if seed in done:  # (d) added to a finished seed: the seconds of all its runs
@@ -245,7 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(results_file, "".join(json.dumps(r) + "\n" for r in done.values()))
             print(f"seed {seed}: " + "  ".join(f"({k}) {row[k]:.2f}" for k in "abcd" if k in row) + f"  ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
         rows.append(done[seed])
+    if not rows:
+        raise SystemExit(f"no finished seed in {results_file} yet; run without --report-only")
     text = table(rows, args)
+    missing = [seed for seed in args.seeds if seed not in done]
+    if missing:
+        text = f"**Incomplete: seed(s) {', '.join(map(str, missing))} not finished yet**; the same command without --report-only finishes them.\n\n" + text
     atomic_write_text(out / "noisy_student.md", text)
     atomic_write_text(out / "noisy_student.json", json.dumps(summary(rows, args), indent=1) + "\n")
     print(text)
