@@ -1,9 +1,9 @@
-"""The `effnet` command line: models, profile, scale, predict, export, convert, bench, demo, train, study, search.
+"""The `effnet` command line: models, profile, scale, predict, export, convert, bench, demo, train, study, search, noisy-student.
 
 Every command is a thin layer over the library, registered by its group's module:
 `effnet.cli.models` (models, profile, scale), `effnet.cli.predict` (predict, export, convert,
 demo), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
-`effnet.search.commands` (train, finetune, eval; grid-search, study; search).
+`effnet.search.commands`, `effnet.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
 `main(argv)` returns the exit status (0 success, 1 nothing classified by `predict`, 2 usage or
 input errors) and prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
 """
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from effnet.cli.models import add_model_commands
     from effnet.cli.predict import add_demo_command, add_predict_commands
     from effnet.search.commands import add_search_commands
+    from effnet.selftrain.commands import add_selftrain_commands
     from effnet.study.commands import add_study_commands
     from effnet.train.commands import add_train_commands
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_commands(command)
     add_study_commands(command)
     add_search_commands(command)
+    add_selftrain_commands(command)
     return parser
 
 

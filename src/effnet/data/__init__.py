@@ -3,7 +3,9 @@
 `build_datasets` returns a `DataBundle`: train and validation datasets whose samples are
 already transformed (train augmentation seeded per sample by `SeededTransform`, so it
 does not depend on worker count, order or resume), the class count and names, and the
-collate function that drops unreadable images and counts them.
+collate function that drops unreadable images and counts them. With `pseudo_labels`, the
+training images are joined by pseudo-labelled ones (`effnet.data.mixed`): labels are then
+distributions, and `DataBundle.sources` gives the two sources' sizes for a `SourceMix` order.
 
 >>> from torch.utils.data import DataLoader
 >>> data = build_datasets("synthetic", resolution=96, train_samples=64)
@@ -23,7 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from effnet.data.folders import DataError, ImageFolderSplit, collate_skip_bad, image_folder_splits, load_image
+from effnet.data.folders import DataError, ImageFolderSplit, collate_skip_bad, find_images, image_folder_splits, load_image
+from effnet.data.mixed import MixedSources, OneHot, PseudoLabelled, SourceMix, batch_split
 from effnet.data.synthetic import SyntheticProxy
 from effnet.data.transforms import AUTO_AUGMENT, SeededTransform, eval_transform, stable_seed, train_transform
 from effnet.preprocessing import Preprocessing
@@ -60,15 +63,21 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, label = self.base[index]
+        label = plain_label(label)
         if image is None:
-            return None, int(label)
+            return None, label
         image = self.seeded(image, index) if self.seeded is not None else self.transform(image)
-        return image, int(label)
+        return image, label
 
     def __repr__(self) -> str:
         return f"TransformedDataset({self.base!r}, seeded={self.seeded is not None})"
+
+
+def plain_label(label: Any) -> Any:
+    """A class index as an int; a label distribution (pseudo labels) stays a tensor."""
+    return label if isinstance(label, torch.Tensor) and label.ndim == 1 else int(label)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class DataBundle:
     class_names: list[str]
     collate_fn: Any = field(default=collate_skip_bad)
     description: str = ""
+    sources: tuple[int, ...] = ()  # with pseudo labels: (labelled, pseudo-labelled) training images, in that order
 
     def set_epoch(self, epoch: int) -> None:
         """`train.set_epoch(epoch)` (validation is not random)."""
@@ -129,6 +139,7 @@ def build_datasets(
     val_fraction: float = 0.1,
     train_scale: tuple[float, float] | None = None,
     randaugment_magnitude: float = 9,
+    pseudo_labels: str | os.PathLike[str] | None = None,
 ) -> DataBundle:
     """Train and validation data for training at `resolution`.
 
@@ -139,7 +150,9 @@ def build_datasets(
     ``~/.cache/effnet/<name>``). For real data `train_samples`/`val_samples` take a fixed
     subset. Train: `train_transform` with `auto_augment` and crop area `train_scale`
     (default per dataset, `TRAIN_MIN_AREA`), seeded per sample by `seed`. Val: the eval
-    `preprocessing` (default `Preprocessing.for_resolution`) at `resolution`.
+    `preprocessing` (default `Preprocessing.for_resolution`) at `resolution`. `pseudo_labels`: a
+    pseudo-label file (`effnet.data.mixed.read_pseudo_labels`) whose images join the training set,
+    after its own images; every training label is then a distribution over the classes.
 
     Raises DataError (a ValueError) for an unknown dataset, unusable folders, a class count
     that does not match the data, or a download that failed.
@@ -171,7 +184,13 @@ def build_datasets(
             raise DataError(f"num_classes is {num_classes} but {source} has {len(names)} classes ({shown}); drop the option or fix the data")
         train, val = _limit(train, train_samples, "train"), _limit(val, val_samples, "val")
         description = f"{source}: {len(train)} train, {len(val)} val images, {len(names)} classes"
-    return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), names, collate_skip_bad, description)
+    sources: tuple[int, ...] = ()
+    if pseudo_labels:
+        pseudo = PseudoLabelled(pseudo_labels, len(names))
+        sources = (len(train), len(pseudo))  # type: ignore[arg-type]
+        train = MixedSources([OneHot(train, len(names)), pseudo], names)
+        description += f", {len(pseudo)} pseudo-labelled ({pseudo_labels})"
+    return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), names, collate_skip_bad, description, sources)
 
 
 def dataset_train_transform(
@@ -215,15 +234,22 @@ __all__ = [
     "DataBundle",
     "DataError",
     "ImageFolderSplit",
+    "MixedSources",
+    "OneHot",
+    "PseudoLabelled",
+    "SourceMix",
     "SeededTransform",
     "SyntheticProxy",
     "TransformedDataset",
+    "batch_split",
     "build_datasets",
     "dataset_train_transform",
     "collate_skip_bad",
     "eval_transform",
+    "find_images",
     "image_folder_splits",
     "load_image",
+    "plain_label",
     "stable_seed",
     "train_transform",
 ]

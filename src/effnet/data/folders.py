@@ -171,6 +171,25 @@ def image_folder_splits(data_dir: str | os.PathLike[str], *, val_fraction: float
     return ImageFolderSplit(train_samples, folder.classes, str(source)), ImageFolderSplit(val_samples, folder.classes, str(source))
 
 
+def find_images(root: str | os.PathLike[str], role: str = "image") -> list[Path]:
+    """Every image file under `root`, recursively (hidden files and folders left out), sorted by relative path.
+
+    DataError when `root` is not a directory or holds no image files (`role` names the folder in the message).
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{role} folder {str(root)!r} does not exist or is not a directory")
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [Path(folder) / name for name in files if _is_image_file(name)]
+    if not found:
+        raise DataError(
+            f"{role} folder {str(root)!r} holds no image files (looked recursively for {', '.join(IMG_EXTENSIONS)}); point it at a folder of images"
+        )
+    return sorted(found, key=lambda path: path.relative_to(root).as_posix())
+
+
 def collate_skip_bad(batch: Sequence[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Collate (image, label) pairs, dropping those whose image is None: (images, labels, num_bad).
 

@@ -79,6 +79,10 @@ class TrainConfig:
     auto_augment: str = _f("autoaugment", "train-time augmentation policy (the paper uses AutoAugment)", AUTO_AUGMENTS)
     randaugment_magnitude: float = _f(9.0, "RandAugment magnitude on torchvision's scale of 0-30 (the last stage's, with --progressive-stages)")
     mixup: float = _f(0.0, "mixup alpha (0: off; the last stage's, with --progressive-stages)")
+    pseudo_labels: str = _f(
+        "", "a JSON-lines file of pseudo-labelled images (image path and label distribution per line, as `effnet noisy-student` writes) to train on too"
+    )
+    pseudo_label_ratio: float = _f(3.0, "with --pseudo-labels: pseudo-labelled images per labelled image in each batch (Noisy Student's batch ratio)")
     crop_min_area: float = _f(0.0, "smallest random-resized-crop area, as a fraction of the image (0: the dataset's default, 0.08 for photos)")
     workers: int = _f(2, "data-loader worker processes")
     # optimisation (paper Section 5.2 and the TF reference)
@@ -165,6 +169,10 @@ class TrainConfig:
             raise ValueError(f"mixup alphas must be >= 0 (0: off), got {self.mixup} and {self.progressive_start_mixup}")
         if not 0 <= self.randaugment_magnitude <= 30 or not 0 <= self.progressive_start_magnitude <= 30:
             raise ValueError("RandAugment magnitudes are on torchvision's scale of 0-30")
+        if self.pseudo_labels and self.pseudo_label_ratio <= 0:
+            raise ValueError(f"pseudo-label-ratio must be > 0 (pseudo-labelled images per labelled one), got {self.pseudo_label_ratio}")
+        if self.pseudo_labels and (self.mixup > 0 or self.progressive_start_mixup > 0):
+            raise ValueError("mixup needs class indices, but --pseudo-labels gives label distributions; drop --mixup or the pseudo labels")
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
         if not 0 <= self.ema_decay < 1:

@@ -112,8 +112,11 @@ class Trainer:
             val_fraction=config.val_fraction,
             train_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None,
             randaugment_magnitude=config.randaugment_magnitude,
+            pseudo_labels=config.pseudo_labels or None,
         )
         self.num_classes = self.data.num_classes
+        # labelled and pseudo-labelled images at a fixed share of every batch (effnet.data.mixed), or one shuffled pass
+        self.mix = self._source_mix()
         torch.manual_seed(config.seed)
         model = make_model(config, self.num_classes, spec)
         if config.freeze_backbone:
@@ -141,7 +144,7 @@ class Trainer:
             trained = nn.parallel.DistributedDataParallel(trained, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.trained = trained
 
-        per_process = len(self.data.train) // self.dist.world_size
+        per_process = self.mix.samples_per_process(self.dist.world_size) if self.mix else len(self.data.train) // self.dist.world_size
         steps = per_process // (config.batch_size * config.grad_accum)
         if steps < 1:
             raise ValueError(
@@ -231,6 +234,17 @@ class Trainer:
         self._rng_at_step = data["rng"]
 
     # ------------------------------------------------------------------ data
+    def _source_mix(self) -> Any:
+        """With --pseudo-labels: the order that puts --pseudo-label-ratio pseudo-labelled images per labelled one in each batch."""
+        if not self.data.sources:
+            return None
+        from effnet.data import SourceMix, batch_split
+
+        mix = SourceMix(self.data.sources, batch_split(self.config.batch_size, self.config.pseudo_label_ratio), self.config.seed)
+        if self.main and self.config.verbose:
+            print(f"pseudo labels: {mix.describe()}", flush=True)
+        return mix
+
     def _enter_stage(self) -> None:
         """Progressive learning: the image size, RandAugment magnitude, mixup and dropout of this epoch's stage."""
         if self.stages is None:
@@ -255,10 +269,14 @@ class Trainer:
         cfg = self.config
         self._enter_stage()
         self.data.train.set_epoch(self.epoch)
-        sampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(self.epoch)
+        if self.mix is not None:
+            epoch_order = self.mix.order(self.epoch, self.dist.rank, self.dist.world_size)
+        else:
+            sampler = DistributedSampler(self.data.train, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+            sampler.set_epoch(self.epoch)
+            epoch_order = list(sampler)
         per_step = cfg.batch_size * cfg.grad_accum
-        order = list(sampler)[self.step_in_epoch * per_step : self.steps_per_epoch * per_step]
+        order = epoch_order[self.step_in_epoch * per_step : self.steps_per_epoch * per_step]
         loader = DataLoader(
             self.data.train,
             batch_size=cfg.batch_size,
@@ -299,6 +317,8 @@ class Trainer:
             if self.mixup is not None:  # soft targets; accuracy is counted against the larger share
                 images, targets = self.mixup(images, labels)
                 labels = targets.argmax(1)
+            elif labels.ndim == 2:  # label distributions (pseudo labels): accuracy against the most likely class
+                labels = labels.argmax(1)
             with autocast(self.device, cfg.amp):
                 logits = self.trained(images)
                 loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)

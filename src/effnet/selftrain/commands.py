@@ -1,0 +1,151 @@
+"""`effnet noisy-student`: argument parsing and printing; the work is `effnet.selftrain.runner.run_noisy_student`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from effnet.resume import ResumableOptions
+from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME
+
+NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_NAME, may_change=MAY_CHANGE)
+NOISE_OPTIONS = ("randaugment_magnitude", "dropout", "drop_path")
+
+
+def add_selftrain_commands(command: Any) -> None:
+    """Register `noisy-student` with the CLI's `command(name, handler, summary, description, epilog)`."""
+    p = command(
+        "noisy-student",
+        run_noisy_student_command,
+        "self-training (Noisy Student): a teacher labels unlabelled images, a noised student learns from both",
+        "Noisy Student (Xie et al., CVPR 2020) on your images: (1) a teacher trained on the labelled images (given as a\n"
+        "run directory, or a model name whose pretrained weights are fine-tuned here first); (2) the un-noised teacher\n"
+        "labels every unlabelled image (soft labels by default), images below the confidence threshold are dropped and the\n"
+        "classes balanced; (3) an equal-or-larger student trains on labelled and pseudo-labelled images with noise:\n"
+        "RandAugment, dropout and stochastic depth, and more pseudo-labelled than labelled images per batch; (4) the student\n"
+        "becomes the teacher, --iterations times. Every step is resumable (--resume OUT_DIR); each iteration writes a\n"
+        "report (Markdown, JSON, PNG) with both accuracies, the pseudo labels' accuracy where the unlabelled folder has class\n"
+        "folders, and the images kept per class.",
+        epilog="examples:\n"
+        "  effnet noisy-student --labeled DATA --unlabeled MORE --teacher efficientnet_lite0 --student efficientnet_lite1 --out-dir runs/ns\n"
+        "  effnet noisy-student --labeled DATA --unlabeled MORE --teacher runs/mine --student efficientnet_lite0 --iterations 2 --out-dir runs/ns2\n"
+        "  effnet noisy-student --resume runs/ns                                # after a kill; --iterations N grows a finished run",
+    )
+    add = NOISY.add
+    add(p, "--labeled", metavar="DIR", help="labelled image folders: train/CLASS/* and val/CLASS/*, or CLASS/* (a validation fraction is held out)")
+    add(p, "--unlabeled", metavar="DIR", help="unlabelled images: any image files under DIR, recursively")
+    add(
+        p,
+        "--teacher",
+        metavar="RUN_OR_MODEL",
+        help="a training run directory (effnet train/finetune), or a model name: its pretrained weights are fine-tuned on --labeled first",
+    )
+    add(p, "--student", metavar="MODEL_OR_SPEC", help="the student: a model name, spec file or block string, as large as the teacher or larger")
+    add(p, "--iterations", type=int, default=1, help="teacher -> student rounds; each student teaches the next")
+    add(p, "--labels", choices=("soft", "hard"), default="soft", help="soft: the teacher's distribution; hard: its most likely class")
+    add(p, "--confidence-threshold", type=float, default=0.3, help="drop pseudo-labelled images whose top probability is lower (the paper's value)")
+    add(
+        p,
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="balance the classes: duplicate rare ones, keep the most confident of common ones",
+    )
+    add(p, "--per-class", type=int, default=0, help="balancing target per class", shown="the mean per-class count after filtering")
+    add(
+        p,
+        "--unlabeled-ratio",
+        type=float,
+        default=0.0,
+        help="pseudo-labelled images per labelled image in each batch",
+        shown="the paper's 3, or the pseudo-labelled/labelled proportion when smaller",
+    )
+    add(p, "--randaugment-magnitude", type=float, default=27.0, help="student noise: RandAugment magnitude on torchvision's 0-30 scale (0: off)")
+    add(p, "--dropout", type=float, default=0.5, help="student noise: dropout before the classifier")
+    add(p, "--drop-path", type=float, default=0.2, help="student noise: stochastic depth of the last block (survival 0.8)")
+    add(p, "--no-noise", action="store_true", help="train the student without noise (no RandAugment, dropout or drop path): the paper's ablation")
+    add(
+        p, "--student-pretrained", default="auto", metavar="WEIGHTS", help="auto (a named model's pretrained weights, if any), default, none, or a weights file"
+    )
+    add(p, "--epochs", type=int, default=10, help="epochs of each training (teacher, students)")
+    add(
+        p, "--steps", type=int, default=0, help="optimizer steps of each training instead of --epochs (equal budgets for unequal data)", shown="0: use --epochs"
+    )
+    add(p, "--batch-size", type=int, default=0, help="images per step", shown="from the image count, as for fine-tuning")
+    add(p, "--resolution", type=int, default=0, help="training resolution in pixels", shown="each model's own")
+    add(p, "--seed", type=int, default=0, help="random seed of every training")
+    add(p, "--train-config", metavar="FILE", help="YAML/JSON file of further TrainConfig options for every training (e.g. lr, optimizer)")
+    add(p, "--label-batch-size", type=int, default=64, help="images per batch when labelling and evaluating")
+    add(p, "--chunk-size", type=int, default=1024, help="images per resumable labelling chunk")
+    add(p, "--workers", type=int, default=2, help="data-loader worker processes")
+    add(p, "--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out-dir", default=None, help="run directory: state, labels, student runs and reports (default: runs/noisy-student)")
+    NOISY.add_resume(p)
+    add(p, "--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
+
+
+def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The NoisyStudentConfig of the command line (after --resume) and the options.json payload."""
+    from effnet.selftrain.recipe import Budget, Noise
+    from effnet.selftrain.runner import NoisyStudentConfig, NoisyStudentError
+    from effnet.train.config import read_config_file
+
+    run = NOISY.resolve(args, default_out="runs/noisy-student")
+    v = run.values
+    missing = [NOISY.names[name] for name in ("labeled", "unlabeled", "teacher", "student") if not getattr(v, name)]
+    if missing:
+        raise NoisyStudentError(f"give {', '.join(missing)} (or --resume DIR to continue a run)")
+    if v.no_noise and any(name in run.given for name in NOISE_OPTIONS):
+        raise NoisyStudentError("--no-noise turns RandAugment, dropout and drop path off; drop it or the noise options")
+    noise = Noise(0.0, 0.0, 0.0) if v.no_noise else Noise(v.randaugment_magnitude, v.dropout, v.drop_path)
+    if run.from_saved("train_config") and run.saved is not None:
+        extra = run.saved.get("train_config_contents", {})
+    else:
+        extra = read_config_file(v.train_config) if v.train_config else {}
+    config = NoisyStudentConfig(
+        labeled=v.labeled,
+        unlabeled=v.unlabeled,
+        teacher=v.teacher,
+        student=v.student,
+        iterations=v.iterations,
+        out_dir=str(run.out_dir),
+        soft=v.labels == "soft",
+        confidence_threshold=v.confidence_threshold,
+        balance=v.balance,
+        per_class=v.per_class,
+        ratio=v.unlabeled_ratio,
+        noise=noise,
+        student_pretrained=v.student_pretrained,
+        budget=Budget(v.epochs, v.steps, v.batch_size),
+        resolution=v.resolution,
+        seed=v.seed,
+        train_options=extra,
+        label_batch_size=v.label_batch_size,
+        chunk_size=v.chunk_size,
+        workers=v.workers,
+        device=v.device,
+        progress=v.progress,
+    )
+    return (config, run.resuming), NOISY.payload(v, train_config_contents=extra)
+
+
+def run_noisy_student_command(args: argparse.Namespace) -> int:
+    """`effnet noisy-student`: run or resume, print one line per iteration and where the report is."""
+    from effnet.exit_status import DIVERGED, INTERRUPTED
+    from effnet.selftrain.runner import run_noisy_student
+    from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
+
+    (config, resuming), options = _config(args)
+    try:
+        result = run_noisy_student(config, resume=resuming, options=options)
+    except TrainingInterrupted as err:
+        print(f"effnet: {err}; continue the whole run with `effnet noisy-student --resume {config.out_dir}`", file=sys.stderr)
+        return INTERRUPTED
+    except TrainingDiverged as err:
+        print(f"effnet: error: {err}", file=sys.stderr)
+        return DIVERGED
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(result.summary())
+    return 0

@@ -1,0 +1,166 @@
+"""The two trainings of Noisy Student, as TrainConfigs: the teacher on the labelled images, the noised student on both.
+
+Both start from the fine-tune recipe (`effnet.train.finetune`: SGD, cosine, batch size from the image
+count, BatchNorm statistics kept from pretraining). The student adds the paper's noise (Xie et al. 2020,
+Section 3): RandAugment on its input, dropout 0.5 before the classifier and stochastic depth with
+survival 0.8 at the last block (drop path 0.2), and it sees `ratio` pseudo-labelled images per labelled
+one in every batch (the paper: 3 for most students, 14 for L2).
+
+The paper's RandAugment magnitude, 27, is on TF's scale, where 10 is AutoAugment's strongest setting and
+larger values extrapolate (27 rotates by up to 81 degrees). torchvision's scale, which TrainConfig uses,
+ends at that strongest setting (30 there = 10 in TF). The default here is 27 on torchvision's scale: 90%
+of the strongest setting torchvision can express; the paper's own noise was stronger still.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from effnet.data import SourceMix, batch_split
+from effnet.train.config import TrainConfig
+from effnet.train.finetune import FINETUNE_RECIPE, WARMUP_FRACTION, batch_for
+
+PAPER_RATIO = 3.0
+# Options the pipeline owns: a --train-config file may not set them.
+OWNED = frozenset({"dataset", "data_dir", "pseudo_labels", "pseudo_label_ratio", "out_dir", "resume", "model", "spec", "pretrained"})
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The student's noise: RandAugment magnitude (torchvision's 0-30; 0 turns it off), dropout, drop path of the last block."""
+
+    randaugment_magnitude: float = 27.0
+    dropout: float = 0.5
+    drop_path_rate: float = 0.2
+
+    def train_values(self) -> dict[str, Any]:
+        return {
+            "auto_augment": "randaugment" if self.randaugment_magnitude > 0 else "none",
+            "randaugment_magnitude": self.randaugment_magnitude,
+            "dropout": self.dropout,
+            "drop_path_rate": self.drop_path_rate,
+        }
+
+    @property
+    def off(self) -> bool:
+        return self.randaugment_magnitude == 0 and self.dropout == 0 and self.drop_path_rate == 0
+
+    def describe(self) -> str:
+        if self.off:
+            return "no noise (crops and flips only)"
+        augment = f"RandAugment {self.randaugment_magnitude:g}" if self.randaugment_magnitude > 0 else "no RandAugment"
+        return f"{augment}, dropout {self.dropout:g}, drop path {self.drop_path_rate:g}"
+
+
+PAPER_NOISE = Noise()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each training runs: `epochs`, or `steps` optimizer steps in all (equal budgets for unequal data)."""
+
+    epochs: int = 10
+    steps: int = 0
+    batch_size: int = 0  # 0: from the image count, as fine-tuning does
+
+    def values(self, steps_per_epoch: int) -> dict[str, Any]:
+        """epochs (and a per-epoch cap) giving `steps` steps, evaluated once at the end; or `epochs` as they are."""
+        if not self.steps:
+            return {"epochs": self.epochs}
+        epochs = math.ceil(self.steps / steps_per_epoch)
+        per_epoch = math.ceil(self.steps / epochs)
+        return {"epochs": epochs, "max_steps_per_epoch": per_epoch if per_epoch < steps_per_epoch else 0, "eval_every": epochs}
+
+
+def default_ratio(labeled: int, pseudo: int) -> float:
+    """The paper's 3 pseudo-labelled images per labelled one, or the sources' own proportion when that is smaller."""
+    return min(PAPER_RATIO, pseudo / labeled)
+
+
+def network_values(network: str, pretrained: str = "auto") -> dict[str, Any]:
+    """TrainConfig's model/spec/pretrained for a model name or a spec (file or block string); `pretrained`: auto, default, none or a file."""
+    from effnet.zoo import UnknownModelError, get_info, resolve_spec
+
+    try:
+        info = get_info(network)
+    except UnknownModelError:
+        resolve_spec(network)  # a spec file or block string, or a clear error naming the closest models
+        if pretrained not in ("auto", "none", ""):
+            raise ValueError(f"pretrained weights ({pretrained!r}) apply to named models, not to the spec {network!r}; drop the option") from None
+        return {"model": FINETUNE_RECIPE["model"], "spec": network, "pretrained": ""}
+    weights = {"auto": "default" if info.weights else "", "none": "", "": ""}.get(pretrained, pretrained)
+    if weights == "default" and not info.weights:
+        raise ValueError(f"{info.name} has no pretrained weights to start from; use --student-pretrained none (train from scratch) or a weights file")
+    return {"model": info.name, "spec": "", "pretrained": weights}
+
+
+def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolution: int, extra: dict[str, Any]) -> dict[str, Any]:
+    owned = sorted(OWNED & set(extra))
+    if owned:
+        raise ValueError(f"the --train-config file sets {', '.join(owned)}, which noisy-student sets itself; remove them from the file")
+    values = {k: v for k, v in FINETUNE_RECIPE.items() if k not in ("model", "pretrained", "out_dir", "epochs")}
+    values.update(network, dataset="folder", data_dir=str(labeled), out_dir=str(out_dir), seed=seed, resolution=resolution)
+    if not network["pretrained"]:  # from scratch: BatchNorm learns its statistics, quickly (see the 'proxy' preset)
+        values.update(freeze_bn=False, bn_momentum=0.1)
+    return values
+
+
+def teacher_config(
+    model: str, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
+) -> tuple[TrainConfig, str]:
+    """Step 1, "train a teacher on the labelled images": the fine-tune recipe from `model`'s pretrained weights."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    values = _base(network_values(model, "default"), labeled, out_dir, seed, resolution, extra or {})
+    batch = budget.batch_size or batch_for(images, world)
+    steps_per_epoch = max(1, images // (batch * world))
+    values.update(batch_size=batch, **budget.values(steps_per_epoch))
+    values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
+    values.update(extra or {})
+    config = TrainConfig.from_dict(values)
+    line = f"teacher {config.model} (pretrained): {images} labelled images -> batch {config.batch_size}, {steps_per_epoch} steps/epoch, {_length(config)}"
+    return config, line
+
+
+def student_config(
+    network: str,
+    *,
+    labeled: str,
+    labeled_images: int,
+    pseudo_file: str,
+    pseudo_images: int,
+    out_dir: str,
+    budget: Budget,
+    noise: Noise = PAPER_NOISE,
+    ratio: float = 0.0,
+    pretrained: str = "auto",
+    seed: int = 0,
+    resolution: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> tuple[TrainConfig, str]:
+    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `ratio` pseudo-labelled per labelled image (0: `default_ratio`)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    values = _base(network_values(network, pretrained), labeled, out_dir, seed, resolution, extra or {})
+    ratio = ratio or default_ratio(labeled_images, pseudo_images)
+    batch = max(2, budget.batch_size or batch_for(labeled_images + pseudo_images, world))
+    split = batch_split(batch, ratio)
+    mix = SourceMix((labeled_images, pseudo_images), split)
+    steps_per_epoch = max(1, mix.batches_per_epoch // world)
+    values.update(noise.train_values(), pseudo_labels=str(pseudo_file), pseudo_label_ratio=ratio, batch_size=batch, **budget.values(steps_per_epoch))
+    values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
+    values.update(extra or {})
+    config = TrainConfig.from_dict(values)
+    start = "pretrained" if config.pretrained else "from scratch"
+    name = config.spec or config.model
+    line = (
+        f"student {name} ({start}): {labeled_images} labelled + {pseudo_images} pseudo-labelled images -> batch {batch} "
+        f"({split[0]} labelled + {split[1]} pseudo-labelled), {steps_per_epoch} steps/epoch, {_length(config)}; noise: {noise.describe()}"
+    )
+    return config, line
+
+
+def _length(config: TrainConfig) -> str:
+    cap = f" of at most {config.max_steps_per_epoch} steps" if config.max_steps_per_epoch else ""
+    return f"{config.epochs} epochs{cap}"

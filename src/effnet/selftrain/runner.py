@@ -1,0 +1,353 @@
+"""Noisy Student, iterated (Xie et al., CVPR 2020): label, select, train a noised student; the student becomes the teacher.
+
+A run directory holds everything, and `state.json` says which step of which iteration is done, so a
+killed run continues where it stopped (`resume=True`): labelling resumes by chunks, the student's
+training from its last checkpoint (the trainer's own resume), finished steps are not redone.
+
+    OUT/options.json, state.json        the command's options; the steps done
+    OUT/teacher/                        the teacher trained on the labelled images (when `teacher` names a model)
+    OUT/iterK/labels.jsonl (+ .json)    the teacher's labels of every unlabelled image
+    OUT/iterK/selected.jsonl (+ .json)  what the student trains on: confidence threshold, class balancing
+    OUT/iterK/student/                  the student's training run (it labels iteration K+1)
+    OUT/iterK/report.md, .json, .png    accuracies, pseudo-label accuracy, images kept per class
+    OUT/report.md, .json, .png          all iterations
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from effnet._io import atomic_write_text
+from effnet.data import DataError, find_images, image_folder_splits
+from effnet.resume import refuse_changed
+from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
+from effnet.selftrain.labels import LABELS_NAME, label_images, read_labels
+from effnet.selftrain.recipe import PAPER_NOISE, Budget, Noise, network_values, student_config, teacher_config
+from effnet.selftrain.report import evaluate_run, iteration_record, write_iteration_report, write_summary
+from effnet.train import distributed as D
+
+STATE_NAME = "state.json"
+STATE_VERSION = 1
+STEPS = ("labels", "selection", "student", "report")
+# Settings a resumed run may change: how it runs, and how many iterations (a run only grows).
+MAY_CHANGE = frozenset({"iterations", "workers", "device", "progress"})
+
+
+class NoisyStudentError(ValueError):
+    """A Noisy Student run cannot start or continue as asked; the message says why and what to do."""
+
+
+@dataclass
+class NoisyStudentConfig:
+    """Everything a Noisy Student run needs; the defaults are the paper's, adapted as `effnet.selftrain.recipe` says."""
+
+    labeled: str  # image folders: train/CLASS + val/CLASS, or CLASS/ with a held-out validation fraction
+    unlabeled: str  # any images under it, recursively (class folders, if any, are used only to report pseudo-label accuracy)
+    teacher: str  # a training run directory, or a model name whose pretrained weights are fine-tuned on `labeled` first
+    student: str  # a model name or a spec (file or block string), equal to or larger than the teacher
+    iterations: int = 1
+    out_dir: str = "runs/noisy-student"
+    soft: bool = True  # soft (the teacher's distribution) or hard (its most likely class) pseudo labels
+    confidence_threshold: float = PAPER_THRESHOLD
+    balance: bool = True
+    per_class: int = 0  # balancing target (0: the mean per-class count after filtering)
+    ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
+    noise: Noise = PAPER_NOISE
+    student_pretrained: str = "auto"  # auto (a named model's pretrained weights when it has some), default, none, or a weights file
+    budget: Budget = field(default_factory=Budget)
+    resolution: int = 0  # training resolution of teacher and student (0: each model's own)
+    seed: int = 0
+    train_options: dict[str, Any] = field(default_factory=dict)  # further TrainConfig options for every training
+    label_batch_size: int = 64
+    chunk_size: int = 1024  # images per resumable labelling chunk
+    workers: int = 2
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, dict):
+            self.noise = Noise(**self.noise)
+        if isinstance(self.budget, dict):
+            self.budget = Budget(**self.budget)
+        if self.iterations < 1:
+            raise NoisyStudentError(f"iterations must be >= 1, got {self.iterations}")
+        if self.ratio < 0:
+            raise NoisyStudentError(f"the unlabelled batch ratio must be > 0 (0: automatic), got {self.ratio}")
+        if self.label_batch_size < 1 or self.chunk_size < 1:
+            raise NoisyStudentError("the labelling batch size and chunk size must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class NoisyStudentResult:
+    out_dir: Path
+    records: list[dict[str, Any]]  # one per iteration (report.json's)
+
+    def summary(self) -> str:
+        lines = []
+        for r in self.records:
+            pseudo = r["pseudo_labels"]["accuracy_all"]
+            truth = f"; pseudo labels {pseudo:.1f}% correct" if pseudo is not None else ""
+            lines.append(f"iteration {r['iteration']}: teacher {r['teacher']['val_top1']:.2f}% -> student {r['student']['val_top1']:.2f}%{truth}")
+        return "\n".join(lines + [f"report: {self.out_dir / 'report.md'}"])
+
+
+def _main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _sync(device: str) -> None:
+    """Wait for every process (torchrun); nothing on one process."""
+    D.barrier(D.init_distributed(D.resolve_device(device)))
+
+
+def _log(text: str) -> None:
+    if _main():
+        print(text, flush=True)
+
+
+class _State:
+    """state.json: the config the run was started with and the steps done, written atomically after each step."""
+
+    def __init__(self, out_dir: Path, config: NoisyStudentConfig, resume: bool) -> None:
+        """Check that the run may start (or continue) as asked; every process checks before rank 0 writes."""
+        self.path = out_dir / STATE_NAME
+        if self.path.is_file() and not resume:
+            raise NoisyStudentError(f"{out_dir} already holds a noisy-student run ({STATE_NAME}); continue it with --resume, or choose another --out-dir")
+        if resume and not self.path.is_file():
+            raise NoisyStudentError(f"{out_dir} holds no noisy-student run to continue (no {STATE_NAME}); start one without --resume")
+        now = config.to_dict()
+        if resume:
+            self.data = json.loads(self.path.read_text())
+            refuse_changed(out_dir, self.data["config"], now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
+            self.data["config"] = now
+        else:
+            self.data = {"version": STATE_VERSION, "config": now, "teacher": None, "iterations": {}}
+        _sync(config.device)
+        self.save()
+
+    def save(self) -> None:
+        if _main():
+            atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+
+    def done(self, iteration: int, step: str) -> bool:
+        return step in self.data["iterations"].get(str(iteration), [])
+
+    def mark(self, iteration: int, step: str) -> None:
+        steps = self.data["iterations"].setdefault(str(iteration), [])
+        if step not in steps:
+            steps.append(step)
+        self.save()
+
+
+def _train(config: Any, line: str) -> Path:
+    """Train (or continue) a run: finished runs are kept, a checkpoint is resumed (the trainer's own resume).
+
+    `Trainer.run`, not `train`: under torchrun the process group stays up for the next step (creating a gloo group
+    again after destroying one fails now and then with "Connection refused"); `run_noisy_student` ends it.
+    """
+    from effnet.train.trainer import Trainer
+
+    out = Path(config.out_dir)
+    if (out / "model.safetensors").is_file():
+        return out
+    if (out / "last.pt").is_file():
+        config = dataclasses.replace(config, resume=True)
+        line += " (resuming from its checkpoint)"
+    _log(line)
+    Trainer(config).run()
+    return out
+
+
+def _given_teacher(config: NoisyStudentConfig) -> Path | None:
+    """The teacher's run directory when `config.teacher` is one; None when it is a model name (to fine-tune); an error otherwise."""
+    from effnet.zoo import UnknownModelError, get_info
+
+    given = Path(config.teacher).expanduser()
+    if (given / "config.json").is_file():
+        return given.resolve()
+    try:
+        get_info(config.teacher)
+    except UnknownModelError as err:
+        raise NoisyStudentError(f"--teacher {config.teacher!r} is neither a training run directory (no config.json there) nor a model name: {err}") from None
+    return None
+
+
+def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labeled_images: int) -> Path:
+    """Step 1, when the teacher is a model name: its pretrained weights fine-tuned on the labelled images."""
+    train_config, line = teacher_config(
+        config.teacher,
+        labeled=config.labeled,
+        images=labeled_images,
+        out_dir=str(out / "teacher"),
+        budget=config.budget,
+        seed=config.seed,
+        resolution=config.resolution,
+        extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
+    )
+    run = _train(train_config, line).resolve()
+    _sync(config.device)
+    state.data["teacher"] = str(run)
+    state.save()
+    return run
+
+
+def check_teacher(teacher: Any, classes: list[str], labeled: str) -> None:
+    """A teacher must label the labelled set's classes, in the same order."""
+    outputs = int(teacher.classifier.out_features)
+    if outputs != len(classes):
+        shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+        raise DataError(
+            f"the teacher predicts {outputs} classes but the labelled set {labeled} has {len(classes)} ({shown}); the teacher must be trained on "
+            "these classes: give --teacher a model name to fine-tune it on the labelled set first, or the run of such a training"
+        )
+    names = getattr(teacher, "class_names", None)
+    if names and list(names) != classes:
+        differ = next(i for i, (a, b) in enumerate(zip(names, classes, strict=True)) if a != b)
+        raise DataError(
+            f"the teacher's classes differ from the labelled set's (class {differ}: teacher {names[differ]!r}, labelled set {classes[differ]!r}); "
+            "train the teacher on the same class folders"
+        )
+
+
+def check_student_size(teacher_spec: Any, student: str, num_classes: int) -> None:
+    """A warning when the student has fewer parameters than the teacher (effnet.profile): the paper's students are equal or larger."""
+    from effnet.profile import profile_spec
+    from effnet.zoo import resolve_spec
+
+    teacher_params = profile_spec(teacher_spec.replace(num_classes=num_classes)).params
+    student_params = profile_spec(resolve_spec(student).replace(num_classes=num_classes)).params
+    if student_params < teacher_params:
+        warnings.warn(
+            f"the student {student} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
+            "needs an equal-or-larger student (the paper's students are never smaller), so it may not beat its teacher",
+            stacklevel=3,
+        )
+
+
+def run_noisy_student(config: NoisyStudentConfig, resume: bool = False, options: dict[str, Any] | None = None) -> NoisyStudentResult:
+    """Run (or continue, with `resume`) `config.iterations` iterations of Noisy Student in `config.out_dir`.
+
+    `options`, when given, is saved as options.json (the command line's `--resume` reads it). Under torchrun every
+    process calls it: labelling is sharded, trainings are distributed, rank 0 writes the rest.
+    """
+    try:
+        return _run(config, resume, options)
+    finally:
+        D.cleanup(D.DistInfo(world_size=int(os.environ.get("WORLD_SIZE", "1"))))
+
+
+def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | None) -> NoisyStudentResult:
+    from effnet.resume import save_options
+    from effnet.train.rundir import load_run_model
+    from effnet.zoo import resolve_spec
+
+    out = Path(config.out_dir)
+    labeled_train, _ = image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", 0.1))
+    classes = list(labeled_train.classes)
+    # refuse bad input before anything is written or trained
+    find_images(config.unlabeled, "unlabelled")
+    network_values(config.student, config.student_pretrained)
+    given_teacher = _given_teacher(config)
+    if given_teacher is not None:
+        teacher = load_run_model(given_teacher)
+        check_teacher(teacher, classes, config.labeled)
+        teacher_spec = teacher.spec
+    else:
+        teacher_spec = resolve_spec(config.teacher)
+    check_student_size(teacher_spec, config.student, len(classes))
+    if _main():
+        out.mkdir(parents=True, exist_ok=True)
+    state = _State(out, config, resume)
+    if _main():
+        save_options(out, options)
+    teacher_run = given_teacher or _train_teacher(config, out, state, len(labeled_train))
+    records = []
+    for k in range(1, config.iterations + 1):
+        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, len(labeled_train)))
+        if _main():
+            write_summary(out, records)
+    return NoisyStudentResult(out, records)
+
+
+def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, classes: list[str], labeled_images: int) -> dict[str, Any]:
+    """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
+    folder = out / f"iter{k}"
+    labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
+    if not (state.done(k, "labels") and labels_file.is_file()):
+        _log(f"iteration {k}: the teacher {teacher} labels {config.unlabeled}")
+        summary = label_images(
+            teacher,
+            config.unlabeled,
+            labels_file,
+            batch_size=config.label_batch_size,
+            chunk_size=config.chunk_size,
+            workers=config.workers,
+            device=config.device,
+            progress=config.progress,
+        )
+        _log(summary.describe())
+        state.mark(k, "labels")
+    if not (state.done(k, "selection") and selected_file.is_file()):
+        if _main():
+            selection = select(
+                read_labels(labels_file),
+                len(classes),
+                threshold=config.confidence_threshold,
+                balance=config.balance,
+                per_class=config.per_class,
+                soft=config.soft,
+            )
+            write_selection(selection, selected_file, classes)
+        _sync(config.device)
+        state.mark(k, "selection")
+    selected = json.loads(selected_file.with_suffix(".json").read_text())
+    train_config, line = student_config(
+        config.student,
+        labeled=config.labeled,
+        labeled_images=labeled_images,
+        pseudo_file=str(selected_file.resolve()),
+        pseudo_images=selected["images"],
+        out_dir=str(student_dir),
+        budget=config.budget,
+        noise=config.noise,
+        ratio=config.ratio,
+        pretrained=config.student_pretrained,
+        seed=config.seed,
+        resolution=config.resolution,
+        extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
+    )
+    if not (state.done(k, "student") and (student_dir / "model.safetensors").is_file()):
+        _train(train_config, f"iteration {k}: {line}")
+        _sync(config.device)
+        state.mark(k, "student")
+    report_file = folder / "report.json"
+    if state.done(k, "report") and report_file.is_file():
+        return json.loads(report_file.read_text())
+    record: dict[str, Any] = {}
+    if _main():
+        evaluation = {"batch_size": config.label_batch_size, "workers": config.workers, "device": config.device, "train_options": config.train_options}
+        record = iteration_record(
+            k,
+            teacher=evaluate_run(teacher, config.labeled, **evaluation),
+            student=evaluate_run(student_dir, config.labeled, **evaluation),
+            labels_file=labels_file,
+            selected=selected,
+            unlabeled=config.unlabeled,
+            plan=line,
+            noise=config.noise,
+            ratio=train_config.pseudo_label_ratio,
+        )
+        write_iteration_report(folder, record)
+        _log(f"iteration {k}: teacher {record['teacher']['val_top1']:.2f}% -> student {record['student']['val_top1']:.2f}% ({folder / 'report.md'})")
+    _sync(config.device)
+    state.mark(k, "report")
+    return record if record else json.loads(report_file.read_text())
