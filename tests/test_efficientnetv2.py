@@ -307,6 +307,19 @@ def test_v2_scale_rules() -> None:
             v2_scale(s, **bad)
 
 
+def test_scale_command_applies_the_v2_rule(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from effnet.cli import main
+
+    out = tmp_path / "b2.json"
+    assert main(["scale", "efficientnetv2_b0", "--rule", "v2", "--width", "1.1", "--depth", "1.2", "--image-size", "260", "--out", str(out)]) == 0
+    assert NetSpec.load(out).replace(name="efficientnetv2_b2", dropout=0.3) == get_spec("efficientnetv2_b2")
+    assert main(["scale", "efficientnetv2_s", "--rule", "v2", "--late-depth", "1.5", "--json"]) == 0
+    assert "late depth 1.5" in capsys.readouterr().out
+    for bad in (["--rule", "v2", "--phi", "1"], ["--late-depth", "1.5", "--width", "1.1"]):
+        assert main(["scale", "efficientnetv2_b0", *bad]) == 2
+    assert "--rule v2" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ export
 def test_onnx_export_of_v2_s_matches_onnxruntime(tmp_path) -> None:
     pytest.importorskip("onnxruntime")

@@ -11,7 +11,7 @@ import torch
 import effnet
 from effnet.train.config import TrainConfig
 from effnet.train.ema import ModelEMA
-from effnet.train.optim import RMSpropTF, lr_factor, make_optimizer, parameter_groups
+from effnet.train.optim import RMSpropTF, lr_factor, make_optimizer, make_scheduler, parameter_groups
 
 
 def test_rmsprop_tf_matches_hand_computed_update() -> None:
@@ -61,6 +61,25 @@ def test_exponential_schedule_closed_form() -> None:
     assert lr_factor(500, **cosine) == pytest.approx(1.0)
     assert lr_factor(500 + 34500 // 2, **cosine) == pytest.approx(0.5)
     assert lr_factor(35000, **cosine) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_linear_probe_then_fine_tune_keeps_the_backbone_still_first() -> None:
+    """LP-FT: the backbone's LR is exactly 0 for the probe's steps, then follows the schedule compressed into the rest."""
+    config = TrainConfig(optimizer="sgd", schedule="cosine", epochs=3, warmup_epochs=0.0, linear_probe_epochs=1, backbone_lr_scale=0.5)
+    model = effnet.build(effnet.get_spec("efficientnet_b0").replace(stages=effnet.get_spec("efficientnet_b0").stages[:2]), num_classes=3)
+    optimizer = make_optimizer(model, config, peak_lr=0.1)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
+    head = [g for g in optimizer.param_groups if g["is_head"]]
+    backbone = [g for g in optimizer.param_groups if not g["is_head"]]
+    seen = []
+    for _ in range(30):
+        seen.append((head[0]["lr"], backbone[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    assert all(b == 0.0 for _, b in seen[:10]) and all(h > 0 for h, _ in seen[:10])
+    assert seen[10][1] == pytest.approx(0.05)  # the backbone starts its own cosine at its peak (0.1 x 0.5)
+    assert seen[20][1] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 10 / 20)))
+    assert seen[20][0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 20 / 30)))  # the head's schedule spans the whole run
 
 
 def test_lr_scales_with_global_batch_and_groups_skip_decay_on_bn_and_bias() -> None:

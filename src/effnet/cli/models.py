@@ -126,18 +126,29 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_scale(args: argparse.Namespace) -> int:
     """`effnet scale`: a spec scaled by φ, by multipliers, or to a MACs budget; printed, profiled and saved."""
     from effnet.profile import profile_spec
-    from effnet.scaling import compound, scale, scale_to_macs
+    from effnet.scaling import compound, scale, scale_to_macs, v2_scale
 
     specs = resolve_targets([args.target])
     if len(specs) != 1:
         raise CLIError(f"scale takes one model or spec, but {args.target!r} names {len(specs)}")
     base = specs[0]
     multipliers = {d: getattr(args, d) for d in ("depth", "width", "resolution") if getattr(args, d) is not None}
-    modes = sum([args.phi is not None, bool(multipliers), args.target_macs is not None])
+    modes = sum([args.phi is not None, bool(multipliers) or args.rule == "v2", args.target_macs is not None])
+    if args.rule == "v2" and (args.phi is not None or args.target_macs is not None):
+        raise CLIError("--rule v2 scales by --depth/--width/--resolution multipliers, --late-depth and --image-size; --phi and --target-macs use the V1 rule")
     if modes != 1:
         raise CLIError("give exactly one of --phi, --target-macs, or --depth/--width/--resolution multipliers")
     abg = (args.alpha, args.beta, args.gamma)
-    if args.phi is not None:
+    if args.rule == "v1" and (args.late_depth != 1.0 or args.image_size):
+        raise CLIError("--late-depth and --image-size belong to EfficientNetV2's rule: add --rule v2")
+    if args.rule == "v2":
+        if args.dimension != "compound":
+            raise CLIError("--dimension only applies with --target-macs")
+        options = {"width": multipliers.get("width", 1.0), "depth": multipliers.get("depth", 1.0), "late_depth": args.late_depth}
+        options |= {"image_size": args.image_size} if args.image_size else {"resolution_mult": multipliers.get("resolution", 1.0)}
+        scaled = v2_scale(base, **options)
+        how = "EfficientNetV2 rule: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in options.items())
+    elif args.phi is not None:
         scaled, how = compound(base, args.phi, *abg), f"compound phi={args.phi:g} (alpha={args.alpha:g}, beta={args.beta:g}, gamma={args.gamma:g})"
     elif multipliers:
         if args.dimension != "compound":
@@ -213,7 +224,8 @@ def add_model_commands(command: Any) -> None:
         "rounds to whole pixels, as in the EfficientNet reference code. Prints the new spec and its profile.",
         epilog="examples:\n  effnet scale b0 --phi 1\n  effnet scale resnet50 --depth 2\n"
         "  effnet scale mobilenet_v2 --width 1.4 --resolution 1.15\n  effnet scale b0 --target-macs 1.8e9 --out b3ish.json\n"
-        "  effnet scale my_net.json --target-macs 1e9 --dimension width --name my_net_w",
+        "  effnet scale my_net.json --target-macs 1e9 --dimension width --name my_net_w\n"
+        "  effnet scale efficientnetv2_b0 --rule v2 --width 1.1 --depth 1.2 --image-size 260",
     )
     p.add_argument("target", metavar="NAME_OR_SPEC", help="a model name, a NetSpec file or a compact spec string")
     p.add_argument("--phi", type=float, help="compound coefficient (>= 0)")
@@ -225,6 +237,11 @@ def add_model_commands(command: Any) -> None:
     p.add_argument("--alpha", type=float, default=1.2, help="depth base of compound scaling")
     p.add_argument("--beta", type=float, default=1.1, help="width base of compound scaling")
     p.add_argument("--gamma", type=float, default=1.15, help="resolution base of compound scaling")
+    p.add_argument(
+        "--rule", choices=("v1", "v2"), default="v1", help="v1: EfficientNet's (widths >= 90%% of the target); v2: EfficientNetV2's (effnet.v2_scale)"
+    )
+    p.add_argument("--late-depth", type=float, default=1.0, help="--rule v2: extra depth multiplier of the last stages (more layers where maps are small)")
+    p.add_argument("--image-size", type=int, default=0, help="--rule v2: image size in pixels (capped at 480), instead of --resolution")
     p.add_argument("--name", default="", help="name of the new spec (default: <base>_scaled)")
     p.add_argument("--out", metavar="FILE", help="write the scaled spec as JSON (accepted by effnet train --spec)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -100,7 +100,7 @@ class TrainConfig:
     label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy loss")
     bn_momentum: float = _f(0.01, "BatchNorm momentum in PyTorch's sense (TF's decay 0.99)")
     ema_decay: float = _f(0.9999, "exponential moving average of the weights (0 disables); evaluated beside the raw weights")
-    drop_path_rate: float = _f(0.2, "stochastic depth rate of the last block (rises linearly from 0)")
+    drop_path_rate: float = _f(-1.0, "stochastic depth rate of the last block, rising linearly from 0 (-1: the model's own, 0.2 for EfficientNets)")
     dropout: float = _f(-1.0, "dropout before the classifier (-1: the variant's own, 0.2 for B0 ... 0.5 for B7)")
     head_init: str = _f("zeros", "a new classifier starts at zero (uniform predictions) or with TF's uniform(1/sqrt(classes)) init", HEAD_INITS)
     freeze_backbone: bool = _f(False, "fine-tuning: train only the classifier")
@@ -113,6 +113,9 @@ class TrainConfig:
     fixres: int = _f(0, "after training, adapt BN statistics and the classifier to this test resolution in pixels (FixRes; 0: off)")
     fixres_epochs: int = _f(1, "FixRes: epochs of classifier fine-tuning at the test resolution")
     backbone_lr_scale: float = _f(1.0, "fine-tuning: learning-rate multiplier for everything but the classifier")
+    linear_probe_epochs: float = _f(
+        0.0, "fine-tuning: train only the classifier for this many epochs, then everything (LP-FT); the backbone's schedule starts then"
+    )
     # speed and scale
     amp: str = _f("none", "mixed precision: bf16, fp16 (with loss scaling) or none", AMP_MODES)
     channels_last: bool = _f(False, "channels-last memory format (faster on most hardware)")
@@ -147,8 +150,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.drop_path_rate < 1:
-            raise ValueError(f"drop-path-rate must be in [0, 1), got {self.drop_path_rate}")
+        if not (0 <= self.drop_path_rate < 1 or self.drop_path_rate == -1):
+            raise ValueError(f"drop-path-rate must be in [0, 1), or -1 for the model's own; got {self.drop_path_rate}")
         for name in ("train_samples", "val_samples", "fixres", "checkpoint_every", "max_steps_per_epoch", "progressive_stages", "progressive_start_resolution"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

@@ -18,10 +18,12 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
 
     options: dict[str, Any] = {
         "num_classes": num_classes,
-        "drop_path_rate": config.drop_path_rate,
         "bn_momentum": config.bn_momentum,
         "head_init": config.head_init,
     }
+    # -1: the network's own rates (its spec's), so each has one default
+    if config.drop_path_rate >= 0:
+        options["drop_path_rate"] = config.drop_path_rate
     if config.dropout >= 0:
         options["dropout"] = config.dropout
     if not config.pretrained:

@@ -72,7 +72,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, backbone_lr_scale: f
         groups.setdefault((decays, is_head), []).append(param)
     out = []
     for (decays, is_head), params in sorted(groups.items()):
-        out.append({"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": 1.0 if is_head else backbone_lr_scale})
+        out.append({"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": 1.0 if is_head else backbone_lr_scale, "is_head": is_head})
     return out
 
 
@@ -111,18 +111,23 @@ def lr_factor(
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step LambdaLR over `lr_factor` (its state is just the step count, so resume is exact)."""
+    """A per-step LambdaLR over `lr_factor` (its state is just the step count, so resume is exact).
+
+    With `linear_probe_epochs` (LP-FT, Kumar et al. 2022), the backbone's groups stay at zero LR while the
+    classifier learns alone, then run the same schedule compressed into the remaining steps."""
     total = steps_per_epoch * config.epochs
+    probe = min(total, int(round(config.linear_probe_epochs * steps_per_epoch)))
+    options = {"steps_per_epoch": steps_per_epoch, "schedule": config.schedule, "decay_rate": config.decay_rate, "decay_epochs": config.decay_epochs}
 
     def factor(step: int) -> float:
-        return lr_factor(
-            step,
-            steps_per_epoch=steps_per_epoch,
-            total_steps=total,
-            schedule=config.schedule,
-            warmup_epochs=config.warmup_epochs,
-            decay_rate=config.decay_rate,
-            decay_epochs=config.decay_epochs,
-        )
+        return lr_factor(step, total_steps=total, warmup_epochs=config.warmup_epochs, **options)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def backbone_factor(step: int) -> float:
+        if step < probe:
+            return 0.0
+        warmup = config.warmup_epochs * (total - probe) / total
+        return lr_factor(step - probe, total_steps=total - probe, warmup_epochs=warmup, **options)
+
+    if probe == 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [factor if group.get("is_head", True) else backbone_factor for group in optimizer.param_groups])
