@@ -250,3 +250,15 @@ def test_cli_study_resumes_from_its_directory_alone(tmp_path, capsys, monkeypatc
     assert json.loads((out / "options.json").read_text())["options"]["seeds"] == 2  # the next resume keeps two seeds
     with pytest.raises(TrialsError, match="holds no study to continue"):
         run_study(TINY, out_dir=tmp_path / "none", resume=True, progress=False, log=None, evaluate=fake_training)
+
+
+def record_options(params: dict) -> dict:
+    """fake_training that also returns the training options it was given (module-level for worker processes)."""
+    return {**fake_training(params), "train": params["train"]}
+
+
+def test_the_study_runs_on_the_shapes_task_with_the_presets_classes(tmp_path):
+    result = run_study(TINY, out_dir=tmp_path / "s", workers=1, parts=("table3",), dataset="shapes", progress=False, log=None, evaluate=record_options)
+    trained = json.loads((tmp_path / "s" / "trials.json").read_text())["trials"]
+    assert {(t["result"]["train"]["dataset"], t["result"]["train"]["num_classes"]) for t in trained} == {("shapes", TINY.num_classes)}
+    assert result.points[0].spec.num_classes == TINY.num_classes == 4  # the classifier is sized for the preset's classes

@@ -31,7 +31,7 @@ from typing import Any
 QUIET: dict[str, Any] = {"workers": 0, "progress": False, "verbose": False, "ema_decay": 0.0}
 # Where only the final accuracy counts (grid search, scaling study): evaluate after the last epoch only.
 FINAL_ONLY: dict[str, Any] = {"eval_every": 1000}
-SYNTHETIC_DEFAULT_CLASSES = 10  # effnet.data's synthetic task without num_classes
+SYNTHETIC_DEFAULT_CLASSES = {"synthetic": 10, "shapes": 16}  # effnet.data's generated tasks without num_classes
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def task_classes(train: Mapping[str, Any]) -> int | None:
     if train.get("num_classes"):
         return int(train["num_classes"])
     dataset, data_dir = train.get("dataset", "synthetic"), train.get("data_dir", "")
-    if dataset == "synthetic":
-        return SYNTHETIC_DEFAULT_CLASSES
+    if dataset in SYNTHETIC_DEFAULT_CLASSES:
+        return SYNTHETIC_DEFAULT_CLASSES[dataset]
     if dataset in ("cifar10", "cifar100"):
         return 10 if dataset == "cifar10" else 100
     if dataset == "folder" and data_dir:

@@ -71,15 +71,13 @@ def efficientnet_lite0_spec() -> NetSpec:
 # Baselines of the paper's Table 3, scaled in the scaling study. Written in the same spec
 # language and built by the same builder as EfficientNet.
 MOBILENET_V1_STAGES = (  # Howard et al. 2017, Table 1: conv dw + conv 1x1, no residuals
+    # grouped as the EfficientNet paper's Table 1 groups B0: one stage per width (1, 2, 2, 6, 2 layers), the
+    # first layer strided, so depth scaling adds layers per stage as the paper's Table 3 does
     "sep_r1_k3_s1_c64_noskip",
-    "sep_r1_k3_s2_c128_noskip",
-    "sep_r1_k3_s1_c128_noskip",
-    "sep_r1_k3_s2_c256_noskip",
-    "sep_r1_k3_s1_c256_noskip",
-    "sep_r1_k3_s2_c512_noskip",
-    "sep_r5_k3_s1_c512_noskip",
-    "sep_r1_k3_s2_c1024_noskip",
-    "sep_r1_k3_s1_c1024_noskip",  # the paper's table prints s2 here, but the map stays 7x7: stride 1
+    "sep_r2_k3_s2_c128_noskip",
+    "sep_r2_k3_s2_c256_noskip",
+    "sep_r6_k3_s2_c512_noskip",
+    "sep_r2_k3_s2_c1024_noskip",  # the paper's table prints s2 for the last layer too, but the map stays 7x7: stride 1
 )
 MOBILENET_V2_STAGES = (  # Sandler et al. 2018, Table 2 (t, c, n, s)
     "ds_r1_k3_s1_c16",
@@ -91,6 +89,26 @@ MOBILENET_V2_STAGES = (  # Sandler et al. 2018, Table 2 (t, c, n, s)
     "ir_r1_k3_s1_e6_c320",
 )
 RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+
+# The paper's Table 3 ("Scaling up MobileNets and ResNet") as data: (baseline, row, (depth, width, resolution multiplier),
+# the paper's FLOPS, which are multiply-adds). The paper gives the compound multipliers for MobileNetV1 only
+# (d 1.4, w 1.2, r 1.3); its MobileNetV2 and ResNet-50 compound rows are taken with the same ones.
+TABLE3_ROWS = (
+    ("mobilenet_v1", "baseline", (1.0, 1.0, 1.0), 0.6e9),
+    ("mobilenet_v1", "width", (1.0, 2.0, 1.0), 2.2e9),
+    ("mobilenet_v1", "resolution", (1.0, 1.0, 2.0), 2.2e9),
+    ("mobilenet_v1", "compound", (1.4, 1.2, 1.3), 2.3e9),
+    ("mobilenet_v2", "baseline", (1.0, 1.0, 1.0), 0.3e9),
+    ("mobilenet_v2", "depth", (4.0, 1.0, 1.0), 1.2e9),
+    ("mobilenet_v2", "width", (1.0, 2.0, 1.0), 1.1e9),
+    ("mobilenet_v2", "resolution", (1.0, 1.0, 2.0), 1.2e9),
+    ("mobilenet_v2", "compound", (1.4, 1.2, 1.3), 1.3e9),
+    ("resnet50", "baseline", (1.0, 1.0, 1.0), 4.1e9),
+    ("resnet50", "depth", (4.0, 1.0, 1.0), 16.2e9),
+    ("resnet50", "width", (1.0, 2.0, 1.0), 14.7e9),
+    ("resnet50", "resolution", (1.0, 1.0, 2.0), 16.4e9),
+    ("resnet50", "compound", (1.4, 1.2, 1.3), 16.7e9),
+)
 
 
 def mobilenet_v1_spec() -> NetSpec:

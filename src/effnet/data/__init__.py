@@ -1,4 +1,4 @@
-"""Training data: the built-in synthetic proxy task, image folders, CIFAR, and their transforms.
+"""Training data: the built-in synthetic proxy tasks, image folders, CIFAR, and their transforms.
 
 `build_datasets` returns a `DataBundle`: train and validation datasets whose samples are
 already transformed (train augmentation seeded per sample by `SeededTransform`, so it
@@ -27,15 +27,19 @@ from torch.utils.data import Dataset
 
 from effnet.data.folders import DataError, ImageFolderSplit, collate_skip_bad, find_images, image_folder_splits, load_image
 from effnet.data.mixed import MixedSources, OneHot, PseudoLabelled, SourceMix, batch_split
+from effnet.data.shapes import ShapesTask
 from effnet.data.synthetic import SyntheticProxy
 from effnet.data.transforms import AUTO_AUGMENT, SeededTransform, eval_transform, stable_seed, train_transform
 from effnet.preprocessing import Preprocessing
 
-DATASETS = ("synthetic", "folder", "cifar10", "cifar100")
+DATASETS = ("synthetic", "shapes", "folder", "cifar10", "cifar100")
+# The generated tasks: their dataset class and class count when none is given.
+SYNTHETIC_TASKS: dict[str, tuple[type, int]] = {"synthetic": (SyntheticProxy, 10), "shapes": (ShapesTask, 16)}
 # Smallest RandomResizedCrop area per dataset. The synthetic task's marks are 5 px and its
 # texture bands 1.5x apart: crops under half the image would cut marks out and zoom one
 # band onto the next (linear zoom <= 1/sqrt(0.5) = 1.41; the eval crop's zoom 1.25 is inside).
-TRAIN_MIN_AREA = {"synthetic": 0.5, "folder": 0.08, "cifar10": 0.08, "cifar100": 0.08}
+# The shapes task keeps its objects in the central 3/4, which crops of 60% of the area mostly keep.
+TRAIN_MIN_AREA = {"synthetic": 0.5, "shapes": 0.6, "folder": 0.08, "cifar10": 0.08, "cifar100": 0.08}
 
 
 class TransformedDataset(Dataset):
@@ -143,8 +147,9 @@ def build_datasets(
 ) -> DataBundle:
     """Train and validation data for training at `resolution`.
 
-    `dataset`: "synthetic" (the built-in proxy task, generated at 128 px; `num_classes`
-    default 10, `train_samples`/`val_samples` default 10000/2000), "folder" (image folders
+    `dataset`: "synthetic" (the first built-in proxy task, generated at 128 px; `num_classes`
+    default 10, `train_samples`/`val_samples` default 10000/2000), "shapes" (the learnable
+    proxy task of `effnet.data.shapes`, 128 px, 16 classes by default), "folder" (image folders
     under `data_dir`, see `image_folder_splits`; `val_fraction` held out when there is no
     val folder) or "cifar10"/"cifar100" (torchvision, downloaded into `data_dir`, default
     ``~/.cache/effnet/<name>``). For real data `train_samples`/`val_samples` take a fixed
@@ -164,10 +169,11 @@ def build_datasets(
     prep = (preprocessing or Preprocessing.for_resolution(resolution)).replace(resolution=resolution)
     train_tf = dataset_train_transform(dataset, resolution, prep, auto_augment, train_scale, randaugment_magnitude)
     eval_tf = eval_transform(prep)
-    if dataset == "synthetic":
-        classes = num_classes or 10
-        train: Dataset = SyntheticProxy("train", num_samples=train_samples, num_classes=classes, seed=seed)
-        val: Dataset = SyntheticProxy("val", num_samples=val_samples, num_classes=classes, seed=seed)
+    if dataset in SYNTHETIC_TASKS:
+        task, default_classes = SYNTHETIC_TASKS[dataset]
+        classes = num_classes or default_classes
+        train: Dataset = task("train", num_samples=train_samples, num_classes=classes, seed=seed)
+        val: Dataset = task("val", num_samples=val_samples, num_classes=classes, seed=seed)
         names, description = list(train.classes), train.describe()
     else:
         if dataset == "folder":
@@ -237,8 +243,10 @@ __all__ = [
     "MixedSources",
     "OneHot",
     "PseudoLabelled",
+    "SYNTHETIC_TASKS",
     "SourceMix",
     "SeededTransform",
+    "ShapesTask",
     "SyntheticProxy",
     "TransformedDataset",
     "batch_split",

@@ -85,7 +85,7 @@ class EvaluatorConfig:
         if self.kind == "proxy":
             return (
                 f"proxy training: {self.epochs} epoch(s) on {self.dataset} ({self.train_samples} train / {self.val_samples} held-out val images"
-                f"{'' if self.dataset == 'synthetic' else ' at most'}) at {self.resolution} px"
+                f"{'' if self.dataset in ('synthetic', 'shapes') else ' at most'}) at {self.resolution} px"
             )
         if self.kind == "naswot":
             return f"NASWOT zero-cost score on a batch of {self.naswot_batch} {self.dataset} images at {self.resolution} px"

@@ -41,6 +41,7 @@ from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
 from effnet.search.strategies import STRATEGIES, make_strategy
 from effnet.spec import SpecError
+from effnet.train.config import GENERATED_DATASETS
 
 CONFIG_FILE = "search.json"
 STATE_FILE = "state.pt"
@@ -183,7 +184,7 @@ def _ranking_warning(records: list[dict[str, Any]], evaluator: EvaluatorConfig, 
     return ranking_warning(
         list(accuracies.values()),
         chance=100.0 / classes if proxy and classes else None,
-        samples=evaluator.val_samples if proxy and evaluator.dataset == "synthetic" else None,  # other datasets: at most that many
+        samples=evaluator.val_samples if proxy and evaluator.dataset in GENERATED_DATASETS else None,  # other datasets: at most that many
         what="architecture",
         advice="train longer (--epochs) or on more data (--train-samples)" if proxy else "check the objective",
     )

@@ -55,7 +55,7 @@ def add_study_commands(command: Any) -> None:
     _add_execution_options(p, GRID, default_out="runs/grid-search")
     for name, kind, default, text in BUDGET_OPTIONS:
         add(p, "--" + name.replace("_", "-"), type=kind, default=default, help=text, shown=str(default))
-    add(p, "--dataset", default="synthetic", help="synthetic (built-in proxy task), folder, cifar10 or cifar100")
+    add(p, "--dataset", default="synthetic", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100")
     add(p, "--data-dir", default="", help="dataset root (folder, cifar)")
     add(p, "--train-config", metavar="FILE", help="YAML/JSON file of further TrainConfig options for every candidate (e.g. lr, optimizer)")
     add(p, "--list", action="store_true", help="only list the grid's candidates with their MACs; train nothing")
@@ -89,7 +89,7 @@ def add_study_commands(command: Any) -> None:
     add = STUDY.add
     add(s, "--preset", choices=sorted(_presets()), default="mini", help="size of the study (see below)")
     add(s, "--baseline", metavar="NAME_OR_SPEC", help="your baseline (model name, spec file or block string) instead of the preset's")
-    add(s, "--dataset", default="synthetic", help="synthetic (built-in proxy task), folder, cifar10 or cifar100")
+    add(s, "--dataset", default="synthetic", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100")
     add(s, "--data-dir", default="", help="dataset root (folder, cifar)")
     add(s, "--seeds", type=int, help="seeds per network", shown="the preset's")
     add(s, "--targets", type=float, nargs="+", help="matched-MACs targets as multiples of the baseline's MACs", shown="the preset's")

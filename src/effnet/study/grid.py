@@ -24,6 +24,7 @@ from effnet.proxy import evaluate_candidate, task_classes
 from effnet.scaling import compound
 from effnet.spec import NetSpec, SpecError
 from effnet.study.results import Trained
+from effnet.train.config import GENERATED_DATASETS
 
 CONSTRAINT = 2.0  # α·β²·γ²: MACs double per unit φ (MACs grow as d·w²·r²)
 
@@ -259,7 +260,7 @@ def grid_search(
             c.record(int(seed), trials[_key(c.alpha, c.beta, c.gamma, int(seed))])
     ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
     classes = next((int(t.result["classes"]) for t in trials.values() if t.ok and t.result.get("classes")), num_classes)
-    synthetic = train.get("dataset", "synthetic") == "synthetic"
+    synthetic = train.get("dataset", "synthetic") in GENERATED_DATASETS
     warning = ranking_warning(
         [c.accuracy.mean for c in candidates if c.accuracy],
         chance=100.0 / classes if classes else None,

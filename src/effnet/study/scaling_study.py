@@ -31,6 +31,7 @@ from effnet.proxy import evaluate_candidate, task_classes
 from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
 from effnet.spec import NetSpec
 from effnet.study.results import Point, StudyPreset, StudyResult
+from effnet.train.config import GENERATED_DATASETS
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
@@ -228,9 +229,8 @@ def run_study(
         train_options.update(dataset=dataset, data_dir=data_dir)
         if dataset == "folder" and not data_dir:
             raise ValueError("--dataset folder needs --data-dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
-        num_classes = task_classes(train_options)
-    else:
-        num_classes = train_options.setdefault("num_classes", preset.num_classes)
+    # a generated task has the preset's class count unless told otherwise; real data has its own
+    num_classes = train_options.setdefault("num_classes", preset.num_classes) if dataset in GENERATED_DATASETS else task_classes(train_options)
     baseline = baseline_of(preset, baseline_spec, num_classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the constraint was checked (and warned about) once above

@@ -192,7 +192,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="efficientnet_b0", help="model name (default: %(default)s)")
     parser.add_argument("--spec", default="", help="NetSpec file instead of a model name")
     parser.add_argument("--weights", default="", help="weights file, or 'default' for the model's pretrained weights")
-    parser.add_argument("--dataset", default="synthetic", help="synthetic, folder, cifar10 or cifar100 (default: %(default)s)")
+    parser.add_argument("--dataset", default="synthetic", help="synthetic, shapes (generated proxy tasks), folder, cifar10 or cifar100 (default: %(default)s)")
     parser.add_argument("--data-dir", default="", help="dataset root (for folder and torchvision datasets)")
     parser.add_argument("--num-classes", type=int, default=0, help="classes (0: from the dataset)")
     parser.add_argument("--val-samples", type=int, default=0, help="validation images (0: 500 of the synthetic task, all of a real dataset)")

@@ -17,7 +17,8 @@ SCHEDULES = ("exponential", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 AUTO_AUGMENTS = ("autoaugment", "randaugment", "none")
 HEAD_INITS = ("zeros", "tf")
-SYNTHETIC_SAMPLES = (2000, 500)  # train, val images of the synthetic task unless set
+SYNTHETIC_SAMPLES = (2000, 500)  # train, val images of a generated task unless set
+GENERATED_DATASETS = ("synthetic", "shapes")  # effnet.data.SYNTHETIC_TASKS
 
 
 # Named starting points; explicit options override them.
@@ -71,7 +72,7 @@ class TrainConfig:
     num_classes: int = _f(0, "classes of the task (0: taken from the dataset)")
     resolution: int = _f(0, "training resolution in pixels (0: the model's native one)")
     # data
-    dataset: str = _f("synthetic", "synthetic (built-in proxy task), folder (image folders under --data-dir), cifar10 or cifar100")
+    dataset: str = _f("synthetic", "synthetic or shapes (built-in proxy tasks), folder (image folders under --data-dir), cifar10 or cifar100")
     data_dir: str = _f("", "dataset root: train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg with a held-out split")
     train_samples: int = _f(0, "training images: the synthetic task's count, a fixed subset of a real dataset (0: 2000 synthetic, all real)")
     val_samples: int = _f(0, "validation images, likewise (0: 500 synthetic, all real)")
@@ -209,7 +210,7 @@ class TrainConfig:
 
     def sample_counts(self) -> tuple[int | None, int | None]:
         """(train, val) image counts for build_datasets: 0 means the synthetic task's default, or all images of a real dataset."""
-        if self.dataset == "synthetic":
+        if self.dataset in GENERATED_DATASETS:
             return self.train_samples or SYNTHETIC_SAMPLES[0], self.val_samples or SYNTHETIC_SAMPLES[1]
         return self.train_samples or None, self.val_samples or None
 
