@@ -132,6 +132,19 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                 cells.append(mean_ci(values).text(1) if values else "")
             seconds = statistics.fmean(r["history"][-1].get("seconds", r.get("seconds", 0)) or r.get("seconds", 0) for r in runs)
             lines.append(f"| {dataset} | {method} | {len(runs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines + ["", paired_differences(rows)])
+
+
+def paired_differences(rows: list[dict[str, Any]]) -> str:
+    """Markdown: each method minus the plain loop at the last epoch, paired by seed (mean +- 95% CI)."""
+    last = {(r["dataset"], r["method"], r["seed"]): r["history"][-1]["val_top1"] for r in rows}
+    lines = ["| dataset | method | minus | seeds | paired difference, last epoch |", "|---|---|---|---|---|"]
+    for dataset, method in sorted({(d, m) for d, m, _ in last if not m.startswith("plain")}):
+        for baseline in sorted({m for d, m, _ in last if d == dataset and m.startswith("plain")}):
+            seeds = sorted(s for d, m, s in last if d == dataset and m == method and (d, baseline, s) in last)
+            if seeds:
+                difference = mean_ci([last[dataset, method, s] - last[dataset, baseline, s] for s in seeds])
+                lines.append(f"| {dataset} | {method} | {baseline} | {', '.join(map(str, seeds))} | {difference.text(1)} |")
     return "\n".join(lines)
 
 
