@@ -58,9 +58,12 @@ class FixResResult:
 
 
 @torch.no_grad()
-def recompute_batchnorm_statistics(model: nn.Module, loader: Any, device: torch.device, channels_last: bool = False) -> int:
-    """Replace every BatchNorm's running statistics by their average over `loader` (dropout and drop path off); returns images seen."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def recompute_batchnorm_statistics(
+    model: nn.Module, loader: Any, device: torch.device, channels_last: bool = False, only: list[nn.Module] | None = None
+) -> int:
+    """Replace every BatchNorm's running statistics (or those of `only`) by their average over `loader` (dropout and drop
+    path off); returns images seen."""
+    norms = [m for m in (only if only is not None else model.modules()) if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     saved = [(m, m.momentum) for m in norms]
     was_training = model.training
     model.eval()
@@ -86,16 +89,19 @@ def recompute_batchnorm_statistics(model: nn.Module, loader: Any, device: torch.
     return seen
 
 
+def head_norm(model: nn.Module) -> nn.Module | None:
+    """The BatchNorm before global pooling (the head conv's; without a head conv, the last stage's last one)."""
+    norm = getattr(getattr(model, "head", None), "bn", None)
+    if norm is None:
+        norms = [m for m in model.stages.modules() if isinstance(m, nn.BatchNorm2d)]
+        norm = norms[-1] if norms else None
+    return norm
+
+
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The classifier and the BatchNorm before global pooling: what FixRes fine-tunes."""
-    params = list(model.classifier.parameters())
-    head_norm = getattr(getattr(model, "head", None), "bn", None)
-    if head_norm is None:  # a spec without a head conv: the last stage's last BatchNorm
-        norms = [m for m in model.stages.modules() if isinstance(m, nn.BatchNorm2d)]
-        head_norm = norms[-1] if norms else None
-    if head_norm is not None:
-        params += list(head_norm.parameters())
-    return params
+    norm = head_norm(model)
+    return list(model.classifier.parameters()) + (list(norm.parameters()) if norm is not None else [])
 
 
 def finetune_head(
@@ -151,10 +157,13 @@ def fixres(
     seed: int = 0,
     workers: int = 0,
     channels_last: bool = False,
+    all_statistics: bool = True,
 ) -> tuple[nn.Module, FixResResult]:
     """A FixRes copy of `model` for `resolution` (the input is not changed), and its accuracy before and after.
 
     `train_base` yields untransformed training images; `test_transform` is the eval preprocessing at `resolution`.
+    `all_statistics`: re-estimate every BatchNorm's statistics at `resolution`; else only the one before pooling (for
+    a network trained with frozen statistics, whose other layers expect the statistics they were trained with).
     """
     adapted = copy.deepcopy(model).to(device)
     options = {"amp": "none", "channels_last": channels_last}
@@ -168,7 +177,8 @@ def fixres(
     images = TransformedDataset(train_base, v2.Compose([test_transform, v2.RandomHorizontalFlip(0.5)]), seed)
     images.set_epoch(0)
     loader = DataLoader(images, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_fn, generator=torch.Generator().manual_seed(seed))
-    seen = recompute_batchnorm_statistics(adapted, loader, device, channels_last)
+    only = None if all_statistics else [head_norm(adapted)]
+    seen = recompute_batchnorm_statistics(adapted, loader, device, channels_last, only=only)
     finetune_head(adapted, loader, device, epochs=epochs, lr=lr, label_smoothing=label_smoothing, channels_last=channels_last)
     after = evaluate(adapted, val_at_test, device, num_classes, **options)
     return adapted, FixResResult(resolution, train_resolution, at_train, before, after, seen)
@@ -199,6 +209,7 @@ def run_fixres(trainer: Any) -> FixResResult:
         seed=cfg.seed,
         workers=cfg.workers,
         channels_last=cfg.channels_last,
+        all_statistics=not cfg.freeze_bn,
     )
     if trainer.main:
         metadata = {"spec": trainer.model.spec.to_json(), "resolution": str(cfg.fixres)}
