@@ -153,3 +153,16 @@ def test_a_config_file_overrides_only_the_keys_it_sets(tmp_path) -> None:
     )
     config = config_from_args(parser.parse_args(["--preset", "proxy", "--config", str(tmp_path / "c.yaml")]))
     assert (config.optimizer, config.batch_size) == ("adamw", 16)
+
+
+def test_loader_workers_default_to_none_on_a_two_core_cpu(monkeypatch) -> None:
+    """On 2 cores the loader's processes take cores from the compute threads (benchmarks/results/finetune_real)."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert TrainConfig().loader_workers("cpu") == 0 and TrainConfig().loader_workers("cuda") == 1
+    assert TrainConfig(workers=3).loader_workers("cpu") == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert TrainConfig().loader_workers("cpu") == 4 and TrainConfig().loader_workers("cuda") == 8
+    with pytest.raises(ValueError, match="workers must be >= 0, or -1"):
+        TrainConfig(workers=-2)

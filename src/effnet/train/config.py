@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ class TrainConfig:
     )
     pseudo_label_ratio: float = _f(3.0, "with --pseudo-labels: pseudo-labelled images per labelled image in each batch (Noisy Student's batch ratio)")
     crop_min_area: float = _f(0.0, "smallest random-resized-crop area, as a fraction of the image (0: the dataset's default, 0.08 for photos)")
-    workers: int = _f(2, "data-loader worker processes")
+    workers: int = _f(-1, "data-loader worker processes (-1: 0 on a CPU with <= 2 cores, where workers compete with the compute threads; else up to 8)")
     # optimisation (paper Section 5.2 and the TF reference)
     epochs: int = _f(350, "training epochs (the paper trains 350 on ImageNet)")
     batch_size: int = _f(128, "images per process per step (global batch = batch-size x processes x grad-accum)")
@@ -156,6 +157,8 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.drop_path_rate < 1 or self.drop_path_rate == -1):
             raise ValueError(f"drop-path-rate must be in [0, 1), or -1 for the model's own; got {self.drop_path_rate}")
+        if self.workers < -1:
+            raise ValueError(f"workers must be >= 0, or -1 for automatic; got {self.workers}")
         for name in ("train_samples", "val_samples", "fixres", "checkpoint_every", "max_steps_per_epoch", "progressive_stages", "progressive_start_resolution"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
@@ -216,6 +219,16 @@ class TrainConfig:
 
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * world_size * self.grad_accum
+
+    def loader_workers(self, device_type: str) -> int:
+        """--workers, or for -1 what measured fastest: none on a CPU with <= 2 cores (the loader's processes take cores
+        from the compute threads), otherwise enough to keep the device fed."""
+        if self.workers >= 0:
+            return self.workers
+        cpus = os.cpu_count() or 1
+        if device_type == "cpu":
+            return 0 if cpus <= 2 else min(4, cpus // 4)
+        return min(8, max(1, cpus - 1))
 
     def peak_lr(self, world_size: int) -> float:
         """The paper's rule: 0.016 per 256 images of global batch, unless --lr is given."""

@@ -207,7 +207,7 @@ def run_fixres(trainer: Any) -> FixResResult:
         lr=0.16 * cfg.batch_size / 256,
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
-        workers=cfg.workers,
+        workers=trainer.workers,
         channels_last=cfg.channels_last,
         all_statistics=not cfg.freeze_bn,
     )

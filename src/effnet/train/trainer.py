@@ -80,6 +80,7 @@ class Trainer:
             config = dataclasses.replace(config, spec=str(Path(config.out_dir) / SPEC_NAME))
         self.config = config
         self.device = D.resolve_device(config.device)
+        self.workers = config.loader_workers(self.device.type)
         allocator = None
         if config.memory_efficient_ops and self.device.type == "cpu":
             from effnet.allocator import tune_cpu_allocator
@@ -281,7 +282,7 @@ class Trainer:
             self.data.train,
             batch_size=cfg.batch_size,
             sampler=order,
-            num_workers=cfg.workers,
+            num_workers=self.workers,
             collate_fn=self.data.collate_fn,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
@@ -295,7 +296,7 @@ class Trainer:
             dataset if dataset is not None else self.data.val,
             batch_size=self.config.batch_size,
             shuffle=False,
-            num_workers=self.config.workers,
+            num_workers=self.workers,
             collate_fn=self.data.collate_fn,
             generator=torch.Generator().manual_seed(self.config.seed),
         )
