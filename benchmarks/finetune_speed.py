@@ -94,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         run += 1
         record(label, effnet_epoch(args.data_dir, args.out / "runs" / str(run), workers=workers, **common, **changes))
 
+    from effnet.train.config import TrainConfig
+
+    default = TrainConfig().loader_workers("cpu")
+    record(f"plain loop, {default} workers (effnet's default here)", plain_epoch(args.data_dir, workers=default, channels_last=False, **common))
+    record(f"plain loop, {default} workers, channels-last", plain_epoch(args.data_dir, workers=default, channels_last=True, **common))
+    effnet_row(f"effnet finetune defaults ({default} workers, channels-last)", -1)
     record("plain loop, 2 workers", plain_epoch(args.data_dir, workers=2, channels_last=False, **common))
-    effnet_row("effnet finetune defaults, 2 workers", 2)
-    record("plain loop, 2 workers, channels-last", plain_epoch(args.data_dir, workers=2, channels_last=True, **common))
-    effnet_row("effnet, 2 workers, no channels-last", 2, channels_last=False)
+    effnet_row("effnet, 2 workers", 2)
     effnet_row("effnet, 1 worker", 1)
-    effnet_row("effnet, 0 workers (data in the main process)", 0)
-    effnet_row("effnet, AutoAugment", 2, auto_augment="autoaugment")
-    effnet_row("effnet, --memory-efficient-ops", 2, memory_efficient_ops=True)
+    effnet_row("effnet, no channels-last", -1, channels_last=False)
+    effnet_row("effnet, AutoAugment", -1, auto_augment="autoaugment")
+    effnet_row("effnet, --memory-efficient-ops", -1, memory_efficient_ops=True)
     payload = {
         "threads": args.threads,
         "cpus": os.cpu_count(),

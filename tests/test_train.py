@@ -264,8 +264,13 @@ def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> No
 def test_ctrl_c_saves_and_resume_finishes(tiny_spec: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (tmp_path / "c.json").write_text(quick(tiny_spec, run, epochs=30, train_samples=256).to_json())
+    # a test run in the background of a non-interactive shell inherits SIGINT ignored: give the child the default
     child = subprocess.Popen(
-        [sys.executable, "-m", "effnet", "train", "--config", str(tmp_path / "c.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "effnet", "train", "--config", str(tmp_path / "c.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() and time.time() < deadline and child.poll() is None:
