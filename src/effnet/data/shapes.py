@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from effnet.data.synthetic import set_task_fields
+
 SHAPES = ("disc", "square", "diamond", "triangle_up", "triangle_down", "plus", "ring", "ellipse")
 RELATIONS = ("marker above", "marker below")
 TEXTURES = ("horizontal stripes", "vertical stripes")
@@ -165,22 +167,8 @@ class ShapesTask(Dataset):
         seed: int = 0,
         transform: Any = None,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        if not 2 <= num_classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes must be in 2..{MAX_CLASSES} for the shapes task (relation x texture x up to 8 shapes), got {num_classes}")
-        if native_resolution < 96:
-            raise ValueError(f"native_resolution must be at least 96 px (the stripes are sized in native pixels), got {native_resolution}")
-        if num_samples is None:
-            num_samples = 10000 if split == "train" else 2000
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.split = split
-        self.num_samples = int(num_samples)
-        self.num_classes = int(num_classes)
-        self.native_resolution = int(native_resolution)
-        self.seed = int(seed)
-        self.transform = transform
+        task = "shapes (relation x texture x up to 8 shapes)"
+        set_task_fields(self, split, num_samples, num_classes, native_resolution, seed, transform, max_classes=MAX_CLASSES, min_resolution=96, task=task)
         self.classes = [self.class_name(c) for c in range(self.num_classes)]
         self._chunks: dict[int, torch.Tensor] = {}
 

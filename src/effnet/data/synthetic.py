@@ -45,6 +45,42 @@ MARK_KINDS = ("plus", "cross", "ring", "triangle")
 CLUSTER_SIZES = (1, 2, 3)
 MAX_CLASSES = len(BAND_PERIODS) * len(MARK_KINDS) * len(CLUSTER_SIZES)  # 60: CRT of pairwise coprime 5, 4, 3
 SPLITS = ("train", "val")
+
+
+def set_task_fields(
+    task_object: Any,
+    split: str,
+    num_samples: int | None,
+    num_classes: int,
+    native_resolution: int,
+    seed: int,
+    transform: Any,
+    *,
+    max_classes: int,
+    min_resolution: int,
+    task: str,
+) -> None:
+    """Check and set the fields every generated task has (split, sizes, seed, transform); 10000/2000 samples by default."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if not 2 <= num_classes <= max_classes:
+        raise ValueError(f"num_classes must be in 2..{max_classes} for the {task} task, got {num_classes}")
+    if native_resolution < min_resolution:
+        raise ValueError(
+            f"native_resolution must be at least {min_resolution} px (the {task} task's details are sized in native pixels), got {native_resolution}"
+        )
+    if num_samples is None:
+        num_samples = 10000 if split == "train" else 2000
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    task_object.split = split
+    task_object.num_samples = int(num_samples)
+    task_object.num_classes = int(num_classes)
+    task_object.native_resolution = int(native_resolution)
+    task_object.seed = int(seed)
+    task_object.transform = transform
+
+
 _REFERENCE_SIZE = 128  # counts of marks and blobs are set for a 128 px canvas and scale with area
 
 _MARKS = {
@@ -82,22 +118,7 @@ class SyntheticProxy(Dataset):
         seed: int = 0,
         transform: Any = None,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        if not 2 <= num_classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes must be in 2..{MAX_CLASSES} for the synthetic task, got {num_classes}")
-        if native_resolution < 64:
-            raise ValueError(f"native_resolution must be at least 64 px (the marks and bands are sized in native pixels), got {native_resolution}")
-        if num_samples is None:
-            num_samples = 10000 if split == "train" else 2000
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
-        self.split = split
-        self.num_samples = int(num_samples)
-        self.num_classes = int(num_classes)
-        self.native_resolution = int(native_resolution)
-        self.seed = int(seed)
-        self.transform = transform
+        set_task_fields(self, split, num_samples, num_classes, native_resolution, seed, transform, max_classes=MAX_CLASSES, min_resolution=64, task="synthetic")
         self.classes = [f"class{c:02d}" for c in range(self.num_classes)]
         # numpy's SeedSequence mixes these words into independent streams; the split id keeps train and val disjoint
         self._split_id = SPLITS.index(split)
