@@ -1,4 +1,4 @@
-"""Shared test helpers: deterministic seeds and randomised BatchNorm statistics."""
+"""Shared test helpers: deterministic seeds, randomised BatchNorm statistics, and the logit-parity comparison."""
 
 from __future__ import annotations
 
@@ -32,3 +32,18 @@ def randomize_bn(model: torch.nn.Module) -> torch.nn.Module:
             module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
             module.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
     return model.eval()
+
+
+def max_logit_difference(reference: torch.nn.Module, ours: torch.nn.Module, size: int = 64) -> float:
+    """Largest |logit| difference after loading the randomised `reference`'s weights into `ours` (layout detected from the keys)."""
+    import effnet
+
+    randomize_bn(reference)
+    effnet.load_state_dict(ours, reference.state_dict())
+    ours.eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected, actual = reference(x), ours(x)
+    assert expected.shape == actual.shape == (2, 1000)
+    assert expected.std() > 1e-3  # a real signal, not all-zero logits
+    return (expected - actual).abs().max().item()

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from conftest import randomize_bn
+from conftest import max_logit_difference, randomize_bn
 from torch import nn
 
 import effnet
@@ -61,18 +61,6 @@ def _torchvision_name(name: str) -> str:
 
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _compare(reference: nn.Module, ours: nn.Module, size: int = 64) -> float:
-    randomize_bn(reference)
-    effnet.load_state_dict(ours, reference.state_dict())  # layout detected from the keys
-    ours.eval()
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        expected, actual = reference(x), ours(x)
-    assert expected.shape == actual.shape == (2, 1000)
-    assert expected.std() > 1e-3  # a real signal, not all-zero logits
-    return (expected - actual).abs().max().item()
 
 
 # ------------------------------------------------------------------ the block kind
@@ -176,20 +164,20 @@ def test_params_equal_the_references(name: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n in TIMM if n not in LARGE])
 def test_timm_parity(name: str) -> None:
-    assert _compare(timm.create_model(_timm_name(name)), effnet.create_model(name, tf_compat=True)) < TOLERANCE
+    assert max_logit_difference(timm.create_model(_timm_name(name)), effnet.create_model(name, tf_compat=True)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION))
 def test_torchvision_parity(name: str) -> None:
     reference = getattr(torchvision.models, _torchvision_name(name))()
     assert detect_layout(reference.state_dict()) == "torchvision"
-    assert _compare(reference, effnet.create_model(name)) < TOLERANCE
+    assert max_logit_difference(reference, effnet.create_model(name)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", LARGE)
 def test_timm_parity_large(name: str) -> None:
     """V2-L and XL at 64 px: the build and the weight copy dominate (a few seconds each)."""
-    assert _compare(timm.create_model(_timm_name(name)), effnet.create_model(name, tf_compat=True)) < TOLERANCE
+    assert max_logit_difference(timm.create_model(_timm_name(name)), effnet.create_model(name, tf_compat=True)) < TOLERANCE
 
 
 def test_specs_are_the_reference_tables() -> None:

@@ -8,8 +8,7 @@ torchvision (efficientnet_bX) and EfficientNet-PyTorch (efficientnet-bX). Small 
 from __future__ import annotations
 
 import pytest
-import torch
-from conftest import randomize_bn
+from conftest import max_logit_difference
 
 import effnet
 
@@ -22,48 +21,36 @@ LITE = [f"efficientnet_lite{i}" for i in range(5)]
 TOLERANCE = 1e-4
 
 
-def _compare(reference: torch.nn.Module, ours: torch.nn.Module, size: int = 64) -> float:
-    randomize_bn(reference)
-    effnet.load_state_dict(ours, reference.state_dict())
-    ours.eval()
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        expected, actual = reference(x), ours(x)
-    assert expected.shape == actual.shape == (2, 1000)
-    assert expected.std() > 1e-3  # a real signal, not all-zero logits
-    return (expected - actual).abs().max().item()
-
-
 @pytest.mark.parametrize("name", B_SERIES)
 def test_timm(name: str) -> None:
-    assert _compare(timm.create_model(name), effnet.create_model(name)) < TOLERANCE
+    assert max_logit_difference(timm.create_model(name), effnet.create_model(name)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", B_SERIES)
 def test_timm_tf_ported(name: str) -> None:
-    assert _compare(timm.create_model("tf_" + name), effnet.create_model(name, tf_compat=True)) < TOLERANCE
+    assert max_logit_difference(timm.create_model("tf_" + name), effnet.create_model(name, tf_compat=True)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", B_SERIES)
 def test_torchvision(name: str) -> None:
     reference = getattr(torchvision.models, name)()
     eps = reference.features[0][1].eps  # torchvision uses 1e-3 for B5-B7 (weights ported from TF)
-    assert _compare(reference, effnet.create_model(name, bn_eps=eps)) < TOLERANCE
+    assert max_logit_difference(reference, effnet.create_model(name, bn_eps=eps)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", B_SERIES)
 def test_efficientnet_pytorch(name: str) -> None:
     reference = efficientnet_pytorch.EfficientNet.from_name(name.replace("_", "-"), image_size=64)
-    assert _compare(reference, effnet.create_model(name, tf_compat=True)) < TOLERANCE
+    assert max_logit_difference(reference, effnet.create_model(name, tf_compat=True)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", LITE)
 def test_timm_lite(name: str) -> None:
-    assert _compare(timm.create_model(name), effnet.create_model(name)) < TOLERANCE
-    assert _compare(timm.create_model("tf_" + name), effnet.create_model(name, tf_compat=True), size=57) < TOLERANCE
+    assert max_logit_difference(timm.create_model(name), effnet.create_model(name)) < TOLERANCE
+    assert max_logit_difference(timm.create_model("tf_" + name), effnet.create_model(name, tf_compat=True), size=57) < TOLERANCE
 
 
 def test_odd_resolution_tf_padding_matches_reference() -> None:
     # odd sizes give symmetric TF padding at some layers and asymmetric at others
     for size in (63, 97):
-        assert _compare(timm.create_model("tf_efficientnet_b0"), effnet.create_model("efficientnet_b0", tf_compat=True), size=size) < TOLERANCE
+        assert max_logit_difference(timm.create_model("tf_efficientnet_b0"), effnet.create_model("efficientnet_b0", tf_compat=True), size=size) < TOLERANCE
