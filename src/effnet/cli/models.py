@@ -138,12 +138,12 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise CLIError("--rule v2 scales by --depth/--width/--resolution multipliers, --late-depth and --image-size; --phi and --target-macs use the V1 rule")
     if modes != 1:
         raise CLIError("give exactly one of --phi, --target-macs, or --depth/--width/--resolution multipliers")
-    abg = (args.alpha, args.beta, args.gamma)
     if args.rule == "v1" and (args.late_depth != 1.0 or args.image_size):
         raise CLIError("--late-depth and --image-size belong to EfficientNetV2's rule: add --rule v2")
+    if args.dimension != "compound" and (multipliers or args.rule == "v2"):
+        raise CLIError("--dimension only applies with --target-macs")
+    abg = (args.alpha, args.beta, args.gamma)
     if args.rule == "v2":
-        if args.dimension != "compound":
-            raise CLIError("--dimension only applies with --target-macs")
         options = {"width": multipliers.get("width", 1.0), "depth": multipliers.get("depth", 1.0), "late_depth": args.late_depth}
         options |= {"image_size": args.image_size} if args.image_size else {"resolution_mult": multipliers.get("resolution", 1.0)}
         scaled = v2_scale(base, **options)
@@ -151,8 +151,6 @@ def cmd_scale(args: argparse.Namespace) -> int:
     elif args.phi is not None:
         scaled, how = compound(base, args.phi, *abg), f"compound phi={args.phi:g} (alpha={args.alpha:g}, beta={args.beta:g}, gamma={args.gamma:g})"
     elif multipliers:
-        if args.dimension != "compound":
-            raise CLIError("--dimension only applies with --target-macs")
         scaled, how = (
             scale(base, **{("resolution_mult" if d == "resolution" else d): m for d, m in multipliers.items()}),
             ", ".join(f"{d} x{m:g}" for d, m in multipliers.items()),
