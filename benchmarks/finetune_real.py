@@ -48,9 +48,20 @@ PLAIN = {
 
 
 def plain_loop(
-    data_dir: Path, *, mode: str, epochs: int, seed: int, train_cap: int | None, val_cap: int | None, workers: int, resolution: int | None = None
+    data_dir: Path,
+    *,
+    mode: str,
+    epochs: int,
+    seed: int,
+    train_cap: int | None,
+    val_cap: int | None,
+    workers: int,
+    resolution: int | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, Any]:
-    """The 20-line baseline (PLAIN[mode]), BN in training mode, effnet's transforms without AutoAugment."""
+    """The 20-line baseline (PLAIN[mode]), BN in training mode, effnet's transforms without AutoAugment.
+
+    `max_steps` ends training after that many optimizer steps (evaluated there), for budgets counted in steps."""
     plain = PLAIN[mode]
     torch.manual_seed(seed)
     prep = get_preprocessing(MODEL)
@@ -72,7 +83,7 @@ def plain_loop(
         optimizer = torch.optim.Adam(model.parameters(), lr=plain["lr"])
     generator = torch.Generator().manual_seed(seed)
     val_loader = DataLoader(data.val, batch_size=32, num_workers=workers, collate_fn=data.collate_fn)
-    history, started = [], time.perf_counter()
+    history, started, steps = [], time.perf_counter(), 0
     for epoch in range(epochs):
         data.train.set_epoch(epoch)
         model.train()
@@ -84,8 +95,13 @@ def plain_loop(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            steps += 1
+            if steps == max_steps:
+                break
         result = evaluate_model(model, val_loader, torch.device("cpu"), data.num_classes)
-        history.append({"epoch": epoch + 1, "val_top1": result.top1, "val_loss": result.loss, "seconds": time.perf_counter() - started})
+        history.append({"epoch": epoch + 1, "steps": steps, "val_top1": result.top1, "val_loss": result.loss, "seconds": time.perf_counter() - started})
+        if steps == max_steps:
+            break
     return {"history": history, "train_images": len(data.train), "val_images": len(data.val), "classes": data.num_classes}
 
 

@@ -10,7 +10,9 @@ per seed, every training the same number of optimizer steps at the same batch si
       with RandAugment, dropout and drop path off (crops and flips stay);
   (c) the Noisy Student: the same data, with the paper's noise.
 
-(b) and (c) share (a) as their teacher. With --milder-noise, (d) is (c) with weaker noise (not in the paper: at a small
+(b) and (c) share (a) as their teacher. (p), the simplest honest baseline: a plain PyTorch loop (finetune_real.py's:
+pretrained model, zero head, SGD 0.01, momentum 0.9, BN training) on the labelled part, the same steps and batch.
+With --milder-noise, (d) is (c) with weaker noise (not in the paper: at a small
 training budget the paper's noise may be more than a student can learn through). The table gives each run's top-1 on the validation split (mean and 95%
 t-interval over seeds) and the paired differences, with the paper's claim beside them. Everything is resumable:
 rerun the same command after a kill; finished seeds are read back from OUT/results.jsonl.
@@ -37,7 +39,9 @@ from effnet.selftrain import PAPER_NOISE, Budget, Noise, NoisyStudentConfig, run
 from effnet.study.stats import mean_ci, paired_difference
 
 RUNS = (("a", "(a) teacher, labelled part only"), ("b", "(b) student without noise"), ("c", "(c) Noisy Student"))
+PLAIN_RUN = ("p", "(p) plain PyTorch loop, labelled part only")
 CLAIMS = {
+    "p": "(the simplest baseline: SGD 0.01, BN training, same steps)",
     "a": "the baseline",
     "b": "gains less than (c): the paper's ablation removes the student's noise and loses accuracy",
     "c": "beats its teacher (EfficientNet-L2 reaches 88.4% top-1 on ImageNet this way)",
@@ -113,6 +117,23 @@ def _share_first_labels(source: Path, out: Path) -> None:
             shutil.copyfile(source / "iter1" / name, out / "iter1" / name)
 
 
+def plain_baseline(args: argparse.Namespace, data: Path, seed: int) -> float:
+    """(p): finetune_real.py's plain loop on the labelled part of `seed`'s split, args.steps steps of args.batch_size images."""
+    import math
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from finetune_real import MODEL, PLAIN, plain_loop
+
+    if args.teacher != MODEL or args.batch_size != PLAIN["finetune"]["batch"]:
+        raise SystemExit(f"the plain loop baseline is {MODEL} at batch {PLAIN['finetune']['batch']}; use --no-plain-loop for other teachers or batches")
+    labeled, _, counts = split(data, Path(args.work) / f"seed{seed}" / "data", seed, args.labeled_fraction, args.val_cap)
+    epochs = math.ceil(args.steps / max(1, counts["labeled"] // args.batch_size))
+    run = plain_loop(
+        labeled, mode="finetune", epochs=epochs, seed=seed, train_cap=None, val_cap=None, workers=args.workers, resolution=args.resolution, max_steps=args.steps
+    )
+    return run["history"][-1]["val_top1"]
+
+
 def one_seed(args: argparse.Namespace, data: Path, seed: int) -> dict[str, Any]:
     """Runs (a), (b), (c) for one seed (each resumed if a run directory is there)."""
     root = Path(args.work) / f"seed{seed}"
@@ -161,7 +182,7 @@ def one_seed(args: argparse.Namespace, data: Path, seed: int) -> dict[str, Any]:
 
 
 def _runs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    runs = list(RUNS)
+    runs = [PLAIN_RUN, *RUNS] if all("p" in r for r in rows) else list(RUNS)
     if all("d" in r for r in rows):
         runs.append(("d", f"(d) Noisy Student, milder noise: {rows[0]['noise_d']}"))
     return runs
@@ -169,7 +190,12 @@ def _runs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _differences(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     more = (("d", "a", "(the student beats the teacher?)"), ("d", "b", "(milder noise against none)")) if all("d" in r for r in rows) else ()
-    return [*DIFFERENCES, *more]
+    plain = (
+        (("a", "p", "(effnet's teacher against the plain loop)"), ("c", "p", "(the Noisy Student against the plain loop)"))
+        if all("p" in r for r in rows)
+        else ()
+    )
+    return [*DIFFERENCES, *more, *plain]
 
 
 def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
@@ -233,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MAGNITUDE", "DROPOUT", "DROP_PATH"),
         help="also run (d): the Noisy Student with this RandAugment magnitude, dropout and drop path",
     )
+    parser.add_argument("--no-plain-loop", action="store_true", help="skip (p), the plain PyTorch loop on the labelled part")
     parser.add_argument("--report-only", action="store_true", help="write the table of the seeds finished so far, train nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1 by default)")
     parser.add_argument("--out", default="benchmarks/results/noisy_student", help="results: the table (Markdown) and per-seed rows (JSON lines)")
@@ -253,13 +280,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             rows += [done[seed]] if seed in done else []
             continue
+        if seed in done and "p" not in done[seed] and not args.no_plain_loop:  # (p) added to a finished seed
+            done[seed]["p"] = plain_baseline(args, data, seed)
+            atomic_write_text(results_file, "".join(json.dumps(r) + "\n" for r in done.values()))
         if seed not in done or (args.milder_noise and "d" not in done[seed]):  # finished runs are read back, not redone
             row = one_seed(args, data, seed)
+            if not args.no_plain_loop:
+                row["p"] = plain_baseline(args, data, seed)
             if seed in done:  # (d) added to a finished seed: the seconds of all its runs
                 row["seconds"] = round(row["seconds"] + done[seed]["seconds"], 1)
             done[seed] = row
             atomic_write_text(results_file, "".join(json.dumps(r) + "\n" for r in done.values()))
-            print(f"seed {seed}: " + "  ".join(f"({k}) {row[k]:.2f}" for k in "abcd" if k in row) + f"  ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+            print(f"seed {seed}: " + "  ".join(f"({k}) {row[k]:.2f}" for k in "pabcd" if k in row) + f"  ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
         rows.append(done[seed])
     if not rows:
         raise SystemExit(f"no finished seed in {results_file} yet; run without --report-only")
