@@ -65,7 +65,7 @@ def add_study_commands(command: Any) -> None:
         "study",
         _study_help,
         "scaling experiments: `effnet study scaling`",
-        "Scaling experiments of the paper, small: `effnet study scaling --preset mini` runs on 2 CPU cores in under 30 minutes.",
+        "Scaling experiments of the paper, small: `effnet study scaling --preset mini --parts table3` runs on 2 CPU cores in under 30 minutes.",
         epilog="example:\n  effnet study scaling --preset mini --out-dir runs/study",
     )
     sub = p.add_subparsers(dest="study_command", metavar="STUDY", title="studies")
