@@ -44,7 +44,7 @@ PRESETS: dict[str, StudyPreset] = {
     # per stage jumps MACs by 10-300%. The matched single-dimension networks also end the Figure 3 curves.
     "mini": StudyPreset(
         name="mini",
-        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 3 epochs x 1000 images (batch 32), 5 seeds",
+        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 4 epochs x 1000 images (batch 32), 6 seeds",
         model="efficientnet_b0",
         base_width=0.5,
         base_depth=0.75,
@@ -54,14 +54,15 @@ PRESETS: dict[str, StudyPreset] = {
         # this budget gives), and texture is only partly visible at 64 px, so resolution has something to win.
         dataset="shapes",
         num_classes=4,
-        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md); 3 epochs x
-        # 1000 images = 93 steps, where the baseline was at 41% (1.6x chance) in the difficulty curves. 1000 validation
-        # images: the binomial noise of one top-1 is ~1.6 points at 45%. Table 3 alone is 5 networks x 5 seeds = 25
-        # runs, ~12 CPU-s per 1000 images for the baseline and ~4x that for each 37M-MACs network (contended 2-core
-        # machine): ~2000-2700 CPU-s in all. 5 seeds (t = 2.78) because a paired 95% half-width of 4 points needs a
-        # per-seed difference spread of <= 3.2 points (<= 2.5 with 4 seeds).
-        train={"epochs": 3, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
-        seeds=5,
+        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 4 epochs x
+        # 1000 images = 124 steps, where the baseline reached 42% (1.7x chance; 39% at 93 steps). 1000 validation
+        # images: the binomial noise of one top-1 is ~1.6 points at 45%. Table 3 is 5 networks x 6 seeds = 30 runs;
+        # measured CPU-s per 1000 training images (1 thread, contended 2-core machine): baseline 7, width-only 10,
+        # depth-only 19, resolution-only 15, compound 16, so ~320 CPU-s per seed with validation, ~1900 in all:
+        # ~16 min on 2 free cores, ~23 min at the 1.4 cores the old mini run got. 6 seeds (t = 2.57) because a
+        # paired 95% half-width of 4 points needs a per-seed difference spread of <= 3.8 points (<= 3.2 with 5).
+        train={"epochs": 4, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
+        seeds=6,
         width=(1.4,),
         depth=(2.0,),
         resolution=(1.3,),
