@@ -65,7 +65,7 @@ def add_study_commands(command: Any) -> None:
         "study",
         _study_help,
         "scaling experiments: `effnet study scaling`",
-        "Scaling experiments of the paper, small: `effnet study scaling --preset mini` runs on 2 CPU cores in under 30 minutes.",
+        "Scaling experiments of the paper, small: `effnet study scaling --preset mini --parts table3` runs on 2 CPU cores in under 30 minutes.",
         epilog="example:\n  effnet study scaling --preset mini --out-dir runs/study",
     )
     sub = p.add_subparsers(dest="study_command", metavar="STUDY", title="studies")
@@ -89,7 +89,7 @@ def add_study_commands(command: Any) -> None:
     add = STUDY.add
     add(s, "--preset", choices=sorted(_presets()), default="mini", help="size of the study (see below)")
     add(s, "--baseline", metavar="NAME_OR_SPEC", help="your baseline (model name, spec file or block string) instead of the preset's")
-    add(s, "--dataset", default="synthetic", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100")
+    add(s, "--dataset", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown="the preset's")
     add(s, "--data-dir", default="", help="dataset root (folder, cifar)")
     add(s, "--seeds", type=int, help="seeds per network", shown="the preset's")
     add(s, "--targets", type=float, nargs="+", help="matched-MACs targets as multiples of the baseline's MACs", shown="the preset's")

@@ -34,6 +34,7 @@ class StudyPreset:
     fig4_widths: tuple[float, ...]  # ... at each of which width takes these values
     targets: tuple[float, ...]  # (c): MACs targets as multiples of the baseline's
     workers: int = 2
+    dataset: str = "synthetic"  # the task trained on unless --dataset says otherwise
 
 
 class Trained:
