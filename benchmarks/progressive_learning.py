@@ -12,14 +12,16 @@ with the same model, data and recipe on every side:
 - progressive-same-epochs (with --same-epochs): Algorithm 1 over the fixed run's epochs, the paper's own framing
   (the same schedule length, cheaper early epochs).
 
-Equal wall clock: before the first run, `calibrate` times training steps at every stage's size and regularization
-with the trainer itself (two short runs per size, their difference drops start-up costs), all within a minute or two
-so that every size sees the same machine. The progressive run gets the most epochs whose predicted training time
-stays within the fixed run's predicted time; one count for every seed, kept in OUT/runs.jsonl. The measured times
-are reported beside each other, and accuracy is also read at equal elapsed seconds from the per-epoch curves.
-Training seconds are the trainer's own count: wall clock of the training steps and data loading, evaluations and
-checkpoints excluded (every method evaluates after every epoch, at the final size). Beside them, a cost that does
-not depend on the machine: training images x forward multiply-adds at their size.
+Equal time: before the first run, `calibrate` times training steps at every stage's size and regularization with
+the trainer itself (two short runs per size, whose difference drops start-up costs; every size twice, the faster
+reading kept), so that every size is timed on the same machine state. A run's calibrated time is its steps x those
+seconds per step at their size. The progressive run gets the most epochs whose calibrated time stays within the fixed
+run's; one count for every seed, kept in OUT/runs.jsonl. The calibrated clock is the comparison's clock because a
+shared machine stretches a run's wall clock whenever another job runs (a job that ignores the lock can slow a run
+several-fold); the measured training wall clock (the trainer's own count: training steps and data loading,
+evaluations and checkpoints excluded) is reported beside it. Every method evaluates after every epoch, at the final
+size, and accuracy is also read at equal elapsed time from these curves. A third cost does not depend on the machine
+at all: training images x forward multiply-adds at their size.
 
 Every run is appended to OUT/runs.jsonl when it finishes (a rerun skips finished ones); OUT/progressive_learning.md
 summarises them. On a shared CPU, take the lock that other experiments take, so that runs do not overlap:
@@ -59,7 +61,7 @@ LABELS = {
     PROGRESSIVE: "progressive, equal time",
     SAME_EPOCHS: "progressive, same epochs",
 }
-ELAPSED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the fixed run's training time, for accuracy at equal elapsed seconds
+ELAPSED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the fixed run's training time, for accuracy at equal elapsed time
 
 
 # -- the setup ------------------------------------------------------------------------------------------------------
@@ -83,6 +85,7 @@ def setup_of(args: argparse.Namespace, spec: NetSpec) -> dict[str, Any]:
         "stages": args.stages,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "crop_min_area": args.crop_min_area,
         "magnitude": [args.start_magnitude, args.magnitude],
         "mixup": [args.start_mixup, args.mixup],
         "dropout": [args.start_dropout, final_dropout(args, spec)],
@@ -106,6 +109,7 @@ def base_config(args: argparse.Namespace, spec: NetSpec, *, seed: int, out_dir: 
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "auto_augment": "randaugment",
+        "crop_min_area": args.crop_min_area,
         "randaugment_magnitude": args.magnitude,
         "mixup": args.mixup,
         "dropout": final_dropout(args, spec),
@@ -144,12 +148,14 @@ def stages_of(args: argparse.Namespace, spec: NetSpec, epochs: int) -> list[Stag
 
 # -- equal time -----------------------------------------------------------------------------------------------------
 def calibrate(args: argparse.Namespace, spec: NetSpec, work: Path) -> dict[str, float]:
-    """Seconds per training step at each stage's size and regularization: two short trainer runs per stage, of
-    `short` and `short + calibration_steps` steps; their difference leaves out what a run pays once (model, data,
-    first steps, the evaluation)."""
+    """Seconds per training step at each stage's size and regularization. Per size, two short trainer runs of `short`
+    and `short + calibration_steps` steps; their difference leaves out what a run pays once (model, data, first steps,
+    the evaluation). The sizes are timed in turn, then again in reverse order, and the faster of the two kept: on a
+    shared machine a slow reading means another job, not the step."""
     short = 2
-    per_step: dict[str, float] = {}
-    for stage in stages_of(args, spec, args.stages):
+    stages = stages_of(args, spec, args.stages)
+    readings: dict[str, list[float]] = {}
+    for stage in [*stages, *reversed(stages)]:
         seconds = []
         for steps in (short, short + args.calibration_steps):
             out_dir = work / f"calibrate-{stage.resolution}-{steps}"
@@ -169,26 +175,31 @@ def calibrate(args: argparse.Namespace, spec: NetSpec, work: Path) -> dict[str, 
             )
             seconds.append(train(config, spec=spec).history[-1]["seconds"])
             shutil.rmtree(out_dir, ignore_errors=True)
-        per_step[str(stage.resolution)] = max(1e-6, (seconds[1] - seconds[0]) / args.calibration_steps)
-        print(f"calibration: {stage.resolution} px, {per_step[str(stage.resolution)]:.3f} s/step", flush=True)
-    return per_step
+        reading = (seconds[1] - seconds[0]) / args.calibration_steps
+        print(f"calibration: {stage.resolution} px, {reading:.3f} s/step", flush=True)
+        if reading > 0:  # the longer run no slower than the shorter: noise larger than the steps, not a reading
+            readings.setdefault(str(stage.resolution), []).append(reading)
+    missing = [str(stage.resolution) for stage in stages if str(stage.resolution) not in readings]
+    if missing:
+        raise RuntimeError(f"calibration gave no reading at {', '.join(missing)} px; raise --calibration-steps")
+    return {size: min(values) for size, values in readings.items()}
 
 
 def equal_time_epochs(args: argparse.Namespace, spec: NetSpec, per_step: dict[str, float]) -> int:
-    """The most progressive epochs whose predicted training time is within the fixed run's (steps per epoch cancel)."""
+    """The most progressive epochs whose calibrated training time is within the fixed run's (steps per epoch cancel)."""
     budget = args.epochs * per_step[str(args.resolution)]
 
     def predicted(epochs: int) -> float:
         return sum((s.end_epoch - s.first_epoch) * per_step[str(s.resolution)] for s in stages_of(args, spec, epochs))
 
     epochs = args.stages
-    while predicted(epochs + 1) <= budget and epochs < 20 * args.epochs:
+    while predicted(epochs + 1) <= budget * 1.0001 and epochs < 20 * args.epochs:
         epochs += 1
     return epochs
 
 
 # -- one run --------------------------------------------------------------------------------------------------------
-def run_one(args: argparse.Namespace, spec: NetSpec, method: str, seed: int, epochs: int, work: Path) -> dict[str, Any]:
+def run_one(args: argparse.Namespace, spec: NetSpec, method: str, seed: int, epochs: int, work: Path, per_step: dict[str, float]) -> dict[str, Any]:
     out_dir = work / f"{method}-s{seed}-e{epochs}"
     shutil.rmtree(out_dir, ignore_errors=True)
     changes = progressive_changes(args, epochs) if method != FIXED else {"epochs": epochs}
@@ -199,20 +210,22 @@ def run_one(args: argparse.Namespace, spec: NetSpec, method: str, seed: int, epo
     result = train(config, spec=spec)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     macs = {r: profile_spec(result.spec, r).macs for r in {args.resolution, *(s.resolution for s in stages or [])}}
-    history, previous_step, image_macs = [], 0, 0.0
+    history, previous_step, image_macs, calibrated = [], 0, 0.0, 0.0
     for row in result.history:
         epoch = row["epoch"] - 1
         resolution = stage_of(stages, epoch).resolution if stages else args.resolution
-        images = (row["step"] - previous_step) * args.batch_size
-        image_macs += images * macs[resolution]
+        steps = row["step"] - previous_step
+        image_macs += steps * args.batch_size * macs[resolution]
+        calibrated += steps * per_step[str(resolution)]
         previous_step = row["step"]
         history.append(
             {
                 "epoch": row["epoch"],
                 "stage": stage_of(stages, epoch).index if stages else 0,
                 "resolution": resolution,
-                "images": images,
-                "seconds": row["seconds"],  # cumulative training seconds
+                "images": steps * args.batch_size,
+                "seconds": row["seconds"],  # cumulative training seconds, measured
+                "calibrated_seconds": calibrated,  # cumulative steps x calibrated seconds per step at their size
                 "image_macs": image_macs,  # cumulative training images x forward MACs at their size
                 "train_loss": row["train_loss"],
                 "val_top1": row["val_top1"],
@@ -240,23 +253,33 @@ def stage_record(stage: Stage) -> dict[str, Any]:
 
 
 # -- the summary ----------------------------------------------------------------------------------------------------
+# Two clocks: "calibrated_seconds" (steps x the calibration's seconds per step: what the budget was set on, untouched by
+# other jobs slowing a run) and "seconds" (the trainer's measured training wall clock).
+CLOCKS = {"calibrated_seconds": "calibrated s", "seconds": "measured s"}
+Runs = dict[str, dict[int, dict[str, Any]]]  # method -> seed -> run
+
+
 def final_top1(run: dict[str, Any]) -> float:
     return run["history"][-1]["val_top1"]
 
 
-def seconds_to_reach(run: dict[str, Any], threshold: float) -> float | None:
-    """Training seconds at the end of the first epoch whose val top-1 reaches `threshold` (None: never)."""
-    return next((row["seconds"] for row in run["history"] if row["val_top1"] >= threshold), None)
+def total(run: dict[str, Any], clock: str) -> float:
+    return run["history"][-1][clock]
 
 
-def top1_at(run: dict[str, Any], seconds: float) -> float | None:
-    """Val top-1 of the last evaluation at or before `seconds` of training (None: none yet)."""
-    reached = [row["val_top1"] for row in run["history"] if row["seconds"] <= seconds * 1.0001]
+def first_reaching(run: dict[str, Any], threshold: float) -> dict[str, Any] | None:
+    """The first epoch's row whose val top-1 reaches `threshold` (None: never)."""
+    return next((row for row in run["history"] if row["val_top1"] >= threshold), None)
+
+
+def top1_at(run: dict[str, Any], seconds: float, clock: str) -> float | None:
+    """Val top-1 of the last evaluation at or before `seconds` of training on `clock` (None: none yet)."""
+    reached = [row["val_top1"] for row in run["history"] if row[clock] <= seconds * 1.0001]
     return reached[-1] if reached else None
 
 
-def by_method(runs: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
-    out: dict[str, dict[int, dict[str, Any]]] = {}
+def by_method(runs: list[dict[str, Any]]) -> Runs:
+    out: Runs = {}
     for run in runs:
         out.setdefault(run["method"], {})[run["seed"]] = run
     return out
@@ -267,11 +290,16 @@ def paired(values: dict[int, float], baseline: dict[int, float]) -> Interval | N
     return mean_ci([values[s] - baseline[s] for s in seeds]) if seeds else None
 
 
+def ratio_text(values: dict[int, float], baseline: dict[int, float]) -> str:
+    """Per-seed ratio values / baseline, mean ± 95% t-interval."""
+    ratios = [values[s] / baseline[s] for s in sorted(set(values) & set(baseline)) if baseline[s]]
+    return mean_ci(ratios).text(2) if ratios else "—"
+
+
 def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: dict[str, Any], args: argparse.Namespace) -> str:
     methods = by_method(runs)
     fixed = methods.get(FIXED, {})
     order = [m for m in (FIXED, PROGRESSIVE, SAME_EPOCHS) if m in methods]
-    seeds = sorted({r["seed"] for r in runs})
     lines = [
         "# Progressive learning against fixed-size training (EfficientNetV2, Algorithm 1)",
         "",
@@ -279,37 +307,32 @@ def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: di
         "",
         "## Final accuracy and cost",
         "",
-        "Val top-1 (%) after the last epoch, mean ± 95% t-interval over seeds; differences paired by seed. Training seconds: wall clock",
-        "of the training steps (evaluations excluded). Image-MACs: training images x forward multiply-adds at their size.",
+        "Val top-1 (%) after the last epoch, mean ± 95% t-interval over seeds; differences and ratios paired by seed. Calibrated s:",
+        "training steps x the calibration's seconds per step at their size (the clock the budget is set on). Measured s: the",
+        "trainer's training wall clock (evaluations excluded), which other jobs on the machine stretch. Image-MACs: training",
+        "images x forward multiply-adds at their size.",
         "",
-        "| method | epochs | seeds | val top-1 | minus fixed (paired) | training s | time / fixed (paired) | process CPU s | image-MACs (10^12) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | epochs | seeds | val top-1 | minus fixed (paired) | calibrated s | measured s | measured / fixed (paired) | process CPU s | image-MACs (10^12) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     fixed_top1 = {s: final_top1(r) for s, r in fixed.items()}
-    fixed_seconds = {s: r["train_seconds"] for s, r in fixed.items()}
+    fixed_measured = {s: total(r, "seconds") for s, r in fixed.items()}
     for method in order:
         rs = methods[method]
         top1 = {s: final_top1(r) for s, r in rs.items()}
-        seconds = {s: r["train_seconds"] for s, r in rs.items()}
         difference = paired(top1, fixed_top1) if method != FIXED else None
-        ratios = [seconds[s] / fixed_seconds[s] for s in sorted(set(seconds) & set(fixed_seconds))]
+        measured = {s: total(r, "seconds") for s, r in rs.items()}
         lines.append(
             f"| {LABELS[method]} | {epochs_text(rs)} | {len(rs)} | {mean_ci(list(top1.values())).text(1)} | "
-            f"{difference.text(1) if difference else '—'} | {mean_ci(list(seconds.values())).text(0)} | "
-            f"{mean_ci(ratios).text(2) if ratios and method != FIXED else '—'} | "
+            f"{difference.text(1) if difference else '—'} | {statistics.fmean(total(r, 'calibrated_seconds') for r in rs.values()):.0f} | "
+            f"{mean_ci(list(measured.values())).text(0)} | {ratio_text(measured, fixed_measured) if method != FIXED else '—'} | "
             f"{mean_ci([r['cpu_seconds'] for r in rs.values()]).text(0)} | "
             f"{statistics.fmean(r['history'][-1]['image_macs'] for r in rs.values()) / 1e12:.2f} |"
         )
-    lines += ["", *time_to_accuracy(methods, order, args.margin), "", *accuracy_at_elapsed(methods, order), "", *throughput(methods, order)]
-    lines += ["", "## Per epoch", "", "Val top-1 (%) and cumulative training seconds of each run, epoch by epoch.", ""]
-    lines += ["| method | seed | val top-1 by epoch | training s by epoch |", "|---|---|---|---|"]
-    for method in order:
-        for seed in seeds:
-            if seed in methods[method]:
-                history = methods[method][seed]["history"]
-                top1 = " ".join(f"{h['val_top1']:.1f}" for h in history)
-                seconds = " ".join(f"{h['seconds']:.0f}" for h in history)
-                lines.append(f"| {LABELS[method]} | {seed} | {top1} | {seconds} |")
+    lines += ["", *time_to_accuracy(methods, order, args.margin)]
+    for clock in CLOCKS:
+        lines += ["", *accuracy_at_elapsed(methods, order, clock)]
+    lines += ["", *throughput(methods, order, calibration, args.batch_size), "", *per_epoch(methods, order)]
     lines += ["", "## Reading", "", reading(methods, args.margin)]
     return "\n".join(lines) + "\n"
 
@@ -318,52 +341,46 @@ def epochs_text(runs: dict[int, dict[str, Any]]) -> str:
     return "/".join(str(e) for e in sorted({r["epochs"] for r in runs.values()}))
 
 
-def time_to_accuracy(methods: dict[str, dict[int, dict[str, Any]]], order: list[str], margin: float) -> list[str]:
-    """Seconds (and image-MACs) to reach the fixed run's final top-1 minus `margin` points, per seed."""
+def time_to_accuracy(methods: Runs, order: list[str], margin: float) -> list[str]:
+    """Time (both clocks) and image-MACs to reach the fixed run's final top-1 minus `margin` points, per seed."""
     fixed = methods.get(FIXED, {})
     lines = [
         "## Time to accuracy",
         "",
-        f"Training seconds until val top-1 first reaches the fixed run's final top-1 minus {margin:g} points (per seed; evaluated after",
-        "each epoch, so a time is the end of an epoch). Mean ± 95% t-interval over the seeds that reached it.",
+        f"Training time until val top-1 first reaches the same seed's fixed-run final top-1 minus {margin:g} points (evaluated after",
+        "each epoch, so a time is the end of an epoch). Mean ± 95% t-interval over the seeds that reached it; ratios paired by seed.",
         "",
-        "| method | reached | training s | time / fixed (paired) | image-MACs (10^12) |",
-        "|---|---|---|---|---|",
+        "| method | reached | calibrated s | calibrated / fixed | measured s | measured / fixed | image-MACs (10^12) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    fixed_times: dict[int, float] = {}
+    fixed_times: dict[str, dict[int, float]] = {clock: {} for clock in CLOCKS}
     for method in order:
-        times, costs = {}, []
-        for seed, run in methods[method].items():
-            if seed not in fixed:
-                continue
-            threshold = final_top1(fixed[seed]) - margin
-            reached = next((row for row in run["history"] if row["val_top1"] >= threshold), None)
-            if reached is not None:
-                times[seed] = reached["seconds"]
-                costs.append(reached["image_macs"])
+        rows = {seed: first_reaching(run, final_top1(fixed[seed]) - margin) for seed, run in methods[method].items() if seed in fixed}
+        reached = {seed: row for seed, row in rows.items() if row is not None}
+        if not reached:
+            lines.append(f"| {LABELS[method]} | 0 of {len(rows)} | — | — | — | — | — |")
+            continue
+        times = {clock: {seed: row[clock] for seed, row in reached.items()} for clock in CLOCKS}
         if method == FIXED:
             fixed_times = times
-        ratios = [times[s] / fixed_times[s] for s in sorted(set(times) & set(fixed_times))]
-        total = sum(1 for s in methods[method] if s in fixed)
-        lines.append(
-            f"| {LABELS[method]} | {len(times)} of {total} | {mean_ci(list(times.values())).text(0) if times else '—'} | "
-            f"{mean_ci(ratios).text(2) if ratios and method != FIXED else '—'} | "
-            f"{statistics.fmean(costs) / 1e12:.2f} |"
-            if costs
-            else f"| {LABELS[method]} | 0 of {total} | — | — | — |"
-        )
+        cells = []
+        for clock in CLOCKS:
+            cells += [mean_ci(list(times[clock].values())).text(0), ratio_text(times[clock], fixed_times[clock]) if method != FIXED else "—"]
+        macs = statistics.fmean(row["image_macs"] for row in reached.values()) / 1e12
+        lines.append(f"| {LABELS[method]} | {len(reached)} of {len(rows)} | " + " | ".join(cells) + f" | {macs:.2f} |")
     return lines
 
 
-def accuracy_at_elapsed(methods: dict[str, dict[int, dict[str, Any]]], order: list[str]) -> list[str]:
-    """Val top-1 at fractions of each seed's fixed-run training time: the curves compared at equal elapsed seconds."""
+def accuracy_at_elapsed(methods: Runs, order: list[str], clock: str) -> list[str]:
+    """Val top-1 at fractions of each seed's fixed-run training time on `clock`: the curves at equal elapsed time."""
     fixed = methods.get(FIXED, {})
     heads = " | ".join(f"{f:.0%} of fixed's time" for f in ELAPSED_FRACTIONS)
+    what = "calibrated" if clock == "calibrated_seconds" else "measured"
     lines = [
-        "## Accuracy at equal elapsed time",
+        f"## Accuracy at equal elapsed time ({what} clock)",
         "",
-        "Val top-1 (%) of the last evaluation at or before a fraction of the same seed's fixed-run training time (mean ± 95%",
-        "t-interval; '—' where some seed had no evaluation yet). The last column is the strict equal-clock comparison.",
+        f"Val top-1 (%) of the last evaluation at or before a fraction of the same seed's fixed-run training time, {what}",
+        "(mean ± 95% t-interval; '—' where some seed had no evaluation by then). The last column is the equal-budget comparison.",
         "",
         f"| method | {heads} |",
         "|---|" + "---|" * len(ELAPSED_FRACTIONS),
@@ -371,37 +388,43 @@ def accuracy_at_elapsed(methods: dict[str, dict[int, dict[str, Any]]], order: li
     for method in order:
         cells = []
         for fraction in ELAPSED_FRACTIONS:
-            values = [top1_at(run, fraction * fixed[seed]["train_seconds"]) for seed, run in methods[method].items() if seed in fixed]
-            cells.append(mean_ci([v for v in values if v is not None]).text(1) if values and None not in values else "—")
+            values = [top1_at(run, fraction * total(fixed[seed], clock), clock) for seed, run in methods[method].items() if seed in fixed]
+            known = [v for v in values if v is not None]
+            cells.append(mean_ci(known).text(1) if known and len(known) == len(values) else "—")
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     return lines
 
 
-def throughput(methods: dict[str, dict[int, dict[str, Any]]], order: list[str]) -> list[str]:
-    """Training images per second per stage (mean over seeds), beside the analytic cost per image."""
+def throughput(methods: Runs, order: list[str], calibration: dict[str, Any], batch_size: int) -> list[str]:
+    """Training images per second per stage, measured (mean over seeds) and calibrated, beside the analytic cost."""
     lines = [
         "## Throughput per stage",
         "",
-        "Training images per second of each stage (its images over its training seconds; mean ± 95% t-interval over seeds),",
-        "the forward multiply-adds per image at its size, and the speed relative to the fixed run at the final size.",
+        "Training images per second of each stage: measured (its images over its measured training seconds; mean ± 95%",
+        "t-interval over seeds) and calibrated (batch over the calibration's seconds per step), the calibrated speed relative",
+        "to the final size, and the forward multiply-adds per image.",
         "",
-        "| method | stage | size (px) | epochs | images/s | relative speed | forward MMACs per image |",
-        "|---|---|---|---|---|---|---|",
+        "| method | stage | size (px) | epochs | measured images/s | calibrated images/s | calibrated speed vs final size | forward MMACs per image |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    fixed_speed = statistics.fmean(_stage_speeds(run)[0] for run in methods[FIXED].values()) if FIXED in methods else None
+    per_step = calibration["per_step_seconds"]
+    final_size = max(int(size) for size in per_step)
     for method in order:
         runs = list(methods[method].values())
         for stage in sorted({h["stage"] for r in runs for h in r["history"]}):
-            speeds = [_stage_speeds(run)[stage] for run in runs if stage in _stage_speeds(run)]
+            speeds = [stage_speeds(run)[stage] for run in runs if stage in stage_speeds(run)]
             rows = [h for h in runs[0]["history"] if h["stage"] == stage]
             size = rows[0]["resolution"]
-            relative = f"{statistics.fmean(speeds) / fixed_speed:.2f}x" if fixed_speed else "—"
+            calibrated = batch_size / per_step[str(size)]
+            relative = per_step[str(final_size)] / per_step[str(size)]
             macs = runs[0]["macs_per_image"][str(size)] / 1e6
-            lines.append(f"| {LABELS[method]} | {stage + 1} | {size} | {len(rows)} | {mean_ci(speeds).text(1)} | {relative} | {macs:.0f} |")
+            lines.append(
+                f"| {LABELS[method]} | {stage + 1} | {size} | {len(rows)} | {mean_ci(speeds).text(1)} | {calibrated:.1f} | {relative:.2f}x | {macs:.0f} |"
+            )
     return lines
 
 
-def _stage_speeds(run: dict[str, Any]) -> dict[int, float]:
+def stage_speeds(run: dict[str, Any]) -> dict[int, float]:
     images: dict[int, int] = {}
     seconds: dict[int, float] = {}
     previous = 0.0
@@ -412,6 +435,26 @@ def _stage_speeds(run: dict[str, Any]) -> dict[int, float]:
     return {stage: images[stage] / seconds[stage] for stage in images}
 
 
+def per_epoch(methods: Runs, order: list[str]) -> list[str]:
+    lines = [
+        "## Per epoch",
+        "",
+        "Val top-1 (%), cumulative calibrated and measured training seconds of each run, epoch by epoch.",
+        "",
+        "| method | seed | val top-1 by epoch | calibrated s | measured s | 1-min load average before, after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in order:
+        for seed, run in sorted(methods[method].items()):
+            history = run["history"]
+            top1 = " ".join(f"{h['val_top1']:.1f}" for h in history)
+            calibrated = " ".join(f"{h['calibrated_seconds']:.0f}" for h in history)
+            measured = " ".join(f"{h['seconds']:.0f}" for h in history)
+            load = f"{run['load_average'][0]:.1f}, {run['load_average'][3]:.1f}"
+            lines.append(f"| {LABELS[method]} | {seed} | {top1} | {calibrated} | {measured} | {load} |")
+    return lines
+
+
 def setup_text(setup: dict[str, Any], calibration: dict[str, Any], runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     params = runs[0]["params"] if runs else 0
     per_step = ", ".join(f"{r} px {s:.3f}" for r, s in sorted(calibration["per_step_seconds"].items(), key=lambda item: int(item[0])))
@@ -420,18 +463,19 @@ def setup_text(setup: dict[str, Any], calibration: dict[str, Any], runs: list[di
         [
             f"From scratch on `{setup['data']}` ({describe_caps(setup)}), model `{setup['model']}` ({params / 1e6:.2f} M parameters), "
             f"batch {setup['batch_size']}, the proxy preset (AdamW 3e-3, cosine, 0.2 warm-up epochs, BN momentum 0.1), "
-            "RandAugment, EMA off, label smoothing 0.1.",
+            f"random-resized crops of {setup['crop_min_area'] or 0.08:g} to 1 of the image, RandAugment, EMA off, label smoothing 0.1.",
             f"Fixed: {setup['epochs']} epochs at {setup['resolution']} px with RandAugment magnitude {setup['magnitude'][1]:g}, "
             f"mixup {setup['mixup'][1]:g}, dropout {setup['dropout'][1]:g}. "
             f"Progressive: {setup['stages']} stages from {setup['start_resolution']} to {setup['resolution']} px, magnitude "
             f"{setup['magnitude'][0]:g} to {setup['magnitude'][1]:g}, mixup {setup['mixup'][0]:g} to {setup['mixup'][1]:g}, dropout "
             f"{setup['dropout'][0]:g} to {setup['dropout'][1]:g}; evaluation always at {setup['resolution']} px.",
-            f"Equal time: calibrated seconds per training step ({per_step}) gave the progressive run "
+            f"Equal time: the calibration's seconds per training step ({per_step}) gave the progressive run "
             f"{calibration['progressive_epochs']} epochs for the fixed run's {setup['epochs']}.",
             f"Machine: {os.cpu_count()} CPU cores, {setup['threads']} torch threads, no loader workers, torch {torch.__version__}, "
             f"Python {platform.python_version()}; shared with other jobs (1-minute load average at the start of a run: "
-            f"{min(load, default=0):.1f} to {max(load, default=0):.1f}), every run under the shared CPU lock.",
-            f"Made with `{command_line(args)}`; every run is a line of `runs.jsonl`.",
+            f"{min(load, default=0):.1f} to {max(load, default=0):.1f}; about 2 is this job alone), every run under the shared CPU lock,",
+            "which not every job on the machine takes.",
+            f"Made with `{command_line()}`; every run is a line of `runs.jsonl`.",
         ]
     )
 
@@ -442,47 +486,49 @@ def describe_caps(setup: dict[str, Any]) -> str:
     return f"{train_cap}, {val_cap}"
 
 
-def command_line(args: argparse.Namespace) -> str:
+def command_line() -> str:
     return "python benchmarks/progressive_learning.py " + " ".join(sys.argv[1:])
 
 
-def reading(methods: dict[str, dict[int, dict[str, Any]]], margin: float) -> str:
+def reading(methods: Runs, margin: float) -> str:
     """The result beside the paper's claim, in words that follow the intervals."""
     claim = (
-        "The paper's claim (Tan & Le 2021, Section 4.2, Algorithm 1): progressive learning with adaptive "
-        "regularization trains faster at equal or better accuracy."
+        "The paper's claim (Tan & Le 2021, Section 4.2, Algorithm 1): progressive learning with adaptive regularization trains "
+        "faster at equal or better accuracy."
     )
     fixed = methods.get(FIXED)
     if not fixed or PROGRESSIVE not in methods:
         return claim + " Not enough runs yet to compare."
     fixed_top1 = {s: final_top1(r) for s, r in fixed.items()}
     progressive = methods[PROGRESSIVE]
-    difference = paired({s: final_top1(r) for s, r in progressive.items()}, fixed_top1)
+    top1 = {s: final_top1(r) for s, r in progressive.items()}
+    difference = paired(top1, fixed_top1)
     assert difference is not None
-    ratio = mean_ci([progressive[s]["train_seconds"] / fixed[s]["train_seconds"] for s in progressive if s in fixed])
+    measured = ratio_text({s: total(r, "seconds") for s, r in progressive.items()}, {s: total(r, "seconds") for s, r in fixed.items()})
     parts = [
         claim,
-        f"Here, at an equal training-time budget (measured ratio {ratio.text(2)}), progressive learning ended at "
-        f"{mean_ci(list(({s: final_top1(r) for s, r in progressive.items()}).values())).text(1)}% against "
-        f"{mean_ci(list(fixed_top1.values())).text(1)}% for fixed-size training: {verdict(difference)}.",
+        f"Here, at an equal calibrated training-time budget (measured wall-clock ratio {measured}), progressive learning ended at "
+        f"{mean_ci(list(top1.values())).text(1)}% against {mean_ci(list(fixed_top1.values())).text(1)}% for fixed-size training: "
+        f"{verdict(difference)}.",
     ]
-    reached = {s: seconds_to_reach(r, fixed_top1[s] - margin) for s, r in progressive.items() if s in fixed}
-    fixed_times = {s: seconds_to_reach(fixed[s], fixed_top1[s] - margin) for s in reached}
-    ratios = [reached[s] / fixed_times[s] for s in reached if reached[s] is not None and fixed_times[s]]
+    reached = {s: first_reaching(r, fixed_top1[s] - margin) for s, r in progressive.items() if s in fixed}
+    fixed_reached = {s: first_reaching(fixed[s], fixed_top1[s] - margin) for s in reached}
+    ratios = {s: row["calibrated_seconds"] for s, row in reached.items() if row is not None}
+    baseline = {s: row["calibrated_seconds"] for s, row in fixed_reached.items() if row is not None}
     if ratios:
         parts.append(
-            f"It reached the fixed run's final accuracy minus {margin:g} points in {len(ratios)} of {len(reached)} seeds, "
-            f"after {mean_ci(ratios).text(2)} of the fixed run's time to the same point."
+            f"It reached the fixed run's final accuracy minus {margin:g} points in {len(ratios)} of {len(reached)} seeds, after "
+            f"{ratio_text(ratios, baseline)} of the fixed run's calibrated time to the same point."
         )
     else:
         parts.append(f"It did not reach the fixed run's final accuracy minus {margin:g} points in any seed.")
     if SAME_EPOCHS in methods:
         same = methods[SAME_EPOCHS]
         same_difference = paired({s: final_top1(r) for s, r in same.items()}, fixed_top1)
-        same_ratio = mean_ci([same[s]["train_seconds"] / fixed[s]["train_seconds"] for s in same if s in fixed])
         assert same_difference is not None
+        same_ratio = ratio_text({s: total(r, "calibrated_seconds") for s, r in same.items()}, {s: total(r, "calibrated_seconds") for s, r in fixed.items()})
         parts.append(
-            f"Over the same epochs (the paper's framing) it took {same_ratio.text(2)} of the fixed run's training time and ended {verdict(same_difference)}."
+            f"Over the same epochs (the paper's framing) it took {same_ratio} of the fixed run's calibrated training time and ended {verdict(same_difference)}."
         )
     return " ".join(parts)
 
@@ -509,13 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="efficientnetv2_b0", help="effnet model name (trained from scratch)")
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier on --model")
     parser.add_argument("--depth", type=float, default=1.0, help="depth multiplier on --model")
-    parser.add_argument("--resolution", type=int, default=128, help="final image size (fixed training's size, evaluation's size)")
+    parser.add_argument("--resolution", type=int, default=96, help="final image size (fixed training's size, evaluation's size)")
     parser.add_argument("--start-resolution", type=int, default=0, help="progressive: the first stage's size (0: half the final)")
     parser.add_argument("--stages", type=int, default=4, help="progressive: stages (the paper's M)")
-    parser.add_argument("--epochs", type=int, default=7, help="fixed training's epochs")
+    parser.add_argument("--epochs", type=int, default=10, help="fixed training's epochs")
     parser.add_argument("--progressive-epochs", type=int, default=0, help="progressive's epochs instead of calibrating (0: calibrate)")
     parser.add_argument("--same-epochs", action="store_true", help="also run progressive learning over the fixed run's epochs")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--crop-min-area", type=float, default=0.0, help="smallest random-resized-crop area, both methods (0: 0.08, photos' default)")
     parser.add_argument("--magnitude", type=float, default=9.0, help="final RandAugment magnitude (torchvision's 0-30 scale)")
     parser.add_argument("--start-magnitude", type=float, default=5.0)
     parser.add_argument("--mixup", type=float, default=0.0, help="final mixup alpha (EfficientNetV2-S: 0)")
@@ -546,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     if calibration is None:
         per_step = calibrate(args, spec, args.work)
         epochs = args.progressive_epochs or equal_time_epochs(args, spec, per_step)
-        calibration = {"kind": "calibration", "per_step_seconds": per_step, "progressive_epochs": epochs}
+        calibration = {"kind": "calibration", "per_step_seconds": per_step, "progressive_epochs": epochs, "load_average": os.getloadavg()}
         append(calibration)
     planned = {FIXED: args.epochs, PROGRESSIVE: calibration["progressive_epochs"]}
     if args.same_epochs:
@@ -557,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         for method, epochs in planned.items():  # fixed first, so that a seed's pair runs back to back on the same machine state
             if (method, seed, epochs) in done:
                 continue
-            run = run_one(args, spec, method, seed, epochs, args.work)
+            run = run_one(args, spec, method, seed, epochs, args.work, calibration["per_step_seconds"])
             append({"kind": "run", **run})
             top = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
             print(
