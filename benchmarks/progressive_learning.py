@@ -49,7 +49,7 @@ from effnet._io import atomic_write_text
 from effnet.profile import profile_spec
 from effnet.scaling import scale
 from effnet.spec import NetSpec
-from effnet.study.stats import Interval, mean_ci
+from effnet.study.stats import Interval, mean_ci, paired_difference
 from effnet.train.config import TrainConfig, preset
 from effnet.train.progressive import Stage, schedule, stage_of
 from effnet.train.trainer import train
@@ -286,8 +286,8 @@ def by_method(runs: list[dict[str, Any]]) -> Runs:
 
 
 def paired(values: dict[int, float], baseline: dict[int, float]) -> Interval | None:
-    seeds = sorted(set(values) & set(baseline))
-    return mean_ci([values[s] - baseline[s] for s in seeds]) if seeds else None
+    """The study's paired difference over the seeds both have; None when they share none (yet)."""
+    return paired_difference(values, baseline) if set(values) & set(baseline) else None
 
 
 def ratio_text(values: dict[int, float], baseline: dict[int, float]) -> str:
