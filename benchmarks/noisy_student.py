@@ -18,7 +18,7 @@ t-interval over seeds) and the paired differences, with the paper's claim beside
 rerun the same command after a kill; finished seeds are read back from OUT/results.jsonl.
 
     python benchmarks/noisy_student.py --data /work/data/flowers5 --seeds 0 1 2 --out benchmarks/results/noisy_student
-    python benchmarks/noisy_student.py --synthetic 800 --seeds 0 1 2 --out runs/ns-synthetic --work runs/ns-synthetic   # the synthetic task as image folders
+    python benchmarks/noisy_student.py --synthetic 800 --seeds 0 1 2 --out runs/ns-synthetic --work runs/ns-synthetic   # the shapes proxy task as image folders
 
 The defaults fit 2 CPU cores (pretrained Lite0 at 128 px, 150 steps of 16 images per training); scale up with
 --resolution, --steps, --batch-size, --student, --iterations.
@@ -89,20 +89,14 @@ def split(data: Path, out: Path, seed: int, fraction: float, val_cap: int) -> tu
 
 
 def synthetic_folders(out: Path, train: int, classes: int = 4) -> Path:
-    """The synthetic proxy task (effnet.data.synthetic) written as PNG folders: `train` training and train/4 validation images."""
-    from PIL import Image
-
-    from effnet.data import SyntheticProxy
+    """The shapes proxy task (effnet.data.shapes, which small networks learn at batch 32) written as PNG folders:
+    `train` training and train/4 validation images."""
+    from effnet.data import ShapesTask
 
     if (out / "done").is_file():
         return out
     for split_name, count in (("train", train), ("val", max(classes, train // 4))):
-        data = SyntheticProxy(split_name, num_samples=count, num_classes=classes, seed=0)
-        for index in range(count):
-            image, label = data[index]
-            folder = out / split_name / f"class{label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{index:05d}.png")
+        ShapesTask(split_name, num_samples=count, num_classes=classes, seed=0).write_folder(out)
     (out / "done").write_text("")
     return out
 
@@ -214,7 +208,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The Markdown table: each run's top-1 (mean ± 95% CI over seeds), the paired differences, the paper's claim beside them."""
     n = len(rows)
     lines = [
-        f"Noisy Student, controlled: {args.data or f'synthetic task ({args.synthetic} images)'}, {100 * args.labeled_fraction:g}% of the training "
+        f"Noisy Student, controlled: {args.data or f'the shapes proxy task ({args.synthetic} images, 4 classes)'}, {100 * args.labeled_fraction:g}% of the training "
         f"labels kept; teacher {args.teacher}, student {args.student}, {args.resolution} px, {args.steps} steps of {args.batch_size} images "
         f"per training, {args.iterations} iteration(s), {n} seeds ({', '.join(str(r['seed']) for r in rows)}; 95% t-intervals).",
         "",
@@ -238,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="image folders DATA/train/CLASS and DATA/val/CLASS")
-    source.add_argument("--synthetic", type=int, metavar="N", help="use the synthetic proxy task, written as N training images (4 classes)")
+    source.add_argument("--synthetic", type=int, metavar="N", help="use the shapes proxy task, written as N training images (4 classes: relation x texture)")
     parser.add_argument("--labeled-fraction", type=float, default=0.1, help="share of each class's training images that keep their labels")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--teacher", default="efficientnet_lite0", help="a model name with pretrained weights (fine-tuned on the labelled part)")

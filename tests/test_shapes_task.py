@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torchvision.datasets import ImageFolder
 
 from effnet.data import build_datasets
 from effnet.data.shapes import CHUNK, MAX_CLASSES, ShapesTask, class_factors, render
@@ -72,3 +77,15 @@ def test_build_datasets_and_options_know_the_shapes_task() -> None:
     assert image.shape == (3, 64, 64) and image.dtype == torch.float32 and label == 3
     assert task_classes({"dataset": "shapes"}) == 16 and task_classes({"dataset": "synthetic"}) == 10
     assert TrainConfig(dataset="shapes").sample_counts() == (2000, 500)
+
+
+def test_a_split_written_as_folders_reads_back_as_the_same_images_and_labels(tmp_path) -> None:
+    task = ShapesTask("val", num_samples=8, num_classes=4, seed=3)
+    folder = task.write_folder(tmp_path)
+    read = ImageFolder(str(folder))
+    assert sorted(read.classes) == sorted(task.classes) and len(read) == 8
+    for path, index in read.samples:
+        sample = int(Path(path).stem)
+        assert read.classes[index] == task.classes[sample % 4]
+        pixels = torch.from_numpy(np.asarray(Image.open(path))).permute(2, 0, 1)
+        assert torch.equal(pixels, task[sample][0])  # PNG is lossless: the very pixels

@@ -32,6 +32,7 @@ What it is not
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -213,6 +214,22 @@ class ShapesTask(Dataset):
             "the stripes need resolution, the marker's side needs receptive field, the shapes need capacity; "
             "a stand-in for scaling studies, not a substitute for real data"
         )
+
+    def write_folder(self, root: str | Path) -> Path:
+        """Writes the split as PNG files in `root/<split>/<class name>/`, the image-folder layout every command reads.
+
+        For trying folder-based commands (`finetune`, `noisy-student`, progressive training) on a task with
+        known structure; files are named by sample index, so a rerun overwrites the same files."""
+        from PIL import Image
+
+        folder = Path(root) / self.split
+        for name in self.classes:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        for index in range(self.num_samples):
+            image = self.chunk(index // CHUNK)[index % CHUNK]
+            name = self.classes[index % self.num_classes]
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / name / f"{index:05d}.png")
+        return folder
 
     def __repr__(self) -> str:
         return f"ShapesTask(split={self.split!r}, num_samples={self.num_samples}, num_classes={self.num_classes}, native_resolution={self.native_resolution}, seed={self.seed})"
