@@ -12,7 +12,7 @@ import pytest
 from effnet.profile import profile_spec
 from effnet.spec import NetSpec
 from effnet.study.scaling_study import PRESETS, baseline_of, plan, run_study
-from effnet.study.stats import _t_quantile_bisect, mean_ci, paired_difference, t_quantile
+from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
 from effnet.study.training import evaluate_candidate
 from effnet.trials import TrialsError
 
@@ -56,6 +56,32 @@ def test_t_interval_matches_a_hand_computation():
     # paired: differences 2, 4, 3 (seed 3 only in one of them, left out): mean 3, std 1, half 4.302653 / sqrt(3)
     diff = paired_difference({0: 52.0, 1: 55.0, 2: 50.0, 3: 99.0}, {0: 50.0, 1: 51.0, 2: 47.0})
     assert (diff.mean, diff.n) == (3.0, 3) and diff.half_width == pytest.approx(4.302653 / math.sqrt(3), abs=1e-5)
+
+
+def test_detectable_difference_is_the_planning_formula_and_has_its_power():
+    # std 10 over 6 seeds: (t(0.975, 5) + t(0.8, 5)) * 10 / sqrt(6), t values from tables (2.570582, 0.919544)
+    spread = mean_ci([0.0, 10.0, 20.0, 5.0, 15.0, 10.0])
+    assert spread.std == pytest.approx(7.071068, abs=1e-5)
+    assert detectable_difference(spread) == pytest.approx((2.570582 + 0.919544) * 7.071068 / math.sqrt(6), abs=1e-4)
+    assert math.isnan(detectable_difference(mean_ci([3.0])))
+    # Monte Carlo: paired differences with that true mean and spread are called significant about 80% of the time
+    # (a little less: the formula stands the central t in for the noncentral one)
+    import torch
+
+    generator, n, std = torch.Generator().manual_seed(0), 6, 7.0
+    shift = detectable_difference(dataclasses.replace(spread, std=std))
+    draws = shift + std * torch.randn(4000, n, generator=generator)
+    half = t_quantile(0.975, n - 1) * draws.std(dim=1) / math.sqrt(n)
+    power = ((draws.mean(dim=1) - half) > 0).float().mean().item()
+    assert 0.74 < power < 0.84, power
+
+
+def test_seeds_for_half_width_is_the_fewest_that_reach_it():
+    # std 10, half width 4: n = 27 gives t(0.975, 26) * 10 / sqrt(27) = 3.956, n = 26 gives 4.039
+    assert seeds_for_half_width(10.0, 4.0) == 27
+    assert seeds_for_half_width(1.0, 4.0) == 3 and seeds_for_half_width(0.1, 4.0) == 2 and seeds_for_half_width(1e6, 1.0, most=50) == 50
+    with pytest.raises(ValueError, match="half_width"):
+        seeds_for_half_width(1.0, 0.0)
 
 
 @pytest.mark.parametrize("name", ["mini", "small", "gpu"])
@@ -114,6 +140,30 @@ def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
     assert [p.scores for p in again.points] == [p.scores for p in result.points]
     runs = json.loads((out / "study.json").read_text())["runs"]
     assert len(runs) == 1 and runs[0]["runs_trained_now"] == len(unique) * 2  # the resume trained nothing: the first run's record stays
+
+
+def noisy_training(params: dict) -> dict:
+    """fake_training plus seeded per-(network, seed) noise of std 3: paired differences then have a spread to resolve."""
+    import random
+
+    result = fake_training(params)
+    return {**result, "top1": result["top1"] + random.Random(f"{params['label']}-{params['seed']}").gauss(0.0, 3.0)}
+
+
+def test_the_stopping_rule_grows_the_seeds_until_every_comparison_is_resolved(tmp_path):
+    log = tmp_path / "calls.txt"
+    options = {"workers": 1, "parts": ("table3",), "train": {"log": str(log)}, "progress": False, "log": None, "evaluate": noisy_training}
+    result = run_study(TINY, out_dir=tmp_path / "study", until_half_width=4.0, max_seeds=40, **options)
+    diffs = [r["compound_minus"] for r in result.matched_rows() if "compound_minus" in r]
+    assert len(result.seeds) > TINY.seeds and all(d.half_width <= 4.0 and d.n == len(result.seeds) for d in diffs)
+    assert result.stopping["met"] and result.stopping["seeds"] == len(result.seeds)
+    networks = len({p.key for p in result.points})
+    assert len(log.read_text().splitlines()) == networks * len(result.seeds)  # each round trained only its new seeds
+    assert "Stopping rule, fixed before the run: seeds grow until every compound - row 95% half-width <= 4" in (tmp_path / "study" / "report.md").read_text()
+    capped = run_study(TINY, out_dir=tmp_path / "capped", until_half_width=0.01, max_seeds=3, **options)
+    assert len(capped.seeds) == 3 and not capped.stopping["met"] and "3 seeds reached" in capped.stopping["reason"]
+    with pytest.raises(ValueError, match="needs the table3 part"):
+        run_study(TINY, out_dir=tmp_path / "x", until_half_width=4.0, **{**options, "parts": ("fig3",)})
 
 
 def test_only_the_parts_asked_for(tmp_path):
@@ -177,8 +227,23 @@ def test_verdict_says_when_nothing_was_learned():
         p.scores = {s: 27.0 + s + (2.0 if p.label == "compound" else 0.0) for s in range(3)}
     result = StudyResult(TINY, baseline, points, [0, 1, 2], 1.2, 1.1, 1.15, "synthetic")
     lines = verdict(result)
-    assert "compound − width only: 2.0 ± 0.0 points top-1 over 3 seeds (the 95% interval excludes 0: compound is better)" in lines[1]
+    assert "compound − width only: 2.0 ± 0.0 points top-1 over 3 seeds (the 95% interval excludes 0: compound is better;" in lines[1]
     assert lines[-1].startswith("- Caution: the best network's mean top-1 is 30.0%, within 10 points of chance (25%)")
+
+
+def test_verdict_names_the_smallest_detectable_difference_and_the_seeds_to_resolve():
+    from effnet.study.report import verdict
+    from effnet.study.scaling_study import StudyResult
+
+    baseline = baseline_of(TINY, None, 4)
+    points = plan(dataclasses.replace(TINY, width=(), depth=(), resolution=(), fig4_settings=()), baseline)
+    for p in points:  # compound - every row: 0, 10, 20 over seeds 0-2 (mean 10, std 10)
+        p.scores = {s: 60.0 + (10.0 * s if p.label == "compound" else 0.0) for s in range(3)}
+    lines = verdict(StudyResult(TINY, baseline, points, [0, 1, 2], 1.2, 1.1, 1.15, "shapes"))
+    # (t(0.975, 2) + t(0.8, 2)) * 10 / sqrt(3) = (4.302653 + 1.060660) * 5.773503 = 30.97
+    assert "compound − width only: 10.0 ± 24.8 points" in lines[1] and "detect 80% of the time: 31.0 points" in lines[1]
+    # std 10 needs 27 seeds for a 4-point half-width (test_seeds_for_half_width_is_the_fewest_that_reach_it)
+    assert lines[-1].startswith("- Resolution: the widest half-width is 24.8 points") and "about 27 seeds" in lines[-1]
 
 
 def test_users_dataset_and_baseline(tmp_path):

@@ -24,7 +24,10 @@ BUDGET_OPTIONS = (
 
 GRID = ResumableOptions("grid-search", "grid search", "trials.json", may_change={"workers", "threads", "ray_address", "progress"}, not_saved={"list", "json"})
 STUDY = ResumableOptions(
-    "study scaling", "scaling study", "trials.json", may_change={"workers", "threads", "ray_address", "progress", "seeds", "parts", "targets"}
+    "study scaling",
+    "scaling study",
+    "trials.json",
+    may_change={"workers", "threads", "ray_address", "progress", "seeds", "parts", "targets", "until_half_width", "max_seeds"},
 )
 
 
@@ -92,6 +95,14 @@ def add_study_commands(command: Any) -> None:
     add(s, "--dataset", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown="the preset's")
     add(s, "--data-dir", default="", help="dataset root (folder, cifar)")
     add(s, "--seeds", type=int, help="seeds per network", shown="the preset's")
+    add(
+        s,
+        "--until-half-width",
+        type=float,
+        metavar="POINTS",
+        help="stopping rule: after --seeds, add seeds until every Table 3 'compound - row' 95%% half-width is <= POINTS",
+    )
+    add(s, "--max-seeds", type=int, default=30, help="the stopping rule's cap on seeds per network")
     add(s, "--targets", type=float, nargs="+", help="matched-MACs targets as multiples of the baseline's MACs", shown="the preset's")
     add(
         s,
@@ -275,6 +286,8 @@ def run_study_scaling(args: argparse.Namespace) -> int:
             gamma=v.gamma,
             targets=v.targets,
             parts=v.parts,
+            until_half_width=v.until_half_width,
+            max_seeds=v.max_seeds,
             **_execution(run, STUDY.payload(v, baseline_spec=baseline_dict)),
         )
     print("\n".join(verdict(result)))

@@ -12,6 +12,7 @@ from effnet._io import atomic_write, atomic_write_text
 if TYPE_CHECKING:
     from effnet.study.results import Point, StudyResult
 
+RESOLVE_POINTS = 4.0  # the half-width (top-1 points) the verdict counts seeds for: what separates the rows of Table 3
 LEARNED_MARGIN = 10.0  # top-1 points above chance below which the verdict warns that nothing much was learned
 PLOTS = {"fig3": "fig3_single_dimension.png", "fig4": "fig4_width_at_depth_resolution.png", "table3": "table3_matched_macs.png"}
 
@@ -48,6 +49,8 @@ def markdown(result: StudyResult) -> str:
         + (")." if n > 1 else "; no interval with one seed)."),
         "MACs are multiply-adds of the trained network (the paper's FLOPS).",
     ]
+    if result.stopping:
+        lines.insert(-1, f"Stopping rule, fixed before the run: {result.stopping['rule']}. It stopped because {result.stopping['reason']}.")
     if any(result.part(dim) for dim in ("width", "depth", "resolution")):
         lines += _fig3_lines(result)
     if result.part("fig4"):
@@ -144,8 +147,11 @@ def _train_of(result: StudyResult) -> dict[str, Any]:
 
 
 def verdict(result: StudyResult) -> list[str]:
-    """Plain sentences: did compound beat each single dimension at matched MACs, by how much, and is it beyond the seeds' spread."""
-    out = []
+    """Plain sentences: did compound beat each single dimension at matched MACs, by how much, is it beyond the seeds'
+    spread, and the smallest difference the run could have detected."""
+    from effnet.study.stats import detectable_difference, seeds_for_half_width
+
+    out, spreads = [], []
     for row in result.matched_rows():
         p, diff = row["point"], row.get("compound_minus")
         if diff is None or p.label == "compound":
@@ -159,8 +165,19 @@ def verdict(result: StudyResult) -> list[str]:
         else:
             sure = "the 95% interval includes 0: no significant difference"
         who = "the baseline" if p.part == "baseline" else p.label
-        out.append(f"- At {_m(row['target_macs'])} MACs, compound − {who}: {diff.text(1)} points top-1 over {diff.n} seeds ({sure}).")
+        detectable = detectable_difference(diff)
+        power = "" if math.isnan(detectable) else f"; the smallest difference these seeds detect 80% of the time: {detectable:.1f} points"
+        out.append(f"- At {_m(row['target_macs'])} MACs, compound − {who}: {diff.text(1)} points top-1 over {diff.n} seeds ({sure}{power}).")
+        spreads.append(diff)
     out = out or ["- No matched-MACs comparison finished."]
+    if spreads and all(d.n >= 2 and not math.isnan(d.std) for d in spreads):
+        widest = max(spreads, key=lambda d: d.half_width)
+        if widest.half_width > RESOLVE_POINTS:
+            needed = max(seeds_for_half_width(d.std, RESOLVE_POINTS) for d in spreads)
+            out.append(
+                f"- Resolution: the widest half-width is {widest.half_width:.1f} points; at the spreads seen, every comparison would need "
+                f"about {needed} seeds for a ±{RESOLVE_POINTS:g}-point interval (`--until-half-width {RESOLVE_POINTS:g}` grows the study to it)."
+            )
     classes = result.baseline.num_classes
     means = [p.accuracy.mean for p in result.points if p.accuracy is not None]
     if classes and means and max(means) < 100.0 / classes + LEARNED_MARGIN:

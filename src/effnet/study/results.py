@@ -130,6 +130,7 @@ class StudyResult:
     machine: dict[str, Any] = field(default_factory=dict)  # this invocation: CPUs, workers, CPU time, busy share
     runs: list[dict[str, Any]] = field(default_factory=list)  # every invocation (a resumed study has several), this one last
     train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig options every network was trained with (preset + overrides)
+    stopping: dict[str, Any] | None = None  # the seed-count stopping rule, where it stopped and why (None: the seeds were fixed)
 
     def part(self, name: str) -> list[Point]:
         return [p for p in self.points if p.part == name]
@@ -181,4 +182,5 @@ class StudyResult:
             "train": self.train,
             "points": [p.to_dict() for p in self.points],
             "table3": rows,
+            "stopping": self.stopping,
         }

@@ -18,6 +18,7 @@ Results are stored after every training run (`trials.json`), so `--resume` conti
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -206,6 +207,8 @@ def run_study(
     gamma: float = GAMMA,
     targets: Sequence[float] | None = None,
     parts: Sequence[str] = PARTS,
+    until_half_width: float | None = None,
+    max_seeds: int = 30,
     resume: bool = False,
     evaluate: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
     progress: bool = True,
@@ -216,6 +219,10 @@ def run_study(
 
     `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once the
     directory is checked, so that `--resume DIR` needs nothing else.
+
+    `until_half_width` is a stopping rule fixed before the run (Stein's two-stage idea, repeated): after the
+    first `seeds`, while some Table 3 "compound - row" 95% half-width exceeds it, the study grows to the seeds
+    that the observed spread says are needed (at least one more, at most `max_seeds`) and trains only the new runs.
     """
     from effnet.study.report import write_report
     from effnet.trials import Experiment, evaluator_name
@@ -231,6 +238,12 @@ def run_study(
     n_seeds = preset.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+    if until_half_width is not None:
+        if until_half_width <= 0 or "table3" not in parts:
+            raise ValueError(f"--until-half-width must be > 0 points and needs the table3 part (got {until_half_width:g} with parts {', '.join(parts)})")
+        n_seeds = max(n_seeds, 2)  # a spread needs two seeds
+        if max_seeds < n_seeds:
+            raise ValueError(f"--max-seeds {max_seeds} is below the {n_seeds} seeds the study starts with")
     seed_list = list(range(n_seeds))
     train_options = {**preset.train, **(train or {})}
     dataset = dataset or preset.dataset
@@ -264,21 +277,41 @@ def run_study(
         unique.setdefault(p.key, p)
     # biggest networks first: a pool then ends with short runs instead of one long straggler
     order = sorted(unique.values(), key=lambda p: -p.macs)
-    items = [(f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label}) for s in seed_list for p in order]
+
+    def items_of(seeds: list[int]) -> list[tuple[str, dict[str, Any]]]:
+        return [(f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label}) for s in seeds for p in order]
+
+    items = items_of(seed_list)
     already = experiment.stored(items)
     if log:
         log(
             f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
             f"{len(points)} points, {len(unique)} distinct networks x {n_seeds} seeds = {len(items)} training runs"
             + (f" ({len(already)} already done)" if len(experiment.store) else "")
+            + (f"; seeds grow until every compound - row half-width <= {until_half_width:g} points (at most {max_seeds})" if until_half_width else "")
         )
         for p in points:
             if p.part == "matched":
                 log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
-    trials = experiment.run(evaluate, items, progress="study" if progress else None)
-    for p in points:
-        for s in seed_list:
-            p.record(s, trials[f"{p.key}-seed{s}"])
+    trials_seconds, stopping = 0.0, None
+    while True:
+        trials = experiment.run(evaluate, items, progress="study" if progress else None)
+        trials_seconds = sum(t.seconds for t in trials.values())
+        for p in points:
+            for s in seed_list:
+                p.record(s, trials[f"{p.key}-seed{s}"])
+        if until_half_width is None:
+            break
+        so_far = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset)
+        stopping, grow_to = stopping_decision(so_far, until_half_width, max_seeds)
+        if not grow_to:
+            break
+        if log:
+            log(f"stopping rule: {stopping['reason']}; growing to {grow_to} seeds")
+        seed_list = list(range(grow_to))
+        new_items = items_of(seed_list)
+        already |= experiment.stored(new_items[len(items) :])
+        items = new_items
     busy1 = _cpu_times()
     wall = time.perf_counter() - started
     machine = {
@@ -289,15 +322,37 @@ def run_study(
         "machine_busy_share": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3) if busy1[1] > busy0[1] else None,
         "runs_trained_now": len(items) - len(already),
         "runs_resumed": len(already),
-        "training_seconds_sum": round(sum(t.seconds for t in trials.values()), 1),
+        "training_seconds_sum": round(trials_seconds, 1),
     }
     runs = _previous_runs(Path(out_dir)) if resume else []
     # a resume that trained nothing (the report regenerated) is not an invocation worth listing
     if machine["runs_trained_now"] or not runs:
         runs.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": round(wall, 1), **machine})
-    result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options)
+    result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options, stopping)
     write_report(result, out_dir)
     return result
+
+
+def stopping_decision(result: StudyResult, half_width: float, max_seeds: int) -> tuple[dict[str, Any], int]:
+    """The stopping rule's step: (the record of where it stands, the seed count to grow to, 0 to stop).
+
+    Grows to the most seeds any "compound - row" comparison needs for a 95% half-width <= `half_width` at its
+    observed spread, at least one more than now, at most `max_seeds`."""
+    from effnet.study.stats import seeds_for_half_width
+
+    n = len(result.seeds)
+    diffs = [(row["point"].label, row["compound_minus"]) for row in result.matched_rows() if row.get("compound_minus") and row["point"].label != "compound"]
+    widths = [d.half_width if d.n >= 2 and not math.isnan(d.half_width) else math.inf for _, d in diffs]
+    widest = max(widths, default=math.inf)
+    record: dict[str, Any] = {"rule": f"seeds grow until every compound - row 95% half-width <= {half_width:g} points, at most {max_seeds} seeds"}
+    record.update(half_width=half_width, max_seeds=max_seeds, seeds=n, widest=round(widest, 2) if math.isfinite(widest) else None)
+    if widest <= half_width:
+        return {**record, "reason": f"every half-width <= {half_width:g} at {n} seeds (widest {widest:.1f})", "met": True}, 0
+    if n >= max_seeds:
+        return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, 0
+    needed = max((seeds_for_half_width(d.std, half_width, most=max_seeds) for _, d in diffs if d.n >= 2 and not math.isnan(d.std)), default=n + 1)
+    grow_to = min(max_seeds, max(n + 1, needed))
+    return {**record, "reason": f"widest half-width {widest:.1f} > {half_width:g} at {n} seeds; the observed spread needs {needed}", "met": False}, grow_to
 
 
 def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:

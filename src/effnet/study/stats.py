@@ -110,3 +110,26 @@ def paired_difference(a: dict[int, float], b: dict[int, float], level: float = 0
     if not seeds:
         raise ValueError("paired_difference needs at least one seed present in both")
     return mean_ci([a[s] - b[s] for s in seeds], level)
+
+
+def detectable_difference(interval: Interval, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided test at `interval.level` would detect with probability `power`,
+    given the spread `interval` observed over its `n` values: (t_{1-α/2} + t_{power}) · std / √n.
+
+    The usual planning formula for a paired t-test (the t distribution standing in for the noncentral one); nan
+    with fewer than two values."""
+    if interval.n < 2 or math.isnan(interval.std):
+        return math.nan
+    dof = interval.n - 1
+    return (t_quantile(0.5 + interval.level / 2, dof) + t_quantile(power, dof)) * interval.std / math.sqrt(interval.n)
+
+
+def seeds_for_half_width(std: float, half_width: float, level: float = 0.95, most: int = 1000) -> int:
+    """The fewest seeds n (>= 2) whose `level` t-interval, at sample spread `std`, has a half-width <= `half_width`;
+    `most` when even that many would not (the search's cap)."""
+    if half_width <= 0:
+        raise ValueError(f"half_width must be > 0, got {half_width}")
+    for n in range(2, most + 1):
+        if t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n) <= half_width:
+            return n
+    return most
