@@ -88,7 +88,7 @@ def split(data: Path, out: Path, seed: int, fraction: float, val_cap: int) -> tu
     return out / "labeled", out / "unlabeled", counts
 
 
-def synthetic_folders(out: Path, train: int, classes: int = 4) -> Path:
+def synthetic_folders(out: Path, train: int, classes: int) -> Path:
     """The shapes proxy task (effnet.data.shapes, which small networks learn at batch 32) written as PNG folders:
     `train` training and train/4 validation images."""
     from effnet.data import ShapesTask
@@ -208,7 +208,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The Markdown table: each run's top-1 (mean ± 95% CI over seeds), the paired differences, the paper's claim beside them."""
     n = len(rows)
     lines = [
-        f"Noisy Student, controlled: {args.data or f'the shapes proxy task ({args.synthetic} images, 4 classes)'}, {100 * args.labeled_fraction:g}% of the training "
+        f"Noisy Student, controlled: {args.data or f'the shapes proxy task ({args.synthetic} images, {args.synthetic_classes} classes)'}, {100 * args.labeled_fraction:g}% of the training "
         f"labels kept; teacher {args.teacher}, student {args.student}, {args.resolution} px, {args.steps} steps of {args.batch_size} images "
         f"per training, {args.iterations} iteration(s), {n} seeds ({', '.join(str(r['seed']) for r in rows)}; 95% t-intervals).",
         "",
@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="image folders DATA/train/CLASS and DATA/val/CLASS")
-    source.add_argument("--synthetic", type=int, metavar="N", help="use the shapes proxy task, written as N training images (4 classes: relation x texture)")
+    source.add_argument("--synthetic", type=int, metavar="N", help="use the shapes proxy task, written as N training images")
+    parser.add_argument("--synthetic-classes", type=int, default=16, help="the shapes task's classes (4: relation x texture; every 4 more add a shape)")
     parser.add_argument("--labeled-fraction", type=float, default=0.1, help="share of each class's training images that keep their labels")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--teacher", default="efficientnet_lite0", help="a model name with pretrained weights (fine-tuned on the labelled part)")
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = Path(args.data) if args.data else synthetic_folders(Path(args.work) / "synthetic", args.synthetic)
+    data = Path(args.data) if args.data else synthetic_folders(Path(args.work) / f"shapes{args.synthetic_classes}", args.synthetic, args.synthetic_classes)
     results_file = out / "results.jsonl"
     done = {}
     if results_file.is_file():
