@@ -668,7 +668,7 @@ def reading(methods: Runs, margin: float) -> str:
         parts.append(
             f"Its smaller stages trained only {min(gains):.2f}-{max(gains):.2f}x as many images per second as the final size (measured), "
             f"though they need {min(savings):.1f}-{max(savings):.1f}x fewer multiply-adds per image: what a step costs besides the "
-            "network (decoding and augmenting the JPEGs on the same 2 cores, per-step overheads) does not shrink with the image."
+            "network (decoding and augmenting the images on the same 2 cores, per-step overheads) does not shrink with the image."
         )
     if SAME_EPOCHS in methods:
         same = methods[SAME_EPOCHS]
