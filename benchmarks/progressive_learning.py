@@ -1,8 +1,8 @@
 """Progressive learning (EfficientNetV2, Tan & Le 2021, Section 4.2, Algorithm 1) against fixed-size training, with seeds.
 
 The paper's claim: training with the image size growing stage by stage, and regularization growing with it, is
-faster at equal or better accuracy. Measured here from scratch on a real image folder (train/CLASS/*, val/CLASS/*),
-with the same model, data and recipe on every side:
+faster at equal or better accuracy. Measured here from scratch on a real image folder (train/CLASS/*, val/CLASS/*) or
+on the shapes proxy task, with the same model, data and recipe on every side:
 
 - fixed: --epochs epochs at the final --resolution, with the final regularization (RandAugment --magnitude,
   --mixup, --dropout) throughout.
@@ -11,6 +11,15 @@ with the same model, data and recipe on every side:
   many epochs as fit in the fixed run's training time (below).
 - progressive-same-epochs (with --same-epochs): Algorithm 1 over the fixed run's epochs, the paper's own framing
   (the same schedule length, cheaper early epochs).
+- plain (unless --no-plain): a plain PyTorch loop on the fixed run's network, size, epochs and batch, the baseline
+  that tells whether the trainer's recipe helps at all: torchvision's ImageFolder and transforms (random-resized crop
+  with the same smallest area, flip; evaluation resized and centre-cropped as effnet's), torch.optim.AdamW at the
+  proxy preset's learning rate with cosine annealing, cross entropy; no RandAugment, label smoothing, warm-up or EMA.
+
+The data: a real image folder (--data-dir), or the shapes proxy task (--shapes N: N training and, unless
+--shapes-val says otherwise, N/4 validation images of `effnet.data.shapes`, written once as PNG folders under --work
+by `ShapesTask.write_folder` and then read like any image folder). The shapes' objects fill the central 3/4 of the
+image, so give it --crop-min-area 0.6 (`effnet.data.TRAIN_MIN_AREA["shapes"]`), which every method then uses.
 
 Equal time: before the first run, `calibrate` times training steps at every stage's size and regularization with
 the trainer itself (two short runs per size, whose difference drops start-up costs; every size twice, the faster
@@ -24,7 +33,8 @@ size, and accuracy is also read at equal elapsed time from these curves. A third
 at all: training images x forward multiply-adds at their size.
 
 Every run is appended to OUT/runs.jsonl when it finishes (a rerun skips finished ones); OUT/progressive_learning.md
-summarises them. On a shared CPU, take the lock that other experiments take, so that runs do not overlap:
+summarises them; a rerun with a method added (the plain loop, --same-epochs) trains only that method's runs. On a
+shared CPU, take the lock that other experiments take, so that runs do not overlap:
 
     flock /work/runs/cpu.lock python benchmarks/progressive_learning.py --data-dir /work/data/imagenette10 \\
         --seeds 0 1 2 --out benchmarks/results/progressive_learning
@@ -44,8 +54,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+import effnet
 from effnet._io import atomic_write_text
+from effnet.data import ShapesTask
+from effnet.model import build
+from effnet.preprocessing import Preprocessing
 from effnet.profile import profile_spec
 from effnet.scaling import scale
 from effnet.spec import NetSpec
@@ -55,12 +71,14 @@ from effnet.train.progressive import Stage, schedule, stage_of
 from effnet.train.trainer import train
 from effnet.zoo import resolve_spec
 
-FIXED, PROGRESSIVE, SAME_EPOCHS = "fixed", "progressive", "progressive-same-epochs"
+FIXED, PROGRESSIVE, SAME_EPOCHS, PLAIN = "fixed", "progressive", "progressive-same-epochs", "plain"
 LABELS = {
     FIXED: "fixed size",
     PROGRESSIVE: "progressive, equal time",
     SAME_EPOCHS: "progressive, same epochs",
+    PLAIN: "plain PyTorch loop",
 }
+METHODS = (FIXED, PROGRESSIVE, SAME_EPOCHS, PLAIN)
 ELAPSED_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the fixed run's training time, for accuracy at equal elapsed time
 
 
@@ -252,6 +270,90 @@ def stage_record(stage: Stage) -> dict[str, Any]:
     return {k: getattr(stage, k) for k in ("index", "first_epoch", "end_epoch", "resolution", "randaugment_magnitude", "mixup", "dropout")}
 
 
+def plain_network(args: argparse.Namespace, spec: NetSpec, num_classes: int) -> torch.nn.Module:
+    """The network the trainer builds for the fixed run (its dropout, BN momentum and stochastic depth), made the way a
+    user would: `effnet.create_model`, or `effnet.model.build` on the narrowed spec when --width/--depth ask for one."""
+    recipe = base_config(args, spec, seed=0, out_dir=args.work)
+    options = {"num_classes": num_classes, "dropout": final_dropout(args, spec), "bn_momentum": recipe.bn_momentum, "drop_path_rate": recipe.drop_path_rate}
+    if args.width == 1 and args.depth == 1:
+        return effnet.create_model(args.model, **options)
+    return build(spec, **options)
+
+
+def run_plain(args: argparse.Namespace, spec: NetSpec, seed: int, epochs: int) -> dict[str, Any]:
+    """The plain PyTorch loop at the final size: torchvision's ImageFolder and transforms (random-resized crop, flip;
+    eval resize and centre crop as effnet's eval transform), AdamW at the proxy preset's learning rate with a cosine
+    schedule over all steps, cross entropy, no RandAugment, label smoothing, warm-up or EMA. Evaluated after every epoch
+    at the final size; its clock counts the training steps and their data loading, as the trainer's does."""
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    torch.manual_seed(seed)
+    res, lr = args.resolution, base_config(args, spec, seed=seed, out_dir=args.work).lr
+    classes = datasets.ImageFolder(str(Path(args.data_dir) / "train")).classes
+    model = plain_network(args, spec, len(classes))
+    prep = model.preprocessing.replace(resolution=res)
+    normalize = [T.ToTensor(), T.Normalize(prep.mean, prep.std)]
+    crop = T.RandomResizedCrop(res, scale=(args.crop_min_area or 0.08, 1.0))
+    train_set = datasets.ImageFolder(str(Path(args.data_dir) / "train"), T.Compose([crop, T.RandomHorizontalFlip(), *normalize]))
+    eval_tf = T.Compose([T.Resize(prep.resize_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(res), *normalize])
+    val_set = datasets.ImageFolder(str(Path(args.data_dir) / "val"), eval_tf)
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
+    macs = profile_spec(model.spec, res).macs
+    history: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    wall, cpu, seconds = time.perf_counter(), time.process_time(), 0.0
+    for epoch in range(epochs):
+        model.train()
+        started, losses = time.perf_counter(), []
+        for images, labels in loader:
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        seconds += time.perf_counter() - started
+        model.eval()
+        correct, loss_sum = 0, 0.0
+        with torch.no_grad():
+            for images, labels in DataLoader(val_set, batch_size=64):
+                logits = model(images)
+                correct += int((logits.argmax(1) == labels).sum())
+                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        images_seen = (epoch + 1) * len(loader) * args.batch_size
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "stage": 0,
+                "resolution": res,
+                "images": len(loader) * args.batch_size,
+                "seconds": seconds,
+                "calibrated_seconds": None,  # the calibration times the trainer's steps, not this loop's
+                "image_macs": images_seen * macs,
+                "train_loss": statistics.fmean(losses),
+                "val_top1": 100.0 * correct / len(val_set),
+                "val_loss": loss_sum / len(val_set),
+            }
+        )
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "method": PLAIN,
+        "seed": seed,
+        "epochs": epochs,
+        "history": history,
+        "train_seconds": seconds,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "load_average": [round(x, 2) for x in (*load_before, *os.getloadavg())],
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs_per_image": {str(res): macs},
+        "stages": [],
+    }
+
+
 # -- the summary ----------------------------------------------------------------------------------------------------
 # Two clocks: "calibrated_seconds" (steps x the calibration's seconds per step: what the budget was set on, untouched by
 # other jobs slowing a run) and "seconds" (the trainer's measured training wall clock).
@@ -273,8 +375,8 @@ def first_reaching(run: dict[str, Any], threshold: float) -> dict[str, Any] | No
 
 
 def top1_at(run: dict[str, Any], seconds: float, clock: str) -> float | None:
-    """Val top-1 of the last evaluation at or before `seconds` of training on `clock` (None: none yet)."""
-    reached = [row["val_top1"] for row in run["history"] if row[clock] <= seconds * 1.0001]
+    """Val top-1 of the last evaluation at or before `seconds` of training on `clock` (None: none yet, or no such clock)."""
+    reached = [row["val_top1"] for row in run["history"] if row[clock] is not None and row[clock] <= seconds * 1.0001]
     return reached[-1] if reached else None
 
 
@@ -299,7 +401,7 @@ def ratio_text(values: dict[int, float], baseline: dict[int, float]) -> str:
 def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: dict[str, Any], args: argparse.Namespace) -> str:
     methods = by_method(runs)
     fixed = methods.get(FIXED, {})
-    order = [m for m in (FIXED, PROGRESSIVE, SAME_EPOCHS) if m in methods]
+    order = [m for m in METHODS if m in methods]
     lines = [
         "# Progressive learning against fixed-size training (EfficientNetV2, Algorithm 1)",
         "",
@@ -308,9 +410,9 @@ def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: di
         "## Final accuracy and cost",
         "",
         "Val top-1 (%) after the last epoch, mean ± 95% t-interval over seeds; differences and ratios paired by seed. Calibrated s:",
-        "training steps x the calibration's seconds per step at their size (the clock the budget is set on). Measured s: the",
-        "trainer's training wall clock (evaluations excluded), which other jobs on the machine stretch. Image-MACs: training",
-        "images x forward multiply-adds at their size.",
+        "training steps x the calibration's seconds per step at their size (the clock the budget is set on; it times the trainer's",
+        "steps, so the plain loop has none). Measured s: the training wall clock (evaluations excluded), which other jobs on the",
+        "machine stretch. Image-MACs: training images x forward multiply-adds at their size.",
         "",
         "| method | epochs | seeds | val top-1 | minus fixed (paired) | calibrated s | measured s | measured / fixed (paired) | process CPU s | image-MACs (10^12) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -324,7 +426,7 @@ def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: di
         measured = {s: total(r, "seconds") for s, r in rs.items()}
         lines.append(
             f"| {LABELS[method]} | {epochs_text(rs)} | {len(rs)} | {mean_ci(list(top1.values())).text(1)} | "
-            f"{difference.text(1) if difference else '—'} | {statistics.fmean(total(r, 'calibrated_seconds') for r in rs.values()):.0f} | "
+            f"{difference.text(1) if difference else '—'} | {mean_text([total(r, 'calibrated_seconds') for r in rs.values()])} | "
             f"{mean_ci(list(measured.values())).text(0)} | {ratio_text(measured, fixed_measured) if method != FIXED else '—'} | "
             f"{mean_ci([r['cpu_seconds'] for r in rs.values()]).text(0)} | "
             f"{statistics.fmean(r['history'][-1]['image_macs'] for r in rs.values()) / 1e12:.2f} |"
@@ -335,6 +437,11 @@ def summarise(runs: list[dict[str, Any]], setup: dict[str, Any], calibration: di
     lines += ["", *throughput(methods, order, calibration, args.batch_size), "", *per_epoch(methods, order)]
     lines += ["", "## Reading", "", reading(methods, args.margin)]
     return "\n".join(lines) + "\n"
+
+
+def mean_text(values: list[float | None]) -> str:
+    """The mean, or '—' where a run has no such value (the plain loop on the calibrated clock)."""
+    return "—" if None in values else f"{statistics.fmean(values):.0f}"  # type: ignore[arg-type]
 
 
 def epochs_text(runs: dict[int, dict[str, Any]]) -> str:
@@ -365,6 +472,9 @@ def time_to_accuracy(methods: Runs, order: list[str], margin: float) -> list[str
             fixed_times = times
         cells = []
         for clock in CLOCKS:
+            if None in times[clock].values():  # the plain loop has no calibrated clock
+                cells += ["—", "—"]
+                continue
             cells += [mean_ci(list(times[clock].values())).text(0), ratio_text(times[clock], fixed_times[clock]) if method != FIXED else "—"]
         macs = statistics.fmean(row["image_macs"] for row in reached.values()) / 1e12
         lines.append(f"| {LABELS[method]} | {len(reached)} of {len(rows)} | " + " | ".join(cells) + f" | {macs:.2f} |")
@@ -415,12 +525,9 @@ def throughput(methods: Runs, order: list[str], calibration: dict[str, Any], bat
             speeds = [stage_speeds(run)[stage] for run in runs if stage in stage_speeds(run)]
             rows = [h for h in runs[0]["history"] if h["stage"] == stage]
             size = rows[0]["resolution"]
-            calibrated = batch_size / per_step[str(size)]
-            relative = per_step[str(final_size)] / per_step[str(size)]
+            calibrated = f"{batch_size / per_step[str(size)]:.1f} | {per_step[str(final_size)] / per_step[str(size)]:.2f}x" if method != PLAIN else "— | —"
             macs = runs[0]["macs_per_image"][str(size)] / 1e6
-            lines.append(
-                f"| {LABELS[method]} | {stage + 1} | {size} | {len(rows)} | {mean_ci(speeds).text(1)} | {calibrated:.1f} | {relative:.2f}x | {macs:.0f} |"
-            )
+            lines.append(f"| {LABELS[method]} | {stage + 1} | {size} | {len(rows)} | {mean_ci(speeds).text(1)} | {calibrated} | {macs:.0f} |")
     return lines
 
 
@@ -448,7 +555,7 @@ def per_epoch(methods: Runs, order: list[str]) -> list[str]:
         for seed, run in sorted(methods[method].items()):
             history = run["history"]
             top1 = " ".join(f"{h['val_top1']:.1f}" for h in history)
-            calibrated = " ".join(f"{h['calibrated_seconds']:.0f}" for h in history)
+            calibrated = " ".join("—" if h["calibrated_seconds"] is None else f"{h['calibrated_seconds']:.0f}" for h in history)
             measured = " ".join(f"{h['seconds']:.0f}" for h in history)
             load = f"{run['load_average'][0]:.1f}, {run['load_average'][3]:.1f}"
             lines.append(f"| {LABELS[method]} | {seed} | {top1} | {calibrated} | {measured} | {load} |")
@@ -456,7 +563,8 @@ def per_epoch(methods: Runs, order: list[str]) -> list[str]:
 
 
 def setup_text(setup: dict[str, Any], calibration: dict[str, Any], runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    params = runs[0]["params"] if runs else 0
+    trainer_runs = [r for r in runs if r["method"] != PLAIN]
+    params = trainer_runs[0]["params"] if trainer_runs else 0
     per_step = ", ".join(f"{r} px {s:.3f}" for r, s in sorted(calibration["per_step_seconds"].items(), key=lambda item: int(item[0])))
     load = [r["load_average"][0] for r in runs]
     return "\n".join(
@@ -471,12 +579,35 @@ def setup_text(setup: dict[str, Any], calibration: dict[str, Any], runs: list[di
             f"{setup['dropout'][0]:g} to {setup['dropout'][1]:g}; evaluation always at {setup['resolution']} px.",
             f"Equal time: the calibration's seconds per training step ({per_step}) gave the progressive run "
             f"{calibration['progressive_epochs']} epochs for the fixed run's {setup['epochs']}.",
+            *([plain_text(setup, args)] if any(r["method"] == PLAIN for r in runs) else []),
+            *([shapes_text(args)] if args.shapes else []),
             f"Machine: {os.cpu_count()} CPU cores, {setup['threads']} torch threads, no loader workers, torch {torch.__version__}, "
             f"Python {platform.python_version()}; shared with other jobs (1-minute load average at the start of a run: "
             f"{min(load, default=0):.1f} to {max(load, default=0):.1f}; about 2 is this job alone), every run under the shared CPU lock,",
             "which not every job on the machine takes.",
             f"Made with `{command_line()}`; every run is a line of `runs.jsonl`.",
         ]
+    )
+
+
+def plain_text(setup: dict[str, Any], args: argparse.Namespace) -> str:
+    resolution = setup["resolution"]
+    resize = Preprocessing().replace(resolution=resolution).resize_size
+    return (
+        f"Plain PyTorch loop: the fixed run's network (dropout {setup['dropout'][1]:g}, BN momentum 0.1, no stochastic depth) from "
+        f"`{'effnet.create_model' if args.width == 1 and args.depth == 1 else 'effnet.model.build'}`, {setup['epochs']} epochs at {resolution} px, torchvision's ImageFolder and transforms (RandomResizedCrop "
+        f"of {setup['crop_min_area'] or 0.08:g} to 1 of the image, bilinear; horizontal flip; evaluation: resize to {resize} px bicubic, "
+        f"centre crop {resolution} px, as effnet's), torch.optim.AdamW at lr 3e-3 (its default weight decay 0.01) with cosine annealing "
+        "over all steps, no warm-up, plain cross entropy; no RandAugment, label smoothing, mixup or EMA."
+    )
+
+
+def shapes_text(args: argparse.Namespace) -> str:
+    classes = args.shapes_classes
+    return (
+        f"Data: the shapes task (`effnet.data.shapes`; {classes} classes, chance {100 / classes:.0f}%; 128 px PNGs written once by "
+        f"`ShapesTask.write_folder`, seed 0): {args.shapes} training and {args.shapes_val or args.shapes // 4} validation images, "
+        "read as an image folder by every method."
     )
 
 
@@ -537,7 +668,7 @@ def reading(methods: Runs, margin: float) -> str:
         parts.append(
             f"Its smaller stages trained only {min(gains):.2f}-{max(gains):.2f}x as many images per second as the final size (measured), "
             f"though they need {min(savings):.1f}-{max(savings):.1f}x fewer multiply-adds per image: what a step costs besides the "
-            "network (decoding and augmenting the JPEGs on the same 2 cores, per-step overheads) does not shrink with the image."
+            "network (decoding and augmenting the images on the same 2 cores, per-step overheads) does not shrink with the image."
         )
     if SAME_EPOCHS in methods:
         same = methods[SAME_EPOCHS]
@@ -547,6 +678,16 @@ def reading(methods: Runs, margin: float) -> str:
         parts.append(
             f"Over the same epochs (the paper's framing) it took {same_ratio} of the fixed run's calibrated training time and ended {verdict(same_difference)}."
         )
+    if PLAIN in methods:
+        plain = methods[PLAIN]
+        plain_top1 = {s: final_top1(r) for s, r in plain.items()}
+        plain_difference = paired(plain_top1, fixed_top1)
+        if plain_difference is not None:
+            plain_ratio = ratio_text({s: total(r, "seconds") for s, r in plain.items()}, fixed_seconds["seconds"])
+            parts.append(
+                f"The plain PyTorch loop on the same network, size and epochs ended at {mean_ci(list(plain_top1.values())).text(1)}%, against the "
+                f"fixed run (the trainer): {verdict(plain_difference)}, in {plain_ratio} of its measured training time."
+            )
     return " ".join(parts)
 
 
@@ -568,10 +709,26 @@ def verdict(difference: Interval) -> str:
     return text + ", the interval spans zero (no difference resolved at this many seeds)"
 
 
+def shapes_folder(args: argparse.Namespace) -> Path:
+    """The shapes task as image folders under --work (train/CLASS/*.png, val/CLASS/*.png), written on first use."""
+    val = args.shapes_val or args.shapes // 4
+    root = args.work / f"shapes-{args.shapes_classes}classes-{args.shapes}train-{val}val"
+    done = root / "written"
+    if not done.exists():
+        for split, count in (("train", args.shapes), ("val", val)):
+            ShapesTask(split, num_samples=count, num_classes=args.shapes_classes, seed=0).write_folder(root)
+        done.write_text("")
+    return root
+
+
 # -- the driver -----------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, required=True, help="train/CLASS/*.jpg and val/CLASS/*.jpg")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data-dir", type=Path, help="train/CLASS/*.jpg and val/CLASS/*.jpg")
+    data.add_argument("--shapes", type=int, default=0, help="instead: this many training images of the shapes task, written once under --work")
+    parser.add_argument("--shapes-classes", type=int, default=4, help="with --shapes: classes (4: relation x texture)")
+    parser.add_argument("--shapes-val", type=int, default=0, help="with --shapes: validation images (0: a quarter of the training images)")
     parser.add_argument("--train-cap", type=int, default=0, help="at most this many training images (a fixed subset; 0: all)")
     parser.add_argument("--val-cap", type=int, default=0, help="at most this many validation images (0: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -584,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10, help="fixed training's epochs")
     parser.add_argument("--progressive-epochs", type=int, default=0, help="progressive's epochs instead of calibrating (0: calibrate)")
     parser.add_argument("--same-epochs", action="store_true", help="also run progressive learning over the fixed run's epochs")
+    parser.add_argument("--no-plain", action="store_true", help="leave out the plain PyTorch loop")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--crop-min-area", type=float, default=0.0, help="smallest random-resized-crop area, both methods (0: 0.08, photos' default)")
     parser.add_argument("--magnitude", type=float, default=9.0, help="final RandAugment magnitude (torchvision's 0-30 scale)")
@@ -599,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.shapes:
+        args.data_dir = shapes_folder(args)
     spec = network(args)
     setup = setup_of(args, spec)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -621,13 +781,18 @@ def main(argv: list[str] | None = None) -> int:
     planned = {FIXED: args.epochs, PROGRESSIVE: calibration["progressive_epochs"]}
     if args.same_epochs:
         planned[SAME_EPOCHS] = args.epochs
+    if not args.no_plain:
+        planned[PLAIN] = args.epochs
     print(f"plan: {', '.join(f'{LABELS[m]} {e} epochs' for m, e in planned.items())}; seeds {args.seeds}", flush=True)
     done = {(r["method"], r["seed"], r["epochs"]) for r in rows if r["kind"] == "run"}
     for seed in args.seeds:
         for method, epochs in planned.items():  # fixed first, so that a seed's pair runs back to back on the same machine state
             if (method, seed, epochs) in done:
                 continue
-            run = run_one(args, spec, method, seed, epochs, args.work, calibration["per_step_seconds"])
+            if method == PLAIN:
+                run = run_plain(args, spec, seed, epochs)
+            else:
+                run = run_one(args, spec, method, seed, epochs, args.work, calibration["per_step_seconds"])
             append({"kind": "run", **run})
             top = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
             print(
