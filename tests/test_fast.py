@@ -179,6 +179,32 @@ def test_inference_kernels_stay_off_where_they_do_not_apply():
     assert not any(isinstance(m, InferenceMBConv | InferenceConvBnAct) for m in compiled.modules())
 
 
+def test_compiled_model_runs_large_batches_in_micro_batches():
+    model = randomize_bn(effnet.build(TINY, num_classes=5, head_init="tf"))
+    x = torch.randn(19, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model, compile=True)
+    assert fast.micro_batch == effnet.fast.CPU_MICRO_BATCH == 8  # automatic on the CPU
+    seen = []
+
+    def compiled(part: torch.Tensor) -> torch.Tensor:  # stands in for the torch.compile'd runner (no compiling in a unit test)
+        seen.append(part.shape[0])
+        return fast.run(part)
+
+    fast._modules.pop("compiled", None)
+    object.__setattr__(fast, "compiled", compiled)
+    assert _max_rel_diff(fast(x), expected) < 1e-5
+    assert seen == [8, 8, 3]
+    seen.clear()
+    fast(x[:8])
+    assert seen == [8]
+    assert optimize(model, compile=True, micro_batch=None).micro_batch is None
+    assert optimize(model, compile=True, micro_batch=4).micro_batch == 4
+    with pytest.raises(ValueError, match="micro_batch"):
+        optimize(model, compile=True, micro_batch=-1)
+
+
 def test_strip_regularisation_counts_dropout_and_drop_path():
     model = effnet.create_model("efficientnet_b0", drop_path_rate=0.2)
     dropped = sum(type(m).__name__ == "StochasticDepth" for m in model.modules())

@@ -49,6 +49,7 @@ from effnet.nn.layers import ConvBnAct, SqueezeExcite
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 _DROP_CLASS_NAMES = ("StochasticDepth", "DropPath")  # torchvision's and timm's drop path modules
 CACHE_ENV = "EFFNET_CACHE_DIR"
+CPU_MICRO_BATCH = 8  # images per pass through a compiled graph on the CPU (optimize(compile=True)): see optimize
 
 
 class CompiledModelError(RuntimeError):
@@ -388,6 +389,7 @@ class OptimizedModel(nn.Module):
         self.device_type = device_type
         self.compiled: Any = None  # set by optimize(compile=True); not a submodule (it shares module's parameters)
         self.compile_options: dict[str, Any] = {}
+        self.micro_batch: int | None = None  # set by optimize(compile=True): larger batches run through the compiled graph in chunks
         self.spec = getattr(module, "spec", None)
         self.preprocessing = getattr(module, "preprocessing", None)
 
@@ -405,6 +407,9 @@ class OptimizedModel(nn.Module):
         # no autograd graph: a compiled model gets an inference-only graph
         with torch.no_grad():
             if self.compiled is not None:
+                chunk = self.micro_batch
+                if chunk and x.dim() > 0 and x.shape[0] > chunk:
+                    return torch.cat([self.forward(part) for part in x.split(chunk)])
                 out = self.compiled(x)
                 # CUDA graphs reuse their output buffers on the next call: hand out a copy the caller owns
                 return out.clone() if self.compile_options.get("triton.cudagraphs") else out
@@ -433,6 +438,7 @@ def optimize(
     cudagraphs: bool | None = None,
     dynamic: bool = False,
     fuse_cpu: bool | None = None,
+    micro_batch: int | None = 0,
 ) -> OptimizedModel:
     """Make `model` fast for inference; returns an `OptimizedModel` giving the same outputs as ``model.eval()``.
 
@@ -456,6 +462,13 @@ def optimize(
     `fuse_cpu=True` also fuses the conv and activation of other libraries' ``nn.Sequential``
     layers (`fuse_conv_activation`, weights not packed: no faster on its own); False keeps
     the plain folded modules. Measurements: ``benchmarks/results/cpu_bound.md``.
+
+    On the CPU a compiled model runs a batch larger than `micro_batch` (0: automatic,
+    `CPU_MICRO_BATCH` on the CPU, off on CUDA; None: off) as chunks of that size through
+    one compiled graph and concatenates the outputs: each chunk's activations stay in the
+    caches between layers, where a whole batch of 32 at 224 px streams every layer through
+    main memory. Outputs are the same per image; a last, smaller chunk compiles its own graph
+    once (static shapes), so batch sizes that are multiples of `micro_batch` compile once.
 
     Inductor's ``freezing`` (weights as constants, oneDNN-prepacked convs with fused
     activations) is not used by `compile`: passed through ``torch.compile(options=...)`` it
@@ -495,6 +508,9 @@ def optimize(
             options["triton.cudagraphs"] = True
         fast.compile_options = options
         fast.compiled = torch.compile(_Runner(fast), dynamic=dynamic, options=options)
+        if micro_batch is not None and micro_batch < 0:
+            raise ValueError(f"micro_batch must be a batch size >= 1, 0 (automatic) or None (off), got {micro_batch}")
+        fast.micro_batch = (CPU_MICRO_BATCH if device_type == "cpu" else None) if micro_batch == 0 else micro_batch
     return fast
 
 
