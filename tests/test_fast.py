@@ -25,14 +25,18 @@ import effnet
 from effnet.fast import (
     CompiledModelError,
     FusedConvAct,
+    InferenceConvBnAct,
+    InferenceMBConv,
     OptimizedModel,
     artifact_key,
     compile_cached,
     fold_batchnorm,
+    fuse_conv_activation,
     load_compiled,
     optimize,
     squeeze_excite_as_matmul,
     strip_regularisation,
+    use_inference_kernels,
 )
 from effnet.nn.layers import ConvBnAct, SqueezeExcite
 from effnet.nn.lean import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
@@ -101,13 +105,104 @@ def test_fused_conv_activation_gives_the_same_outputs():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
-    fast = optimize(model, fuse_cpu=True)
-    assert (
-        sum(isinstance(m, FusedConvAct) for m in fast.modules()) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) - 8
-    )  # all but the 2 SE convs of each of the 4 blocks
+    fast = optimize(model, fuse_cpu=False)
+    assert fuse_conv_activation(fast.module) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) - 8  # all but the 2 SE convs of each of the 4 blocks
+    assert sum(isinstance(m, FusedConvAct) for m in fast.modules()) == sum(isinstance(m, nn.Conv2d) for m in model.modules()) - 8
     torch.testing.assert_close(fast(x), expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="fuse_cpu"):
         optimize(model, fuse_cpu=True, compile=True)
+
+
+def _max_rel_diff(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch's oneDNN backend")
+def test_inference_kernels_give_the_plain_logits_at_every_batch_size():
+    model = _b0()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model)  # CPU float32 eager: the inference kernels are on by default
+    assert sum(isinstance(m, InferenceMBConv) for m in fast.modules()) == 16
+    assert sum(isinstance(m, InferenceConvBnAct) for m in fast.modules()) == 2  # stem and head
+    assert list(fast.module.state_dict()) == list(optimize(model, fuse_cpu=False).module.state_dict())  # only classes changed
+    assert expected.abs().max() > 0.1
+    assert _max_rel_diff(fast(x), expected) < 1e-5  # batched: the SE gate folded per image through baddbmm
+    assert _max_rel_diff(fast(x[:1]), expected[:1]) < 1e-5  # batch 1: addmm
+    assert _max_rel_diff(fast(x.contiguous()), expected) < 1e-5  # a contiguous input is made channels-last
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch's oneDNN backend")
+@pytest.mark.parametrize(
+    ("spec", "overrides", "swapped"),
+    [
+        (TINY, {"activation": "relu6"}, 6),  # no expansion in the first block, ReLU6
+        ("ds_r1_k3_s1_e1_c16-ir_r2_k5_s2_e6_c24", {}, 5),  # no SE
+        (TINY, {"padding": "tf_same"}, 7),  # TF 'same' padding: the stem and the 2 stride-2 blocks keep their forward (their 1x1 convs do not)
+    ],
+)
+def test_inference_kernels_cover_block_variants(spec, overrides, swapped):
+    model = randomize_bn(effnet.build(spec, num_classes=5, head_init="tf", **overrides))
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model, fuse_cpu=False)
+    assert use_inference_kernels(fast.module) == swapped
+    assert _max_rel_diff(fast(x), expected) < 1e-5
+    assert _max_rel_diff(fast(x[:1]), expected[:1]) < 1e-5
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch's oneDNN backend")
+def test_inference_kernels_survive_copies_pickles_and_new_weights(tmp_path):
+    model = randomize_bn(effnet.build(TINY, num_classes=5, head_init="tf"))
+    x = torch.randn(2, 3, 32, 32)
+    fast = optimize(model)
+    got = fast(x)  # packs the weights
+    torch.testing.assert_close(copy.deepcopy(fast)(x), got, atol=0, rtol=0)
+    torch.save(fast, tmp_path / "fast.pt")
+    torch.testing.assert_close(torch.load(tmp_path / "fast.pt", weights_only=False)(x), got, atol=0, rtol=0)
+    # new weights (load_state_dict copies in place): the packed ones are re-made
+    other = randomize_bn(effnet.build(TINY, num_classes=5, head_init="tf"))
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(1.5)
+        expected = other(x)
+    fast.module.load_state_dict(optimize(other, fuse_cpu=False).module.state_dict())
+    assert _max_rel_diff(fast(x), expected) < 1e-5
+
+
+def test_inference_kernels_stay_off_where_they_do_not_apply():
+    model = effnet.build(TINY, num_classes=3)
+    assert not any(isinstance(m, InferenceMBConv) for m in optimize(model, fuse_cpu=False).modules())
+    compiled = optimize(model, compile=True)  # torch.compile fuses by itself: the plain folded modules are traced
+    assert not any(isinstance(m, InferenceMBConv | InferenceConvBnAct) for m in compiled.modules())
+
+
+def test_compiled_model_runs_large_batches_in_micro_batches():
+    model = randomize_bn(effnet.build(TINY, num_classes=5, head_init="tf"))
+    x = torch.randn(19, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    fast = optimize(model, compile=True)
+    assert fast.micro_batch == effnet.fast.CPU_MICRO_BATCH == 8  # automatic on the CPU
+    seen = []
+
+    def compiled(part: torch.Tensor) -> torch.Tensor:  # stands in for the torch.compile'd runner (no compiling in a unit test)
+        seen.append(part.shape[0])
+        return fast.run(part)
+
+    fast._modules.pop("compiled", None)
+    object.__setattr__(fast, "compiled", compiled)
+    assert _max_rel_diff(fast(x), expected) < 1e-5
+    assert seen == [8, 8, 3]
+    seen.clear()
+    fast(x[:8])
+    assert seen == [8]
+    assert optimize(model, compile=True, micro_batch=None).micro_batch is None
+    assert optimize(model, compile=True, micro_batch=4).micro_batch == 4
+    with pytest.raises(ValueError, match="micro_batch"):
+        optimize(model, compile=True, micro_batch=-1)
 
 
 def test_strip_regularisation_counts_dropout_and_drop_path():

@@ -43,11 +43,13 @@ from torch import nn
 
 from effnet._io import atomic_write, atomic_write_text
 from effnet._version import __version__
-from effnet.nn.layers import SqueezeExcite
+from effnet.nn.blocks import MBConv
+from effnet.nn.layers import ConvBnAct, SqueezeExcite
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 _DROP_CLASS_NAMES = ("StochasticDepth", "DropPath")  # torchvision's and timm's drop path modules
 CACHE_ENV = "EFFNET_CACHE_DIR"
+CPU_MICRO_BATCH = 8  # images per pass through a compiled graph on the CPU (optimize(compile=True)): see optimize
 
 
 class CompiledModelError(RuntimeError):
@@ -98,9 +100,9 @@ class MatmulSqueezeExcite(SqueezeExcite):
     """SqueezeExcite whose two 1x1 convs run as matrix products on the pooled (N, C) vector (inference).
 
     Same weights and keys; a 1x1 conv on a 1x1 map still goes through the conv machinery,
-    which cost 0.9 of 15 ms of folded B0 at batch 1 on 2 CPU threads. Only the fast path uses
-    it: the reassociated sums differ from the conv's in the last bits, which deep nets with
-    random BN amplify past the 1e-4 parity bound with timm (B4: 2.6e-4).
+    a visible share of folded B0's time at batch 1 on the CPU. Only the fast path uses it:
+    the reassociated sums differ from the conv's in the last bits, which deep nets with
+    random BN amplify past the 1e-4 parity bound with timm (``cpu_bound.md`` has the numbers).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +171,7 @@ def fuse_conv_activation(model: nn.Module) -> int:
     if not torch.backends.mkldnn.is_available():
         return 0
     fused = 0
-    for module in list(model.modules()):
+    for module in _modules_outside_inference_kernels(model):
         if not isinstance(module, nn.Sequential):
             continue
         names = list(module._modules)
@@ -184,6 +186,191 @@ def fuse_conv_activation(model: nn.Module) -> int:
                 module._modules[act_name] = nn.Identity()
             fused += 1
     return fused
+
+
+def _modules_outside_inference_kernels(model: nn.Module) -> list[nn.Module]:
+    """`model`'s modules, less those run by an `InferenceMBConv` / `InferenceConvBnAct` (their forward reads their convs)."""
+    found: list[nn.Module] = []
+
+    def walk(module: nn.Module) -> None:
+        if isinstance(module, _InferenceKernels):
+            return
+        found.append(module)
+        for child in module.children():
+            walk(child)
+
+    walk(model)
+    return found
+
+
+# ------------------------------------------------------------------ eager CPU kernels
+_ONEDNN_ATTRS = FusedConvAct._ATTRS
+
+
+def _activate_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`act` applied in place (SiLU, ReLU, ReLU6: the kinds in `_ONEDNN_ATTRS`)."""
+    if type(act) is nn.SiLU:
+        return F.silu(x, inplace=True)
+    if type(act) is nn.ReLU:
+        return F.relu_(x)
+    return F.hardtanh_(x, 0.0, 6.0)
+
+
+class _PackedWeight:
+    """A conv weight reordered once into oneDNN's blocked layout, re-made when the weight changes.
+
+    The packed tensor is an opaque oneDNN tensor, which can be neither copied nor pickled:
+    `_InferenceKernels` drops it from copies and pickles and the next call re-packs.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int] | None = None
+        self.packed: torch.Tensor | None = None
+
+    def get(self, conv: nn.Conv2d) -> torch.Tensor:
+        weight = conv.weight
+        key = (weight._version if not weight.is_inference() else -1, weight.data_ptr())  # inference tensors have no version counter
+        if key != self.key:
+            self.packed = torch.ops.mkldnn._reorder_convolution_weight(
+                weight.contiguous(), list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, None
+            )
+            self.key = key
+        return self.packed
+
+
+class _InferenceKernels(nn.Module):
+    """Shared by the inference-kernel classes: a cache of packed weights that copies and pickles leave behind."""
+
+    def _packed(self, name: str, conv: nn.Conv2d) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_packed_weights", {})
+        if name not in cache:
+            cache[name] = _PackedWeight()
+        return cache[name].get(conv)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_packed_weights", None)
+        return state
+
+
+def _fused_conv(module: _InferenceKernels, name: str, conv: nn.Conv2d, x: torch.Tensor, act: nn.Module) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # traced: the plain ops, which the compiler fuses itself (a packed weight cannot be traced)
+        y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return y if isinstance(act, nn.Identity) else _activate_(act, y)
+    attr, scalars = _ONEDNN_ATTRS.get(type(act), ("none", []))
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, module._packed(name, conv), conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, attr, scalars, ""
+    )
+
+
+class InferenceConvBnAct(ConvBnAct, _InferenceKernels):
+    """A BN-folded `ConvBnAct` (stem, head, the convs of non-MBConv blocks) as one oneDNN conv with its activation fused.
+
+    Same submodules, parameters and state-dict keys as the `ConvBnAct` it was made from
+    (`use_inference_kernels` swaps the class); the weight is packed into oneDNN's layout on
+    the first call. CPU, float32, eager inference only.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _fused_conv(self, "conv", self.conv, x, self.act)
+
+
+class InferenceMBConv(MBConv, _InferenceKernels):
+    """A BN-folded `MBConv` as few ATen calls as possible, for channels-last CPU float32 eager inference.
+
+    - the expansion 1x1 conv is a matrix product on the channels-last (N*H*W, C) view of
+      the input, with the activation applied in place;
+    - the depthwise conv and its activation are one oneDNN primitive with the weight packed once;
+    - the SE pool is a sum whose 1/(H*W) rides on the reduce matmul, and the SE gate scales
+      the project conv's weight per image (``(y * g) @ W^T = y @ (W * g)^T``), a
+      C_mid x C_out product instead of a pass over the expanded map, where the map has at
+      least as many pixels as the weight has columns (else the map is scaled in place);
+    - the project 1x1 conv is a (batched) matrix product, and the residual is added in place.
+
+    Same submodules, parameters and state-dict keys as the `MBConv` it was made from
+    (`use_inference_kernels` swaps the class). Outputs equal the plain block's up to float32
+    reassociation.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        n, c, h, w = x.shape
+        y = x
+        if not isinstance(self.expand, nn.Identity):
+            conv = self.expand.conv
+            y = torch.addmm(conv.bias, x.permute(0, 2, 3, 1).reshape(n * h * w, c), conv.weight.flatten(1).t())
+            y = _activate_(self.expand.act, y).view(n, h, w, -1).permute(0, 3, 1, 2)
+        y = _fused_conv(self, "dw", self.dw.conv, y, self.dw.act)
+        mid, out_h, out_w = y.shape[1], y.shape[2], y.shape[3]
+        rows = y.permute(0, 2, 3, 1).reshape(n, out_h * out_w, mid)
+        project = self.project.conv
+        weight = project.weight.flatten(1).t()  # (C_mid, C_out)
+        se = self.se
+        if isinstance(se, nn.Identity):
+            out = torch.addmm(project.bias, rows.reshape(n * out_h * out_w, mid), weight)
+        else:
+            hidden = torch.addmm(se.reduce.bias, rows.sum(1), se.reduce.weight.flatten(1).t(), alpha=1.0 / (out_h * out_w))
+            gate = torch.addmm(se.expand.bias, _activate_(se.act, hidden), se.expand.weight.flatten(1).t()).sigmoid_()
+            if out_h * out_w >= weight.shape[1]:  # the map has more pixels than the weight has columns: scale the weight
+                scaled = weight.unsqueeze(0) * gate.unsqueeze(2)  # (N, C_mid, C_out): the gate folded into the weight, per image
+                out = torch.addmm(project.bias, rows[0], scaled[0]) if n == 1 else torch.baddbmm(project.bias, rows, scaled)
+            else:  # scale the (smaller) map, in place: it is this block's own depthwise output
+                out = torch.addmm(project.bias, rows.mul_(gate.unsqueeze(1)).reshape(n * out_h * out_w, mid), weight)
+        out = out.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)
+        if self.has_skip:
+            out.add_(x)
+        return out
+
+
+def _plain_folded(block: nn.Module, *, pointwise: bool = False, act: bool = True) -> bool:
+    """Whether `block` is a BN-folded effnet ConvBnAct with a plain zero-padded Conv2d (1x1 stride 1 when `pointwise`)."""
+    if type(block) is not ConvBnAct or not isinstance(block.bn, nn.Identity):
+        return False
+    conv = block.conv
+    if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str) or conv.bias is None:
+        return False
+    if pointwise and (conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1):
+        return False
+    return isinstance(block.act, nn.Identity) or (act and type(block.act) in _ONEDNN_ATTRS)
+
+
+def _mbconv_supported(block: nn.Module) -> bool:
+    se = block.se
+    se_ok = isinstance(se, nn.Identity) or (type(se) in (SqueezeExcite, MatmulSqueezeExcite) and type(se.act) in _ONEDNN_ATTRS)
+    return (
+        (isinstance(block.expand, nn.Identity) or _plain_folded(block.expand, pointwise=True))
+        and _plain_folded(block.dw)
+        and se_ok
+        and _plain_folded(block.project, pointwise=True, act=False)
+        and isinstance(block.project.act, nn.Identity)
+        and isinstance(block.drop_path, nn.Identity)
+    )
+
+
+def use_inference_kernels(model: nn.Module) -> int:
+    """Swap BN-folded effnet `MBConv` blocks and `ConvBnAct` layers for `InferenceMBConv` / `InferenceConvBnAct` in place; returns how many.
+
+    For CPU float32 eager inference of a channels-last model after `fold_batchnorm` and
+    `strip_regularisation` (what `optimize` does first). Only the classes change: modules,
+    parameters and state-dict keys stay. Blocks it cannot run (TF 'same' padding, other
+    activations, unfolded BN) keep their own forward. Needs PyTorch's oneDNN (mkldnn) backend.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return 0
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
+        return 0
+
+    def swap(module: nn.Module) -> int:
+        if type(module) is MBConv and _mbconv_supported(module):
+            module.__class__ = InferenceMBConv
+            return 1  # its convs run inside its forward: leave them as they are
+        if _plain_folded(module):
+            module.__class__ = InferenceConvBnAct
+            return 1
+        return sum(swap(child) for child in module.children())
+
+    return swap(model)
 
 
 # ------------------------------------------------------------------ the optimized model
@@ -202,6 +389,7 @@ class OptimizedModel(nn.Module):
         self.device_type = device_type
         self.compiled: Any = None  # set by optimize(compile=True); not a submodule (it shares module's parameters)
         self.compile_options: dict[str, Any] = {}
+        self.micro_batch: int | None = None  # set by optimize(compile=True): larger batches run through the compiled graph in chunks
         self.spec = getattr(module, "spec", None)
         self.preprocessing = getattr(module, "preprocessing", None)
 
@@ -219,6 +407,9 @@ class OptimizedModel(nn.Module):
         # no autograd graph: a compiled model gets an inference-only graph
         with torch.no_grad():
             if self.compiled is not None:
+                chunk = self.micro_batch
+                if chunk and x.dim() > 0 and x.shape[0] > chunk:
+                    return torch.cat([self.forward(part) for part in x.split(chunk)])
                 out = self.compiled(x)
                 # CUDA graphs reuse their output buffers on the next call: hand out a copy the caller owns
                 return out.clone() if self.compile_options.get("triton.cudagraphs") else out
@@ -246,7 +437,8 @@ def optimize(
     inplace: bool = False,
     cudagraphs: bool | None = None,
     dynamic: bool = False,
-    fuse_cpu: bool = False,
+    fuse_cpu: bool | None = None,
+    micro_batch: int | None = 0,
 ) -> OptimizedModel:
     """Make `model` fast for inference; returns an `OptimizedModel` giving the same outputs as ``model.eval()``.
 
@@ -260,15 +452,28 @@ def optimize(
     (one specialised graph per input shape), and CUDA graphs
     on CUDA (`cudagraphs` None: on for CUDA). The first call of each new input shape
     compiles (tens of seconds on a small CPU); `compile_cached` / `save_compiled` avoid
-    paying that in every process. `fuse_cpu` (CPU, float32, eager) also turns each conv and
-    its activation into one oneDNN primitive (`fuse_conv_activation`); off by default: on B0
-    at batch 8 it measured no faster than the folded model (217 vs 213 ms, 1 thread).
+    paying that in every process.
+
+    On the CPU in float32 without `compile` (`fuse_cpu` None: automatic), effnet's MBConv
+    blocks and conv-BN-activation layers run through `use_inference_kernels`: the 1x1 convs
+    as matrix products on the channels-last view, each depthwise / stem / head conv and its
+    activation as one oneDNN primitive with its weight packed once, the SE gate folded into
+    the project conv's weight; fewer and cheaper calls per block, faster at batch 1 and 32.
+    `fuse_cpu=True` also fuses the conv and activation of other libraries' ``nn.Sequential``
+    layers (`fuse_conv_activation`, weights not packed: no faster on its own); False keeps
+    the plain folded modules. Measurements: ``benchmarks/results/cpu_bound.md``.
+
+    On the CPU a compiled model runs a batch larger than `micro_batch` (0: automatic,
+    `CPU_MICRO_BATCH` on the CPU, off on CUDA; None: off) as chunks of that size through
+    one compiled graph and concatenates the outputs: each chunk's activations stay in the
+    caches between layers, where a whole batch of 32 at 224 px streams every layer through
+    main memory. Outputs are the same per image; a last, smaller chunk compiles its own graph
+    once (static shapes), so batch sizes that are multiples of `micro_batch` compile once.
 
     Inductor's ``freezing`` (weights as constants, oneDNN-prepacked convs with fused
-    activations) is not used: passed through ``torch.compile(options=...)`` it never reaches
-    the freezing pass in torch 2.14 (the weights stay graph inputs), and forced on through
-    the global config it measured no faster on B0, 2 CPU threads: 71 vs 73-80 img/s at
-    batch 32, 14.0-16.4 vs 13.6-15.4 ms at batch 1, with a longer first compile.
+    activations) is not used by `compile`: passed through ``torch.compile(options=...)`` it
+    never reaches the freezing pass (the weights stay graph inputs), and forced on through
+    the global config it was no faster on B0 on 2 CPU threads, with a longer first compile.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize() needs a torch.nn.Module, got {type(model).__name__}")
@@ -289,10 +494,13 @@ def optimize(
     if channels_last:
         module.to(memory_format=torch.channels_last)
     resolved = _resolve_dtype(dtype, device_type)
-    if fuse_cpu:
-        if compile or device_type != "cpu" or resolved not in (None, torch.float32):
-            raise ValueError("fuse_cpu is for eager float32 inference on the CPU (torch.compile fuses by itself); drop fuse_cpu=True")
-        fuse_conv_activation(module)
+    eager_cpu = not compile and device_type == "cpu" and resolved in (None, torch.float32)
+    if fuse_cpu and not eager_cpu:
+        raise ValueError("fuse_cpu is for eager float32 inference on the CPU (torch.compile fuses by itself); drop fuse_cpu=True")
+    if fuse_cpu or (fuse_cpu is None and eager_cpu):
+        use_inference_kernels(module)
+        if fuse_cpu:
+            fuse_conv_activation(module)
     fast = OptimizedModel(module, channels_last=channels_last, dtype=resolved, device_type=device_type)
     if compile:
         options: dict[str, Any] = {}
@@ -300,6 +508,9 @@ def optimize(
             options["triton.cudagraphs"] = True
         fast.compile_options = options
         fast.compiled = torch.compile(_Runner(fast), dynamic=dynamic, options=options)
+        if micro_batch is not None and micro_batch < 0:
+            raise ValueError(f"micro_batch must be a batch size >= 1, 0 (automatic) or None (off), got {micro_batch}")
+        fast.micro_batch = (CPU_MICRO_BATCH if device_type == "cpu" else None) if micro_batch == 0 else micro_batch
     return fast
 
 
@@ -388,7 +599,7 @@ def save_compiled(
     path = Path(path)
     if path.suffix != ".pt2":
         raise ValueError(f"a compiled package must end in .pt2, got {path}")
-    fast = model if isinstance(model, OptimizedModel) else optimize(model, channels_last=channels_last, dtype=dtype)
+    fast = model if isinstance(model, OptimizedModel) else optimize(model, channels_last=channels_last, dtype=dtype, fuse_cpu=False)
     runner = _Runner(fast).eval()
     device = example_input.device.type
     start = time.perf_counter()
@@ -474,7 +685,7 @@ def compile_cached(
     The first process pays the ahead-of-time compile; every later one (same weights, shape,
     dtype, device and versions) loads the package in about 2 s.
     """
-    fast = model if isinstance(model, OptimizedModel) else optimize(model, channels_last=channels_last, dtype=dtype)
+    fast = model if isinstance(model, OptimizedModel) else optimize(model, channels_last=channels_last, dtype=dtype, fuse_cpu=False)
     device = example_input.device.type
     key = artifact_key(fast, tuple(example_input.shape), fast.dtype, device, fast.channels_last)
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()

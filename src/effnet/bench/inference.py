@@ -7,7 +7,7 @@ changes, thermal drift or a noisy neighbour affect all of them alike. Paths:
 
 - ``effnet``, ``timm``, ``torchvision``: the library's model in eval mode (eager);
 - ``effnet-fast``: `effnet.optimize(model)` (BN folded, no dropout, channels-last, CUDA autocast);
-- ``effnet-fast-compiled``: `effnet.optimize(model, compile=True)` (+ torch.compile with freezing);
+- ``effnet-fast-compiled``: `effnet.optimize(model, compile=True)` (+ torch.compile; on the CPU, batches above 8 in chunks of 8);
 - ``timm-compiled``, ``torchvision-compiled``: ``torch.compile(model)`` (CUDA: mode="reduce-overhead").
 
 timm and torchvision are optional: a library that is not installed, or lacks the variant, is
