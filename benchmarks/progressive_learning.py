@@ -67,6 +67,7 @@ from effnet.scaling import scale
 from effnet.spec import NetSpec
 from effnet.study.stats import Interval, mean_ci, paired_difference
 from effnet.train.config import TrainConfig, preset
+from effnet.train.evaluate import evaluate
 from effnet.train.progressive import Stage, schedule, stage_of
 from effnet.train.trainer import train
 from effnet.zoo import resolve_spec
@@ -316,13 +317,7 @@ def run_plain(args: argparse.Namespace, spec: NetSpec, seed: int, epochs: int) -
             scheduler.step()
             losses.append(loss.item())
         seconds += time.perf_counter() - started
-        model.eval()
-        correct, loss_sum = 0, 0.0
-        with torch.no_grad():
-            for images, labels in DataLoader(val_set, batch_size=64):
-                logits = model(images)
-                correct += int((logits.argmax(1) == labels).sum())
-                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        evaluation = evaluate(model, DataLoader(val_set, batch_size=64), torch.device("cpu"), len(classes))
         images_seen = (epoch + 1) * len(loader) * args.batch_size
         history.append(
             {
@@ -334,8 +329,8 @@ def run_plain(args: argparse.Namespace, spec: NetSpec, seed: int, epochs: int) -
                 "calibrated_seconds": None,  # the calibration times the trainer's steps, not this loop's
                 "image_macs": images_seen * macs,
                 "train_loss": statistics.fmean(losses),
-                "val_top1": 100.0 * correct / len(val_set),
-                "val_loss": loss_sum / len(val_set),
+                "val_top1": evaluation.top1,
+                "val_loss": evaluation.loss,
             }
         )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
