@@ -293,7 +293,7 @@ def run_study(
         for p in points:
             if p.part == "matched":
                 log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
-    trials_seconds, stopping = 0.0, None
+    stopping = None
     while True:
         trials = experiment.run(evaluate, items, progress="study" if progress else None)
         trials_seconds = sum(t.seconds for t in trials.values())
@@ -341,8 +341,8 @@ def stopping_decision(result: StudyResult, half_width: float, max_seeds: int) ->
     from effnet.study.stats import seeds_for_half_width
 
     n = len(result.seeds)
-    diffs = [(row["point"].label, row["compound_minus"]) for row in result.matched_rows() if row.get("compound_minus") and row["point"].label != "compound"]
-    widths = [d.half_width if d.n >= 2 and not math.isnan(d.half_width) else math.inf for _, d in diffs]
+    diffs = [row["compound_minus"] for row in result.matched_rows() if row.get("compound_minus")]  # compound's own row has none
+    widths = [d.half_width if d.n >= 2 and not math.isnan(d.half_width) else math.inf for d in diffs]
     widest = max(widths, default=math.inf)
     record: dict[str, Any] = {"rule": f"seeds grow until every compound - row 95% half-width <= {half_width:g} points, at most {max_seeds} seeds"}
     record.update(half_width=half_width, max_seeds=max_seeds, seeds=n, widest=round(widest, 2) if math.isfinite(widest) else None)
@@ -350,7 +350,7 @@ def stopping_decision(result: StudyResult, half_width: float, max_seeds: int) ->
         return {**record, "reason": f"every half-width <= {half_width:g} at {n} seeds (widest {widest:.1f})", "met": True}, 0
     if n >= max_seeds:
         return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, 0
-    needed = max((seeds_for_half_width(d.std, half_width, most=max_seeds) for _, d in diffs if d.n >= 2 and not math.isnan(d.std)), default=n + 1)
+    needed = max((seeds_for_half_width(d.std, half_width, most=max_seeds) for d in diffs if d.n >= 2 and not math.isnan(d.std)), default=n + 1)
     grow_to = min(max_seeds, max(n + 1, needed))
     return {**record, "reason": f"widest half-width {widest:.1f} > {half_width:g} at {n} seeds; the observed spread needs {needed}", "met": False}, grow_to
 
