@@ -1,8 +1,11 @@
-"""Shared test helpers: deterministic seeds, randomised BatchNorm statistics, and the logit-parity comparison."""
+"""Shared test helpers: deterministic seeds, randomised BatchNorm statistics, the logit-parity comparison, and a tiny
+real-photo task cut from the bundled CC0 photos."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,3 +50,33 @@ def max_logit_difference(reference: torch.nn.Module, ours: torch.nn.Module, size
     assert expected.shape == actual.shape == (2, 1000)
     assert expected.std() > 1e-3  # a real signal, not all-zero logits
     return (expected - actual).abs().max().item()
+
+
+def _tiny_photo_task(root: Path, train: int = 16, val: int = 8) -> Path:
+    """A 3-class task of crops, flips and colour changes of the bundled CC0 photos (cat, coffee, rocket)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    from effnet.predict import sample_images
+
+    rng = random.Random(0)
+    for path in sample_images():
+        photo = Image.open(path).convert("RGB")
+        width, height = photo.size
+        for split, count in (("train", train), ("val", val)):
+            folder = root / split / path.stem
+            folder.mkdir(parents=True)
+            for i in range(count):
+                side = int(min(width, height) * rng.uniform(0.45, 0.9))
+                left, top = rng.randint(0, width - side), rng.randint(0, height - side)
+                image = photo.crop((left, top, left + side, top + side)).resize((160, 160))
+                image = ImageEnhance.Color(image).enhance(rng.uniform(0.4, 1.4))
+                image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.7, 1.3))
+                if rng.random() < 0.5:
+                    image = ImageOps.mirror(image)
+                image.save(folder / f"{i}.jpg", quality=85)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_photos(tmp_path_factory) -> Path:
+    return _tiny_photo_task(tmp_path_factory.mktemp("photos"))

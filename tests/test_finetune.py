@@ -5,7 +5,6 @@ reports what training reported."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -67,34 +66,6 @@ def test_the_plan_gives_enough_steps_per_epoch_and_warm_up_in_steps() -> None:
     assert (values["batch_size"], values["epochs"]) == (32, 2)  # the user's choice wins
 
 
-def _tiny_photo_task(root: Path, train: int = 16, val: int = 8) -> Path:
-    """A 3-class task of crops, flips and colour changes of the bundled CC0 photos (cat, coffee, rocket)."""
-    from PIL import Image, ImageEnhance, ImageOps
-
-    rng = random.Random(0)
-    for path in sample_images():
-        photo = Image.open(path).convert("RGB")
-        width, height = photo.size
-        for split, count in (("train", train), ("val", val)):
-            folder = root / split / path.stem
-            folder.mkdir(parents=True)
-            for i in range(count):
-                side = int(min(width, height) * rng.uniform(0.45, 0.9))
-                left, top = rng.randint(0, width - side), rng.randint(0, height - side)
-                image = photo.crop((left, top, left + side, top + side)).resize((160, 160))
-                image = ImageEnhance.Color(image).enhance(rng.uniform(0.4, 1.4))
-                image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.7, 1.3))
-                if rng.random() < 0.5:
-                    image = ImageOps.mirror(image)
-                image.save(folder / f"{i}.jpg", quality=85)
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_photos(tmp_path_factory) -> Path:
-    return _tiny_photo_task(tmp_path_factory.mktemp("photos"))
-
-
 @pytest.fixture(scope="module")
 def tuned_run(tiny_photos: Path, tmp_path_factory) -> tuple[Path, str]:
     """`effnet finetune` with its defaults (smaller resolution and 2 epochs for time), and FixRes at a larger one."""
@@ -117,6 +88,7 @@ def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, s
     config = json.loads((run / "config.json").read_text())
     # 48 images: the plan picks batch 8 (>= MIN_STEPS_PER_EPOCH is impossible above the smallest batch), and says so
     assert "48 images -> batch 8, 6 steps/epoch" in printed
+    assert "pretrained features separate the classes" in printed and "BN statistics trained" in printed  # chosen, and said
     assert (config["model"], config["pretrained"], config["batch_size"], config["head_init"]) == ("efficientnet_lite0", "default", 8, "zeros")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and printed.count('{"epoch"') == 2  # --no-progress keeps the epoch lines
@@ -147,8 +119,10 @@ def test_fixres_adapts_statistics_and_head_only(tuned_run: tuple[Path, str], cap
     before, after = load_file(str(run / "model.safetensors")), load_file(str(run / "fixres.safetensors"))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {"classifier.weight", "classifier.bias", "head.bn.weight", "head.bn.bias"} <= changed
-    # trained with frozen BN statistics: only the BatchNorm before pooling re-estimates them at the test resolution
-    assert {k for k in changed if k.endswith("running_mean")} == {"head.bn.running_mean"}
+    # the tiny photos' classes separate in the pretrained features, so the run trained BN statistics (chosen from the
+    # data); FixRes then re-estimates every BatchNorm's at the test resolution
+    assert json.loads((run / "config.json").read_text())["freeze_bn"] is False
+    assert {k for k in changed if k.endswith("running_mean")} == {k for k in before if k.endswith("running_mean")}
     assert not any(k.endswith(".conv.weight") or k.endswith("conv_dw.weight") or k.endswith("conv_pwl.weight") for k in changed)
     # eval --run evaluates the FixRes weights at their resolution, with the result FixRes reported
     assert main(["eval", "--run", str(run), "--workers", "0", "--json"]) == 0
@@ -156,6 +130,19 @@ def test_fixres_adapts_statistics_and_head_only(tuned_run: tuple[Path, str], cap
     assert rows["fixres"]["resolution"] == 160
     assert rows["fixres"]["top1"] == pytest.approx(outcome["after"]["top1"], abs=1e-9)
     assert rows["fixres"]["loss"] == pytest.approx(outcome["after"]["loss"], rel=1e-4)
+
+
+def test_fixres_after_frozen_statistics_re_estimates_only_the_batchnorm_before_pooling() -> None:
+    from effnet.train.fixres import head_norm, recompute_batchnorm_statistics
+
+    model = effnet.create_model("efficientnet_lite0", num_classes=2)
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
+    batches = [(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long))]
+    assert recompute_batchnorm_statistics(model, batches, torch.device("cpu"), only=[head_norm(model)]) == 4
+    after = model.state_dict()
+    assert {k for k in before if not torch.equal(before[k], after[k])} == {"head.bn.running_mean"}
+    recompute_batchnorm_statistics(model, batches, torch.device("cpu"))
+    assert all(not torch.equal(before[k], model.state_dict()[k]) for k in before)
 
 
 def test_predict_with_a_run_uses_its_classes_and_preprocessing(tuned_run: tuple[Path, str], tiny_photos: Path, capsys) -> None:

@@ -63,6 +63,14 @@ def add_train_commands(command: Any) -> None:
     add_eval_options(p)
 
 
+# finetune chooses these from the data unless given (effnet.train.finetune.BN_TRAINING)
+BN_FROM_DATA = ("freeze_bn", "backbone_lr_scale")
+BN_FROM_DATA_HELP = (
+    "chosen from the data: BN statistics frozen and the backbone at x0.25, unless the pretrained features already separate "
+    "the training images' classes (then BN trains and the backbone learns at the head's rate)"
+)
+
+
 def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None, finetune: bool = False) -> None:
     """One option per TrainConfig field (plus --config FILE, --preset, --resume [DIR]); defaults shown in --help."""
     defaults = defaults or {}
@@ -94,10 +102,15 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             shown = flag if default else "--no-" + flag[2:]
+            if finetune and f.name in BN_FROM_DATA:
+                shown = BN_FROM_DATA_HELP
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {shown})")
         else:
-            auto = finetune and f.name in ("batch_size", "warmup_epochs")
-            shown = "set from the number of training images" if auto else repr(default)
+            shown = repr(default)
+            if finetune and f.name in ("batch_size", "warmup_epochs"):
+                shown = "set from the number of training images"
+            elif finetune and f.name in BN_FROM_DATA:
+                shown = BN_FROM_DATA_HELP
             parser.add_argument(
                 flag,
                 type=type(f.default),
@@ -143,7 +156,7 @@ def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
 
 def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[TrainConfig, str]:
     """The run's TrainConfig and a line describing the adaptive choices ('' when there are none)."""
-    from effnet.train.finetune import count_training_images, describe, finetune_values
+    from effnet.train.finetune import count_training_images, describe, finetune_values, measure_separability
 
     given = chosen_options(args)
     resume = vars(args).get("resume")
@@ -159,8 +172,8 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[Tr
     import os
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    images = count_training_images(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
-    values, plan = finetune_values(images, given, world_size)
+    recipe = TrainConfig.from_dict({**FINETUNE_RECIPE, **given})
+    values, plan = finetune_values(count_training_images(recipe), given, world_size, measure_separability(recipe, given))
     config = TrainConfig.from_dict(values)
     return config, describe(plan, config)
 

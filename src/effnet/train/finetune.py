@@ -3,17 +3,21 @@
 The paper's recipe (RMSProp, EMA 0.9999, AutoAugment, batch 4096 over 350 epochs) is made for
 ImageNet from scratch. Fine-tuning a pretrained network on a few hundred photos needs the
 opposite: enough optimizer steps per epoch, a new head that starts at uniform predictions,
-BatchNorm statistics kept from pretraining (small batches give noisy ones), no AutoAugment, and
-a schedule measured in steps. `FINETUNE_RECIPE` holds the fixed part; `plan_finetune` derives
+a BatchNorm mode suited to the data (statistics trained where the pretrained features already
+separate the classes, kept from pretraining elsewhere), no AutoAugment, and a schedule measured
+in steps. `FINETUNE_RECIPE` holds the fixed part; `plan_finetune` derives
 the rest from the number of training images, and every choice is printed and saved with the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from effnet.train.separability import Separability
 
 # The transfer recipe. Explicit options (command line, --config file, keyword arguments) win.
 FINETUNE_RECIPE: dict[str, Any] = {
@@ -32,13 +36,19 @@ FINETUNE_RECIPE: dict[str, Any] = {
     "ema_decay": 0.0,  # a cosine schedule ends at zero LR: an average of the last weights adds nothing
     "drop_path_rate": 0.1,
     "auto_augment": "none",
-    # Batches of 8-64 give noisy statistics, and their running average lags behind the weights. BN training did
-    # better on photos close to ImageNet (hymenoptera) but far worse on others (clothing): see the recipe sweep.
+    # Where the pretrained features do not yet separate the classes, BatchNorm statistics stay frozen (batch
+    # statistics of 8-64 images then slow learning a lot); where they do, BN trains: BN_TRAINING below.
     "freeze_bn": True,
     "channels_last": True,
     "head_init": "zeros",
     "out_dir": "runs/finetune",
 }
+# BatchNorm mode from the data (`effnet.train.separability`): at or above this nearest-class-mean accuracy of the
+# pretrained features, BN statistics train and the backbone learns at the head's rate (frozen statistics at that
+# rate wreck the features; trained ones do not). The threshold lies in the gap between the photo sets that gained
+# from BN training and those that lost (benchmarks/results/finetune_real/bn_choice/).
+BN_TRAINING_MIN_SEPARABILITY = 0.9
+BN_TRAINING = {"freeze_bn": False, "backbone_lr_scale": 1.0}
 MIN_STEPS_PER_EPOCH = 10
 BATCH_RANGE = (8, 64)
 WARMUP_FRACTION = 0.05  # of all optimizer steps
@@ -54,6 +64,7 @@ class FinetunePlan:
     steps_per_epoch: int
     epochs: int
     warmup_steps: int
+    separability: Separability | None = None  # measured when the BatchNorm mode was chosen from the data
 
     @property
     def total_steps(self) -> int:
@@ -87,9 +98,21 @@ def plan_finetune(images: int, *, epochs: int, world_size: int = 1, grad_accum: 
     return FinetunePlan(images, world_size, batch, steps, epochs, warmup)
 
 
-def finetune_values(images: int, given: Mapping[str, Any], world_size: int = 1) -> tuple[dict[str, Any], FinetunePlan]:
-    """TrainConfig values for fine-tuning on `images` training images: the recipe, the plan, then `given` on top."""
-    values = {**FINETUNE_RECIPE, **given}
+def chooses_bn_mode(given: Mapping[str, Any]) -> bool:
+    """Whether the BatchNorm mode is left to the data: not set by the user, and there are pretrained features to measure."""
+    pretrained = given.get("pretrained", FINETUNE_RECIPE["pretrained"])
+    return "freeze_bn" not in given and bool(pretrained) and str(pretrained).lower() not in ("none", "false", "0")
+
+
+def finetune_values(
+    images: int, given: Mapping[str, Any], world_size: int = 1, separability: Separability | None = None
+) -> tuple[dict[str, Any], FinetunePlan]:
+    """TrainConfig values for fine-tuning on `images` training images: the recipe, the BatchNorm mode `separability`
+    calls for (when given and the user set none), the plan, then `given` on top."""
+    values = dict(FINETUNE_RECIPE)
+    if separability is not None and "freeze_bn" not in given and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
+        values.update(BN_TRAINING)
+    values.update(given)
     plan = plan_finetune(
         images,
         epochs=int(values["epochs"]),
@@ -98,6 +121,7 @@ def finetune_values(images: int, given: Mapping[str, Any], world_size: int = 1) 
         batch_size=given.get("batch_size"),
     )
     values["batch_size"] = plan.batch_size
+    plan = dataclasses.replace(plan, separability=separability)
     if "warmup_epochs" not in given:
         values["warmup_epochs"] = plan.warmup_epochs
     return values, plan
@@ -129,9 +153,17 @@ def finetune_config(world_size: int = 1, **given: Any) -> tuple[Any, FinetunePla
     """
     from effnet.train.config import TrainConfig
 
-    images = count_training_images(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
-    values, plan = finetune_values(images, given, world_size)
+    recipe = TrainConfig.from_dict({**FINETUNE_RECIPE, **given})
+    images = count_training_images(recipe)
+    values, plan = finetune_values(images, given, world_size, measure_separability(recipe, given))
     return TrainConfig.from_dict(values), plan
+
+
+def measure_separability(recipe: Any, given: Mapping[str, Any]) -> Separability | None:
+    """The pretrained features' separability on the training images, when the BatchNorm mode is the data's to choose."""
+    from effnet.train.separability import pretrained_separability
+
+    return pretrained_separability(recipe) if chooses_bn_mode(given) else None
 
 
 def describe(plan: FinetunePlan, config: Any) -> str:
@@ -140,7 +172,9 @@ def describe(plan: FinetunePlan, config: Any) -> str:
     lr = config.peak_lr(plan.world_size)
     scale = f", backbone x{config.backbone_lr_scale:g}" if config.backbone_lr_scale != 1 else ""
     ema = f"EMA {config.ema_decay:g}" if config.ema_decay > 0 else "EMA off"
-    bn = "BN statistics kept from pretraining" if config.freeze_bn else f"BN statistics updated (momentum {config.bn_momentum:g})"
+    bn = "BN statistics kept from pretraining" if config.freeze_bn else f"BN statistics trained (momentum {config.bn_momentum:g})"
+    if plan.separability is not None:
+        bn = f"{plan.separability.describe()} -> {bn}"
     augment = "AutoAugment" if config.auto_augment == "autoaugment" else ("RandAugment" if config.auto_augment == "randaugment" else "no auto-augment")
     warmup = int(round(config.warmup_epochs * plan.steps_per_epoch))
     return (
