@@ -485,3 +485,43 @@ def test_effnet_train_with_memory_efficient_ops_matches_plain_training(tmp_path)
     assert runs[True].keys() == runs[False].keys()
     for name, value in runs[False].items():
         torch.testing.assert_close(runs[True][name], value, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_memory_efficient_ops_with_compile_use_the_compilers_budget_and_give_the_plain_gradients(tmp_path):
+    """Under --compile the lean ops would hide their saving from the compiler (and kept more memory than plain compile):
+    `--memory-efficient-ops --compile` swaps nothing in and compiles with the partitioner's activation memory budget."""
+    import torch._functorch.config as functorch_config
+
+    from effnet.nn.lean import COMPILED_ACTIVATION_MEMORY_BUDGET, compiled_memory_budget
+    from effnet.spec import NetSpec
+    from effnet.train import config as train_config
+    from effnet.train.trainer import Trainer
+
+    outside = functorch_config.activation_memory_budget
+    with compiled_memory_budget():
+        assert functorch_config.activation_memory_budget == COMPILED_ACTIVATION_MEMORY_BUDGET < 1.0
+    assert functorch_config.activation_memory_budget == outside
+
+    spec = tmp_path / "tiny.json"
+    NetSpec.from_string(TINY, stem_channels=16, head_channels=64, resolution=32, dropout=0.0, name="tiny").save(spec)
+    values = {"spec": str(spec), "resolution": 32, "num_classes": 4, "train_samples": 32, "val_samples": 16, "epochs": 1, "batch_size": 16}
+    config = train_config.preset("proxy", **values, workers=0, progress=False, compile=True, memory_efficient_ops=True, out_dir=str(tmp_path / "run"))
+    trainer = Trainer(config)
+    assert not any(isinstance(m, (LeanConvBnAct, LeanSqueezeExcite)) for m in trainer.model.modules())
+    with trainer._memory_budget():
+        assert functorch_config.activation_memory_budget == COMPILED_ACTIVATION_MEMORY_BUDGET
+
+
+@pytest.mark.slow
+def test_compiling_under_the_memory_budget_gives_the_plain_gradients():
+    from effnet.nn.lean import compiled_memory_budget
+
+    model = randomize_bn(effnet.build(TINY, num_classes=10, drop_path_rate=0.0, dropout=0.0)).train()
+    compiled_copy = copy.deepcopy(model)
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([1, 4, 7])
+    nn.functional.cross_entropy(model(x), y).backward()
+    with compiled_memory_budget():
+        nn.functional.cross_entropy(torch.compile(compiled_copy)(x), y).backward()
+    scale = max(p.grad.abs().max() for p in model.parameters())
+    worst = max((a.grad - b.grad).abs().max() for a, b in zip(model.parameters(), compiled_copy.parameters(), strict=True))
+    assert worst <= 1e-4 * scale

@@ -16,6 +16,7 @@ from typing import Any
 from effnet.bench.child import run_child
 from effnet.bench.environment import busy_cpus
 from effnet.bench.inference import LIBRARIES
+from effnet.nn.lean import COMPILED_ACTIVATION_MEMORY_BUDGET
 
 TRAIN_OPTIONS = ("lean", "ckpt", "compile", "budget", "alloc")
 TRAIN_CONFIGS = (
@@ -26,6 +27,7 @@ TRAIN_CONFIGS = (
     "effnet+ckpt",
     "effnet+lean+ckpt+alloc",
     "effnet+compile",
+    "effnet+compile+budget",  # what `effnet train --memory-efficient-ops --compile` runs
     "effnet+lean+compile",
     "timm",
     "timm+alloc",
@@ -35,7 +37,9 @@ TRAIN_CONFIGS = (
     "torchvision+compile",
 )
 WORKER_TIMEOUT_S = 1800.0
-ACTIVATION_MEMORY_BUDGET = float(os.environ.get("EFFNET_ACTIVATION_MEMORY_BUDGET", "0.5"))  # +budget: fraction of activations compile may keep
+ACTIVATION_MEMORY_BUDGET = float(
+    os.environ.get("EFFNET_ACTIVATION_MEMORY_BUDGET", str(COMPILED_ACTIVATION_MEMORY_BUDGET))
+)  # +budget: fraction of activations compile may keep
 OPTIMIZER = "RMSprop(lr=1e-3, alpha=0.9, eps=1e-3, momentum=0.9, weight_decay=1e-5)"
 LOSS = "CrossEntropyLoss(label_smoothing=0.1)"
 

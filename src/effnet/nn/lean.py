@@ -394,6 +394,20 @@ def _act_kind(act: nn.Module) -> str | None:
     return None
 
 
+# Under torch.compile the lean ops above hide their saving from the compiler, and a compiled graph with them kept more
+# memory than plain compile (benchmarks/results/train_memory_compile.md). There the memory option is the compiler's
+# own: its partitioner may keep this fraction of the activations and recomputes the rest in backward.
+COMPILED_ACTIVATION_MEMORY_BUDGET = 0.5
+
+
+def compiled_memory_budget(budget: float = COMPILED_ACTIVATION_MEMORY_BUDGET) -> Any:
+    """Context for the forward passes of a ``torch.compile``d training model: the partitioner (which runs when the
+    forward-backward graph is first compiled) keeps at most `budget` of the activations, recomputing the rest."""
+    import torch._functorch.config as functorch_config
+
+    return functorch_config.patch(activation_memory_budget=budget)
+
+
 def use_memory_efficient_ops(model: nn.Module) -> dict[str, int]:
     """Swap the memory-lean ops into `model` in place; returns how many modules of each kind were swapped.
 

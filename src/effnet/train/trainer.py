@@ -8,6 +8,7 @@ already consumed; and the checkpoint holds every RNG state taken at a step bound
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
@@ -124,7 +125,7 @@ class Trainer:
             freeze_backbone(model)
         if config.activation_checkpointing:
             model.grad_checkpointing = True
-        if config.memory_efficient_ops:
+        if config.memory_efficient_ops and not config.compile:  # compiled: the compiler's memory budget instead (_train_step)
             from effnet.nn.lean import use_memory_efficient_ops
 
             use_memory_efficient_ops(model)  # same parameters and state-dict keys: checkpoints stay interchangeable
@@ -320,7 +321,7 @@ class Trainer:
                 labels = targets.argmax(1)
             elif labels.ndim == 2:  # label distributions (pseudo labels): accuracy against the most likely class
                 labels = labels.argmax(1)
-            with autocast(self.device, cfg.amp):
+            with autocast(self.device, cfg.amp), self._memory_budget():
                 logits = self.trained(images)
                 loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             finite = D.all_true(bool(torch.isfinite(loss).item()), self.dist, self.device)
@@ -350,6 +351,14 @@ class Trainer:
             if len(group) == self.config.grad_accum:
                 yield group
                 group = []
+
+    def _memory_budget(self) -> Any:
+        """--memory-efficient-ops with --compile: the compiler's activation memory budget around the training forward."""
+        if self.config.memory_efficient_ops and self.config.compile:
+            from effnet.nn.lean import compiled_memory_budget
+
+            return compiled_memory_budget()
+        return contextlib.nullcontext()
 
     def _run_epoch(self) -> None:
         cfg = self.config
