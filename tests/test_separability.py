@@ -90,3 +90,16 @@ def test_pretrained_features_separate_photos_of_distinct_objects_but_not_the_sha
     shapes = measured(_shapes_folder(tmp_path / "shapes"))  # 16 classes by relation x stripes x shape, unlike ImageNet's
     assert (photos.images, photos.classes, shapes.images, shapes.classes) == (48, 3, 64, 16)
     assert photos.accuracy >= BN_TRAINING_MIN_SEPARABILITY > shapes.accuracy
+
+
+def test_a_folder_with_one_image_per_class_leaves_the_recipe_as_it_is(tiny_photos: Path, tmp_path: Path) -> None:
+    import shutil
+
+    for split in ("train", "val"):
+        for folder in sorted((tiny_photos / split).iterdir()):
+            (tmp_path / split / folder.name).mkdir(parents=True)
+            shutil.copy(sorted(folder.iterdir())[0], tmp_path / split / folder.name / "only.jpg")
+    config = TrainConfig.from_dict({**FINETUNE_RECIPE, "dataset": "folder", "data_dir": str(tmp_path), "resolution": 64})
+    assert pretrained_separability(config) is None
+    values, plan = finetune_values(3, {}, separability=None)
+    assert values["freeze_bn"] == FINETUNE_RECIPE["freeze_bn"] and plan.separability is None

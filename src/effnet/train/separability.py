@@ -57,8 +57,9 @@ def nearest_class_mean_accuracy(features: torch.Tensor, labels: torch.Tensor) ->
     return float(correct[usable].double().mean())
 
 
-def pretrained_separability(config: Any, max_images: int = MAX_IMAGES, batch_size: int = 32) -> Separability:
-    """`nearest_class_mean_accuracy` of the pretrained network a TrainConfig names, on its training images."""
+def pretrained_separability(config: Any, max_images: int = MAX_IMAGES, batch_size: int = 32) -> Separability | None:
+    """`nearest_class_mean_accuracy` of the pretrained network a TrainConfig names, on its training images; None when
+    no class has two readable images (nothing to measure)."""
     from torch.utils.data import DataLoader, Subset
 
     from effnet.data import TransformedDataset, build_datasets
@@ -91,5 +92,7 @@ def pretrained_separability(config: Any, max_images: int = MAX_IMAGES, batch_siz
                 continue
             features.append(model.forward_head(model.forward_features(x), pre_logits=True))
             labels.append(y)
+    if not labels or int(torch.bincount(torch.cat(labels)).max()) < 2:
+        return None
     y = torch.cat(labels)
     return Separability(nearest_class_mean_accuracy(torch.cat(features), y), len(y), data.num_classes)
