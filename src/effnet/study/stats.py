@@ -1,4 +1,5 @@
-"""Confidence intervals over seeds: Student's t-interval of a mean, and of a paired difference."""
+"""Confidence intervals over seeds: Student's t-interval of a mean, and of a paired difference; Kendall's rank
+correlation with a bootstrap interval."""
 
 from __future__ import annotations
 
@@ -133,3 +134,40 @@ def seeds_for_half_width(std: float, half_width: float, level: float = 0.95, mos
         if t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n) <= half_width:
             return n
     return most
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either ranking corrected for), by counting pairs."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
+    return (concordant - discordant) / denominator if denominator else float("nan")
+
+
+def bootstrap_interval(x: Sequence[float], y: Sequence[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of `kendall_tau_b` over pairs (x_i, y_i) resampled with replacement."""
+    import random
+
+    rng = random.Random(seed)
+    values = []
+    for _ in range(draws):
+        picks = [rng.randrange(len(x)) for _ in x]
+        tau = kendall_tau_b([x[i] for i in picks], [y[i] for i in picks])
+        if not math.isnan(tau):  # every resampled pair the same: no ranking
+            values.append(tau)
+    if not values:  # no resample ranks anything (e.g. every y equal)
+        return math.nan, math.nan
+    values.sort()
+    return values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]
