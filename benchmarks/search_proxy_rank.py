@@ -10,7 +10,7 @@ decision drawn uniformly, seeded), scores each three ways on the shapes proxy ta
 and reports Kendall's tau-b of proxy and of NASWOT against the longer training's top-1, with a 95% percentile
 bootstrap interval over architectures. Every scored network is a line of OUT/runs.jsonl (a rerun skips them).
 
-    python benchmarks/search_proxy_rank.py --architectures 12 --out benchmarks/results/search_proxy_rank
+    python benchmarks/search_proxy_rank.py --out benchmarks/results/search_proxy_rank
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ def evaluator(args: argparse.Namespace, kind: str, longer: bool) -> EvaluatorCon
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/search_proxy_rank"))
-    p.add_argument("--architectures", type=int, default=12)
+    p.add_argument("--architectures", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=2, help="proxy: epochs")
     p.add_argument("--train-samples", type=int, default=1000, help="proxy: training images")
-    p.add_argument("--longer-epochs", type=int, default=8)
+    p.add_argument("--longer-epochs", type=int, default=6)
     p.add_argument("--longer-train-samples", type=int, default=2000)
     p.add_argument("--val-samples", type=int, default=1000)
     args = p.parse_args(argv)
