@@ -22,19 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from search_study import SKELETON  # the search study's space: B0's first four stages (this folder is on sys.path)
+
 from effnet.search.evaluators import EvaluatorConfig, score_candidate
 from effnet.search.space import SearchSpace
-from effnet.spec import NetSpec
 from effnet.study.stats import bootstrap_interval, kendall_tau_b
-
-# the search study's skeleton (benchmarks/search_study.py): B0's first four stages and a 320-channel head
-SKELETON = NetSpec.from_string(
-    "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r2_k5_s2_e6_c40_se0.25-ir_r3_k3_s2_e6_c80_se0.25",
-    stem_channels=32,
-    head_channels=320,
-    dropout=0.1,
-    name="b0_first4",
-)
 
 
 def evaluator(args: argparse.Namespace, kind: str, longer: bool) -> EvaluatorConfig:
