@@ -26,7 +26,7 @@ from search_study import SKELETON  # the search study's space: B0's first four s
 
 from effnet.search.evaluators import EvaluatorConfig, score_candidate
 from effnet.search.space import SearchSpace
-from effnet.study.stats import bootstrap_interval, kendall_tau_b
+from effnet.study.stats import kendall_tau_b, kendall_tau_interval
 
 
 def evaluator(args: argparse.Namespace, kind: str, longer: bool) -> EvaluatorConfig:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for kind in ("proxy", "naswot"):
         values = [scores[i, kind] for i in indices]
-        low, high = bootstrap_interval(values, longer)
+        low, high = kendall_tau_interval(values, longer)
         lines.append(f"| {kind} | {kendall_tau_b(values, longer):+.3f} | [{low:+.3f}, {high:+.3f}] |")
     lines += ["", "| architecture | proxy top-1 | longer top-1 | NASWOT |", "|---:|---:|---:|---:|"]
     for i in indices:

@@ -156,7 +156,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
     return (concordant - discordant) / denominator if denominator else float("nan")
 
 
-def bootstrap_interval(x: Sequence[float], y: Sequence[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+def kendall_tau_interval(x: Sequence[float], y: Sequence[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of `kendall_tau_b` over pairs (x_i, y_i) resampled with replacement."""
     import random
 

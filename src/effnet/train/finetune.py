@@ -110,7 +110,7 @@ def finetune_values(
     """TrainConfig values for fine-tuning on `images` training images: the recipe, the BatchNorm mode `separability`
     calls for (when given and the user set none), the plan, then `given` on top."""
     values = dict(FINETUNE_RECIPE)
-    if separability is not None and "freeze_bn" not in given and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
+    if separability is not None and chooses_bn_mode(given) and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
         values.update(BN_TRAINING)
     values.update(given)
     plan = plan_finetune(
