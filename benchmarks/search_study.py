@@ -64,11 +64,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--resolution", type=int, default=48)
+    p.add_argument("--dataset", default="shapes", help="the proxy task: shapes or synthetic (generated), or folder/cifar10 with --data-dir")
+    p.add_argument("--data-dir", default="")
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-samples", type=int, default=600)
     p.add_argument("--val-samples", type=int, default=400)
-    p.add_argument("--train-batch-size", type=int, default=16)
+    p.add_argument("--train-batch-size", type=int, default=32)
+    p.add_argument("--naswot-candidates", type=int, default=100, help="zero-cost baseline: random architectures NASWOT chooses among per seed (0: no baseline)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--final-epochs", type=int, default=8)
     p.add_argument("--final-train-samples", type=int, default=1500)
@@ -84,6 +87,8 @@ def study_space(args: argparse.Namespace) -> SearchSpace:
 def search_config(args: argparse.Namespace, strategy: str, seed: int, target: float) -> SearchConfig:
     evaluator = EvaluatorConfig(
         kind="proxy",
+        dataset=args.dataset,
+        data_dir=args.data_dir,
         num_classes=args.classes,
         resolution=args.resolution,
         epochs=args.epochs,
@@ -211,6 +216,8 @@ def final_comparison(args: argparse.Namespace, best: dict[str, Any]) -> dict[str
         for label, spec in nets.items():
             evaluator = EvaluatorConfig(
                 kind="proxy",
+                dataset=args.dataset,
+                data_dir=args.data_dir,
                 num_classes=args.classes,
                 resolution=spec.resolution,
                 epochs=args.final_epochs,
@@ -297,6 +304,80 @@ def reevaluate(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], 
     return out
 
 
+def naswot_baseline(args: argparse.Namespace, target: float) -> list[dict[str, Any]]:
+    """NASWOT alone, the zero-cost baseline (Mellor et al. 2021): per search seed, --naswot-candidates random
+    architectures scored by NASWOT with no training, reward = score x the same MACs term; the best is then trained
+    once by the search's own proxy, so its reward sits on the strategies' scale. One training per seed instead of
+    --trials."""
+    from effnet.search.reward import Reward
+    from effnet.trials import TrialStore, run_trials
+
+    if args.naswot_candidates < 1:
+        return []
+    picks = {}
+    for seed in args.seeds:
+        proxy = search_config(args, "random", seed, target)
+        zero_cost = dataclasses.replace(proxy, trials=args.naswot_candidates, evaluator=dict(proxy.evaluator, kind="naswot"))
+        directory = Path(args.work) / f"naswot_seed{seed}"
+        result = run_search(zero_cost, directory, resume=(directory / "search.json").exists(), workers=args.workers, ray_address="local", threads_per_worker=1)
+        picks[seed] = result.best
+    items = [
+        (
+            f"naswot/seed{seed}",
+            {
+                "evaluator": search_config(args, "random", seed, target).evaluator,
+                "spec": study_space(args).decode(best["encoding"]).to_dict(),
+                "encoding": best["encoding"],
+            },
+        )
+        for seed, best in picks.items()
+        if best
+    ]
+    store = TrialStore(Path(args.work) / "naswot_trained", {"naswot": True, "picks": {s: b["key"] for s, b in picks.items() if b}})
+    trials = {t.key: t for t in run_trials(score_candidate, items, workers=args.workers, ray_address="local", store=store, threads_per_worker=1, progress=None)}
+    reward = Reward.soft(target)
+    rows = []
+    for seed, best in picks.items():
+        trial = trials.get(f"naswot/seed{seed}")
+        accuracy = trial.result["accuracy"] if trial is not None and trial.ok else None
+        rows.append(
+            {
+                "seed": seed,
+                "key": best["key"] if best else None,
+                "naswot_reward": best["reward"] if best else None,
+                "macs": best["macs"] if best else None,
+                "accuracy": accuracy,
+                "reward": reward(accuracy, best["macs"]) if best and accuracy is not None else None,
+                "candidates": args.naswot_candidates,
+            }
+        )
+    return rows
+
+
+def strategy_comparisons(runs: dict[str, list[dict[str, Any]]], naswot: list[dict[str, Any]]) -> list[str]:
+    """Each strategy's best reward minus random search's, paired by seed, with its t-interval and the smallest
+    difference these seeds could detect."""
+    from effnet.study.stats import detectable_difference, paired_difference
+
+    best = {s: {r["seed"]: r["best"]["reward"] for r in items if r["best"]} for s, items in runs.items()}
+    if naswot:
+        best["naswot (zero-cost pick)"] = {r["seed"]: r["reward"] for r in naswot if r["reward"] is not None}
+    if "random" not in best:
+        return []
+    lines = [
+        "Paired by seed against random search (same seed: the same first random nets, the same proxy data), best reward x 100:",
+        "",
+        "| strategy | seeds | minus random, mean ± 95% t-interval | smallest difference these seeds detect (80% power) |",
+        "|---|---:|---|---:|",
+    ]
+    for strategy, values in best.items():
+        if strategy == "random" or len(set(values) & set(best["random"])) < 2:
+            continue
+        diff = paired_difference({k: 100 * v for k, v in values.items()}, {k: 100 * v for k, v in best["random"].items()})
+        lines.append(f"| {strategy} | {diff.n} | {diff.text(2)} | {detectable_difference(diff):.2f} |")
+    return [*lines, ""]
+
+
 def reading(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], summary: dict[str, dict[str, Any]]) -> list[str]:
     """A few computed facts that say how far the table can be trusted."""
     lines = ["How to read this table:", ""]
@@ -332,10 +413,18 @@ def reading(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], sum
             "random), and PPO and REINFORCE start from the same controller and RNG stream; after 2-3 small controller updates they still propose "
             "nearly the same nets (" + "; ".join(same_first) + "). Their rows are therefore paired, not independent, evidence."
         )
-    lines.append(
-        f"- Accuracies sit close to chance ({100 / args.classes:.0f}%) after {args.epochs} short epochs, so the proxy mostly rewards nets that "
-        "learn fastest (small ones), and the soft MACs term (x1.08 at a third of T) adds to that; the Pareto front is made of small nets."
-    )
+    accuracies = [h["accuracy"] for items in runs.values() for r in items for h in r["history"] if h.get("accuracy") is not None]
+    if accuracies:
+        chance = 1 / args.classes
+        median = statistics.median(accuracies)
+        lines.append(
+            f"- The median proxy accuracy over all trials is {100 * median:.1f}% (chance {100 * chance:.0f}%)"
+            + (
+                f": after {args.epochs} short epochs most nets are still near chance, so the proxy mostly rewards nets that learn fastest."
+                if median < 1.5 * chance
+                else "."
+            )
+        )
     return lines + [""]
 
 
@@ -366,7 +455,9 @@ def final_reading(final: dict[str, Any], target: float) -> list[str]:
     return out
 
 
-def write_results(args: argparse.Namespace, target: float, runs: dict, summary: dict, final: dict | None, seconds: float) -> None:
+def write_results(
+    args: argparse.Namespace, target: float, runs: dict, summary: dict, final: dict | None, seconds: float, naswot: list[dict[str, Any]] | None = None
+) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work", "phase")}
@@ -380,6 +471,7 @@ def write_results(args: argparse.Namespace, target: float, runs: dict, summary: 
         "summary": summary,
         "best_overall": best,
         "final": final,
+        "naswot": naswot or [],
         "runs": {s: [{k: v for k, v in r.items() if k != "history"} | {"history": r["history"]} for r in items] for s, items in runs.items()},
     }
     atomic_write_text(out / "search_study.json", json.dumps(payload, indent=1) + "\n")
@@ -395,7 +487,7 @@ def write_results(args: argparse.Namespace, target: float, runs: dict, summary: 
     plot_pareto(every, out / "search_study_pareto.png", target_macs=target, extra=extra)
 
     lines = [
-        "# Architecture search study (synthetic proxy task, 2 CPU cores)",
+        f"# Architecture search study ({args.dataset} proxy task, 2 CPU cores)",
         "",
         f"Command: `python benchmarks/search_study.py {' '.join(sys.argv[1:])}`"
         + (
@@ -410,7 +502,7 @@ def write_results(args: argparse.Namespace, target: float, runs: dict, summary: 
         f"- space: MnasNet's per-stage choices (op cv/ds/ir3/ir6, kernel 3/5, SE 0/0.25, skip yes/no, filters x0.75/1/1.25, layers -1/0/+1) "
         f"over the skeleton `{SKELETON.to_string()}` (B0's first four stages, stem 32, head 320): {study_space(args).size:.3g} architectures. "
         "The full 7-stage B0 skeleton (the default space) trains too slowly at the proxy's size for 12 searches on 2 shared cores.",
-        f"- proxy task: the synthetic task, {args.classes} classes (chance {100 / args.classes:.0f}%), {args.resolution} px, "
+        f"- proxy task: the {args.dataset} task, {args.classes} classes (chance {100 / args.classes:.0f}%), {args.resolution} px, "
         f"{args.train_samples} training images x {args.epochs} epochs (batch {args.train_batch_size}, proxy preset: AdamW 3e-3, cosine), "
         f"accuracy on {args.val_samples} held-out validation images (binomial standard error about "
         f"{100 * (0.35 * 0.65 / args.val_samples) ** 0.5:.1f} points at 35%).",
@@ -432,7 +524,20 @@ def write_results(args: argparse.Namespace, target: float, runs: dict, summary: 
             f"| {strategy} | {s['runs']} | {s['best_reward_mean']:.4f} | {s['best_reward_std']:.4f} | {s['best_reward_min']:.4f} | {s['best_reward_max']:.4f} | "
             f"{s['first_batch_best_mean']:.4f} | {s['gain_over_first_batch_mean']:+.4f} | {s['mean_reward_all_trials']:.4f} | {s['failed']} |"
         )
-    lines += ["", *reading(args, runs, summary)]
+    lines += ["", *reading(args, runs, summary), *strategy_comparisons(runs, naswot or [])]
+    if naswot:
+        lines += [
+            "NASWOT alone (no training to choose): per seed, the best of "
+            f"{naswot[0]['candidates']} random architectures by NASWOT score x the same MACs term, then trained once by the proxy:",
+            "",
+            "| seed | proxy accuracy | reward | MACs | architecture |",
+            "|---:|---:|---:|---:|---|",
+        ]
+        for row in naswot:
+            accuracy = f"{row['accuracy']:.3f}" if row["accuracy"] is not None else "failed"
+            reward = f"{row['reward']:.4f}" if row["reward"] is not None else "-"
+            lines.append(f"| {row['seed']} | {accuracy} | {reward} | {(row['macs'] or 0) / 1e6:.2f}M | `{row['key']}` |")
+        lines.append("")
     lines += ["", "Per seed (best reward / its accuracy):", ""]
     for strategy, s in summary.items():
         pairs = ", ".join(f"{r:.4f} / {a:.3f}" for r, a in zip(s["best_reward_per_seed"], s["best_accuracy_per_seed"], strict=True))
@@ -595,12 +700,15 @@ def main() -> int:
             with ray_session("local", args.workers):
                 final = final or {"nets": {}, "phi": None, "b0_base_resolution": None, "scale_warnings": []}
                 final["reeval"] = reevaluate(args, runs, target)
-        write_results(args, target, runs, summarize(runs), final, seconds)
+        saved = Path(args.out) / "search_study.json"
+        naswot = json.loads(saved.read_text()).get("naswot") if saved.exists() else None
+        write_results(args, target, runs, summarize(runs), final, seconds, naswot)
         return 0
     with ray_session("local", args.workers):
         runs = run_searches(args, target)
         summary = summarize(runs)
-        write_results(args, target, runs, summary, None, time.perf_counter() - started)
+        naswot = naswot_baseline(args, target)
+        write_results(args, target, runs, summary, None, time.perf_counter() - started, naswot)
         print(json.dumps(summary, indent=1), flush=True)
         if args.phase in ("final", "all"):
             every = [h for items in runs.values() for r in items for h in r["history"] if h["reward"] is not None]
@@ -608,7 +716,7 @@ def main() -> int:
             final = final_comparison(args, best)
             final["reeval"] = reevaluate(args, runs, target)
             print(json.dumps(final, indent=1), flush=True)
-    write_results(args, target, runs, summary, final, time.perf_counter() - started)
+    write_results(args, target, runs, summary, final, time.perf_counter() - started, naswot)
     return 0
 
 

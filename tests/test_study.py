@@ -11,7 +11,7 @@ import pytest
 
 from effnet.profile import profile_spec
 from effnet.spec import NetSpec
-from effnet.study.scaling_study import PRESETS, baseline_of, plan, run_study
+from effnet.study.scaling_study import PRESETS, baseline_of, device_name, plan, run_study
 from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
 from effnet.study.training import evaluate_candidate
 from effnet.trials import TrialsError
@@ -84,7 +84,7 @@ def test_seeds_for_half_width_is_the_fewest_that_reach_it():
         seeds_for_half_width(1.0, 0.0)
 
 
-@pytest.mark.parametrize("name", ["mini", "small", "gpu"])
+@pytest.mark.parametrize("name", ["mini", "gpu-table3", "small", "gpu"])
 def test_matched_macs_rows_really_match(name):
     preset = PRESETS[name]
     baseline = baseline_of(preset, None, preset.num_classes)
@@ -131,6 +131,10 @@ def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((out / "study.json").read_text())
     assert len(saved["points"]) == len(result.points) and saved["machine"]["runs_trained_now"] == len(unique) * 2
+    train = TINY.train  # every run sees epochs x the whole batches of its training images
+    per_run = train["epochs"] * (train["train_samples"] // train["batch_size"]) * train["batch_size"]
+    assert saved["machine"]["training_images"] == per_run * len(unique) * 2 and saved["machine"]["device"] == device_name(train)
+    assert f"{per_run * len(unique) * 2} training images at" in report
 
     with pytest.raises(TrialsError, match="pass --resume"):
         run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, progress=False, log=None, evaluate=fake_training)

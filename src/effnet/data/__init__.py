@@ -199,16 +199,20 @@ def build_datasets(
     return DataBundle(TransformedDataset(train, train_tf, seed), TransformedDataset(val, eval_tf), len(names), names, collate_skip_bad, description, sources)
 
 
+def train_crop_scale(dataset: str, train_scale: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The random-resized-crop area range: `train_scale` when given, else the dataset's (`TRAIN_MIN_AREA`) up to the whole image."""
+    return train_scale or (TRAIN_MIN_AREA[dataset], 1.0)
+
+
 def dataset_train_transform(
     dataset: str, resolution: int, preprocessing: Preprocessing, auto_augment: str, train_scale: tuple[float, float] | None = None, magnitude: float = 9
 ) -> Any:
     """The training augmentation `build_datasets` uses for `dataset` at `resolution` (also per stage of progressive learning)."""
-    scale = train_scale or (TRAIN_MIN_AREA[dataset], 1.0)
     return train_transform(
         resolution,
         auto_augment=auto_augment,
         magnitude=magnitude,
-        scale=scale,
+        scale=train_crop_scale(dataset, train_scale),
         mean=preprocessing.mean,
         std=preprocessing.std,
         interpolation=preprocessing.interpolation,
@@ -259,5 +263,6 @@ __all__ = [
     "load_image",
     "plain_label",
     "stable_seed",
+    "train_crop_scale",
     "train_transform",
 ]

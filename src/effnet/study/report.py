@@ -64,7 +64,12 @@ def markdown(result: StudyResult) -> str:
             f"- Invocation {i}{when}: wall time {run.get('wall_seconds', 0) / 60:.1f} min on {run.get('cpus')} CPU(s) with {run.get('workers')} worker(s); "
             f"{run.get('runs_trained_now')} training runs trained, {run.get('runs_resumed')} taken from an earlier invocation; "
             f"this study's processes used {run.get('own_cpu_seconds')} CPU-seconds; the machine was {_pct(run.get('machine_busy_share'))} busy "
-            "(all processes, other users' included)."
+            "(all processes, other users' included)"
+            + (
+                f"; {run['training_images']} training images at {run['images_per_second']:g} images/s end to end (start-up, data and evaluation included) on {run.get('device', 'cpu')}."
+                if run.get("images_per_second")
+                else "."
+            )
         )
     return "\n".join(lines) + "\n"
 

@@ -86,6 +86,11 @@ class TrainConfig:
     )
     pseudo_label_ratio: float = _f(3.0, "with --pseudo-labels: pseudo-labelled images per labelled image in each batch (Noisy Student's batch ratio)")
     crop_min_area: float = _f(0.0, "smallest random-resized-crop area, as a fraction of the image (0: the dataset's default, 0.08 for photos)")
+    data_on_device: bool = _f(
+        False,
+        "generated tasks (synthetic, shapes): keep the images as one tensor on the training device and crop, flip and normalise "
+        "whole batches there instead of in loader processes (what keeps a GPU busy with small proxy networks)",
+    )
     workers: int = _f(-1, "data-loader worker processes (-1: 0 on a CPU with <= 2 cores, where workers compete with the compute threads; else up to 8)")
     # optimisation (paper Section 5.2 and the TF reference)
     epochs: int = _f(350, "training epochs (the paper trains 350 on ImageNet)")
@@ -180,6 +185,12 @@ class TrainConfig:
             raise ValueError("mixup needs class indices, but --pseudo-labels gives label distributions; drop --mixup or the pseudo labels")
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
+        if self.data_on_device and self.dataset not in GENERATED_DATASETS:
+            raise ValueError(f"--data-on-device is for the generated tasks ({', '.join(GENERATED_DATASETS)}); {self.dataset} images go through the loader")
+        if self.data_on_device and (self.auto_augment != "none" or self.pseudo_labels or self.progressive_stages):
+            raise ValueError(
+                "--data-on-device augments with crops and flips only; it needs --auto-augment none, no --pseudo-labels and no --progressive-stages"
+            )
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.dataset == "folder" and not self.data_dir:

@@ -117,6 +117,15 @@ class Trainer:
             pseudo_labels=config.pseudo_labels or None,
         )
         self.num_classes = self.data.num_classes
+        self.on_device = None
+        if config.data_on_device:
+            from effnet.data import train_crop_scale
+            from effnet.data.on_device import on_device_data
+
+            scale = train_crop_scale(config.dataset, (config.crop_min_area, 1.0) if config.crop_min_area > 0 else None)
+            self.on_device = on_device_data(self.data, self.preprocessing, self.device, scale, config.seed)
+            if self.main and config.verbose:
+                print(self.on_device.describe(), flush=True)
         # labelled and pseudo-labelled images at a fixed share of every batch (effnet.data.mixed), or one shuffled pass
         self.mix = self._source_mix()
         torch.manual_seed(config.seed)
@@ -279,6 +288,9 @@ class Trainer:
             epoch_order = list(sampler)
         per_step = cfg.batch_size * cfg.grad_accum
         order = epoch_order[self.step_in_epoch * per_step : self.steps_per_epoch * per_step]
+        if self.on_device is not None:
+            batches = self.on_device.train_batches(order, cfg.batch_size, self.epoch, self.step_in_epoch * cfg.grad_accum)
+            return batches, self.steps_per_epoch - self.step_in_epoch  # type: ignore[return-value]
         loader = DataLoader(
             self.data.train,
             batch_size=cfg.batch_size,
@@ -443,7 +455,7 @@ class Trainer:
 
     def evaluate(self) -> tuple[EvalResult, EvalResult | None]:
         """Raw and EMA weights on the validation set (every process evaluates the whole set: simple, and val is small)."""
-        loader = self._val_loader()
+        loader: Any = self._val_loader() if self.on_device is None else list(self.on_device.val_batches(self.config.batch_size))
         raw = evaluate(self.model, loader, self.device, self.num_classes, amp=self.config.amp, channels_last=self.config.channels_last)
         ema = None
         if self.ema is not None:
