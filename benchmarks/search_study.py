@@ -34,6 +34,7 @@ from effnet.search import EvaluatorConfig, SearchConfig, SearchSpace, run_search
 from effnet.search.evaluators import score_candidate
 from effnet.search.report import pareto_front, plot_pareto, plot_rewards, top_k
 from effnet.spec import NetSpec
+from effnet.train.config import GENERATED_DATASETS
 from effnet.trials import ray_session
 
 STRATEGIES = ("ppo", "reinforce", "random", "evolution")
@@ -96,6 +97,7 @@ def search_config(args: argparse.Namespace, strategy: str, seed: int, target: fl
         val_samples=args.val_samples,
         batch_size=args.train_batch_size,
         seed=0,
+        train={"data_on_device": True} if args.dataset in GENERATED_DATASETS else {},
     )
     # small budgets: evolution's population and tournament shrink with it (Real et al. use 100 / 25 for 20k trials)
     options = {"population": max(4, args.trials // 2), "sample": max(2, args.trials // 6)} if strategy == "evolution" else {}
@@ -225,6 +227,7 @@ def final_comparison(args: argparse.Namespace, best: dict[str, Any]) -> dict[str
                 val_samples=args.final_val_samples,
                 batch_size=args.train_batch_size,
                 seed=seed,
+                train={"data_on_device": True} if args.dataset in GENERATED_DATASETS else {},
             )
             items.append((f"{label}/seed{seed}", {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": []}))
     identity = {"final": True, "nets": {k: v.to_string() + f"@{v.resolution}" for k, v in nets.items()}, "args": [args.final_epochs, args.final_train_samples]}

@@ -260,7 +260,7 @@ def test_users_dataset_and_baseline(tmp_path):
             Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(tmp_path / "data" / name / f"{i}.png")
     mine = NetSpec.from_string("ds_r1_k3_s1_e1_c16-ir_r2_k3_s2_e6_c24_se0.25-ir_r2_k5_s2_e6_c40_se0.25", resolution=64, head_channels=320, name="mine")
     result = run_study(
-        dataclasses.replace(TINY, seeds=1),
+        dataclasses.replace(TINY, seeds=1, train={**TINY.train, "data_on_device": True}),  # a GPU preset's on-device data: generated tasks only
         out_dir=tmp_path / "study",
         baseline_spec=mine,
         dataset="folder",
@@ -274,6 +274,7 @@ def test_users_dataset_and_baseline(tmp_path):
     assert result.baseline == mine.replace(num_classes=3)
     identity = json.loads((tmp_path / "study" / "trials.json").read_text())["identity"]
     assert identity["train"]["dataset"] == "folder" and identity["baseline"]["num_classes"] == 3
+    assert "data_on_device" not in identity["train"]  # real images go through the loader
     base = profile_spec(mine.replace(num_classes=3)).macs
     assert {p.target_macs for p in result.part("matched")} == {round(4.0 * base)}  # 4x the 3-class baseline's MACs
 

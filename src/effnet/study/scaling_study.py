@@ -275,6 +275,8 @@ def run_study(
         train_options.update(dataset=dataset, data_dir=data_dir)
         if dataset == "folder" and not data_dir:
             raise ValueError("--dataset folder needs --data-dir (train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg)")
+    if dataset not in GENERATED_DATASETS:  # a preset's on-device data is for the generated tasks; real images go through the loader
+        train_options.pop("data_on_device", None)
     # a generated task has the preset's class count unless told otherwise; real data has its own
     num_classes = train_options.setdefault("num_classes", preset.num_classes) if dataset in GENERATED_DATASETS else task_classes(train_options)
     baseline = baseline_of(preset, baseline_spec, num_classes)
