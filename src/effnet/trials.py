@@ -463,7 +463,10 @@ def _run_ray(fn: Callable, todo: list[tuple[str, dict[str, Any], int]], workers:
     with ray_session(address, workers):
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        # Ray hides the GPUs from a task that asks for none (CUDA_VISIBLE_DEVICES=""): each trial asks for an equal
+        # share of the cluster's GPUs, so `workers` trials train side by side on them
+        gpus = ray.cluster_resources().get("GPU", 0)
+        remote = ray.remote(num_cpus=1, num_gpus=min(1.0, gpus / workers) if gpus else 0, max_retries=0)(_call)
         pending = {remote.remote(fn, key, params, index, threads): (key, params, index) for key, params, index in todo}
         try:
             while pending:
