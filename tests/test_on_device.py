@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torchvision.transforms import v2 as T
 
 from effnet.data import build_datasets
-from effnet.data.on_device import crop_and_resize, crop_boxes, on_device_data
+from effnet.data.on_device import crop_boxes, on_device_data
 from effnet.preprocessing import Preprocessing
 from effnet.spec import NetSpec
 from effnet.train import preset, train
@@ -33,13 +32,20 @@ def test_validation_batches_equal_the_loader_paths_images(shapes_on_cpu) -> None
     assert torch.cat([labels for _, labels, _ in batches]).tolist() == [data.val[i][1] for i in range(40)]
 
 
-def test_whole_image_box_at_half_size_is_the_area_average() -> None:
-    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
-    whole = torch.tensor([[0.0, 0.0, 32.0, 32.0]] * 3)
-    assert torch.allclose(crop_and_resize(images, whole, 16), F.avg_pool2d(images.float(), 2), atol=1e-4)
-    # a 16 x 16 box at its own size is the pixels themselves
-    corner = torch.tensor([[8.0, 4.0, 24.0, 20.0]] * 3)
-    assert torch.allclose(crop_and_resize(images, corner, 16), images[:, :, 4:20, 8:24].float(), atol=1e-4)
+def test_a_box_and_flip_give_the_loader_paths_training_image(shapes_on_cpu) -> None:
+    data, on_device = shapes_on_cpu
+    generator = torch.Generator().manual_seed(5)
+    images = on_device.train_images[:6]
+    ours = on_device.augment(images, torch.Generator().manual_seed(5))
+    boxes = crop_boxes(6, 128, 128, (0.6, 1.0), generator)
+    flips = torch.rand(6, generator=generator) < 0.5
+    # the loader path's transform with its random draws replaced by these boxes and flips
+    for i, ((x0, y0, x1, y1), flip) in enumerate(zip(boxes.long().tolist(), flips.tolist(), strict=True)):
+        crop = T.functional.resized_crop(images[i], y0, x0, y1 - y0, x1 - x0, [64, 64], interpolation=T.InterpolationMode.BICUBIC, antialias=True)
+        crop = crop.flip(-1) if flip else crop
+        expected = T.functional.normalize(crop.float() / 255, list(on_device.preprocessing.mean), list(on_device.preprocessing.std))
+        assert torch.allclose(ours[i], expected, atol=1e-6), i
+    assert (data.train.base[0][0] == on_device.train_images[0]).all()  # the images are the dataset's own
 
 
 def test_crop_boxes_follow_random_resized_crops_distribution() -> None:

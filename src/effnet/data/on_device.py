@@ -6,8 +6,8 @@ every batch is cropped, resized, flipped and normalised there in a few batched o
 
 - the crop box of each image is drawn as `RandomResizedCrop` draws it (area fraction uniform in `scale`, aspect
   ratio log-uniform in 3/4..4/3, redrawn up to 10 times until it fits, position uniform), all images at once;
-- `torchvision.ops.roi_align` resizes every box to the training resolution at once, averaging over the source
-  pixels each output pixel covers (its adaptive sampling), which is the antialiasing a bilinear resize lacks;
+- each box is resized by torchvision's `resized_crop`, the operation `RandomResizedCrop` itself applies, on the
+  uint8 image as the loader path does: for the same box and flip, the same training image;
 - validation batches go through `Preprocessing.eval_transform()` itself, which takes batched tensors.
 
 Each batch's random draws come from a generator seeded by (seed, epoch, step), so a resumed run draws the same
@@ -63,13 +63,20 @@ def crop_boxes(
     return torch.stack([x0, y0, x0 + box_w, y0 + box_h], dim=1)
 
 
-def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Box i of `boxes` (N, 4: x0, y0, x1, y1 in pixels) cut from image i and resized to `size` x `size`: float (N, 3, size, size), 0-255."""
-    from torchvision.ops import roi_align
+def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, interpolation: str = "bicubic") -> torch.Tensor:
+    """Box i of `boxes` (N, 4: x0, y0, x1, y1 in whole pixels) cut from image i and resized to `size` x `size` by
+    torchvision's `resized_crop` (antialiased), the very operation `RandomResizedCrop` applies: same dtype as `images`."""
+    from torchvision.transforms.v2 import functional as TF
 
-    indexed = torch.cat([torch.arange(len(boxes), device=boxes.device, dtype=boxes.dtype)[:, None], boxes], dim=1)
-    # sampling_ratio 0: each output pixel averages ceil(box side / size) samples per side (antialiasing when shrinking)
-    return roi_align(images.float(), indexed, output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
+    from effnet.preprocessing import _interpolation
+
+    mode = _interpolation(interpolation)
+    corners = boxes.round().long().tolist()  # one transfer: each crop's geometry is host-side arithmetic
+    crops = [
+        TF.resized_crop(image, y0, x0, y1 - y0, x1 - x0, [size, size], interpolation=mode, antialias=True)
+        for image, (x0, y0, x1, y1) in zip(images, corners, strict=True)
+    ]
+    return torch.stack(crops)
 
 
 class OnDeviceData:
@@ -104,10 +111,11 @@ class OnDeviceData:
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> normalised float (N, 3, res, res): a random resized crop and flip per image."""
         n, _, height, width = images.shape
-        crops = crop_and_resize(images, crop_boxes(n, height, width, self.scale, generator), self.preprocessing.resolution)
+        boxes = crop_boxes(n, height, width, self.scale, generator)
+        crops = crop_and_resize(images, boxes, self.preprocessing.resolution, self.preprocessing.interpolation)
         flip = torch.rand(n, generator=generator, device=images.device) < self.hflip
         crops = torch.where(flip[:, None, None, None], crops.flip(-1), crops)
-        return (crops / 255.0 - self.mean) / self.std
+        return (crops.float() / 255.0 - self.mean) / self.std
 
     def train_batches(self, order: Sequence[int], batch_size: int, epoch: int, first_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Batches of the images `order` lists (full batches only), augmented; step numbers count from `first_step`."""
