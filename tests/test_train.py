@@ -74,8 +74,9 @@ def _final_state(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tiny_spec: str, tmp_path: Path) -> None:
-    settings = {"epochs": 3, "checkpoint_every": 3, "train_samples": 256, "drop_path_rate": 0.2}
+@pytest.mark.parametrize("data_on_device", [False, True], ids=["loader", "on-device"])
+def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(tiny_spec: str, tmp_path: Path, data_on_device: bool) -> None:
+    settings = {"epochs": 3, "checkpoint_every": 3, "train_samples": 256, "drop_path_rate": 0.2, "data_on_device": data_on_device}
     reference = train(quick(tiny_spec, tmp_path / "straight", **settings))
     # the same run in a child process, killed without warning once it has checkpointed mid-epoch
     run = tmp_path / "killed"

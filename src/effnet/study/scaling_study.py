@@ -45,7 +45,7 @@ PRESETS: dict[str, StudyPreset] = {
     # per stage jumps MACs by 10-300%. The matched single-dimension networks also end the Figure 3 curves.
     "mini": StudyPreset(
         name="mini",
-        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 6 epochs x 1000 images (batch 32), 5 seeds",
+        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 10 epochs x 1000 images (batch 32), 3 seeds",
         model="efficientnet_b0",
         base_width=0.5,
         base_depth=0.75,
@@ -55,14 +55,14 @@ PRESETS: dict[str, StudyPreset] = {
         # this budget gives), and texture is only partly visible at 64 px, so resolution has something to win.
         dataset="shapes",
         num_classes=4,
-        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 6 epochs x
-        # 1000 images = 186 steps: at 124 steps the 4x networks were still taking off, each seed at its own time;
-        # at 310 steps all but compound had levelled off, but only 3 seeds fit 30 minutes. 1000 validation images
-        # keep the binomial noise of one top-1 under ~2 points; the images stay in one tensor (no loader work per
-        # image). Sized from each network's measured CPU cost to fit 30 minutes: 5 networks x 5 seeds. Both
-        # earlier budgets, the costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
-        train={"epochs": 6, "train_samples": 1000, "val_samples": 1000, "batch_size": 32, "data_on_device": True},
-        seeds=5,
+        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 10 epochs x
+        # 1000 images = 310 steps, where every network but compound has levelled off: at 124 and 186 steps the 4x
+        # networks were still taking off, each seed at its own time, and the paired spreads were two to three times
+        # wider. 3 seeds are what fit 30 minutes at this length. 1000 validation images keep the binomial noise of one
+        # top-1 under ~2 points; the images stay in one tensor (no loader work per image). The three budgets, their
+        # costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
+        train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32, "data_on_device": True},
+        seeds=3,
         width=(1.4,),
         depth=(2.0,),
         resolution=(1.3,),
