@@ -324,24 +324,21 @@ def naswot_baseline(args: argparse.Namespace, target: float) -> list[dict[str, A
         directory = Path(args.work) / f"naswot_seed{seed}"
         result = run_search(zero_cost, directory, resume=(directory / "search.json").exists(), workers=args.workers, ray_address="local", threads_per_worker=1)
         picks[seed] = result.best
+    evaluator = search_config(args, "random", 0, target).evaluator  # the search's proxy, the same for every seed
     items = [
         (
-            f"naswot/seed{seed}",
-            {
-                "evaluator": search_config(args, "random", seed, target).evaluator,
-                "spec": study_space(args).decode(best["encoding"]).to_dict(),
-                "encoding": best["encoding"],
-            },
+            f"naswot/seed{seed}/{best['key']}",
+            {"evaluator": evaluator, "spec": study_space(args).decode(best["encoding"]).to_dict(), "encoding": best["encoding"]},
         )
         for seed, best in picks.items()
         if best
     ]
-    store = TrialStore(Path(args.work) / "naswot_trained", {"naswot": True, "picks": {s: b["key"] for s, b in picks.items() if b}})
+    store = TrialStore(Path(args.work) / "naswot_trained", {"naswot_pick_trained_by": evaluator})
     trials = {t.key: t for t in run_trials(score_candidate, items, workers=args.workers, ray_address="local", store=store, threads_per_worker=1, progress=None)}
     reward = Reward.soft(target)
     rows = []
     for seed, best in picks.items():
-        trial = trials.get(f"naswot/seed{seed}")
+        trial = trials.get(f"naswot/seed{seed}/{best['key']}") if best else None
         accuracy = trial.result["accuracy"] if trial is not None and trial.ok else None
         rows.append(
             {
