@@ -337,7 +337,7 @@ def test_the_study_runs_on_the_shapes_task_with_the_presets_classes(tmp_path):
 def test_the_mini_preset_trains_on_shapes_unless_told_otherwise(tmp_path):
     """The mini preset's task is shapes (4 classes, batch 32: at batch 16 its baseline stays near chance); --dataset overrides it."""
     mini = PRESETS["mini"]
-    assert (mini.dataset, mini.num_classes, mini.train["batch_size"], mini.seeds, mini.train["data_on_device"]) == ("shapes", 4, 32, 3, True)
+    assert (mini.dataset, mini.num_classes, mini.train["batch_size"], mini.seeds, mini.train.get("data_on_device")) == ("shapes", 4, 32, 3, None)
     run_study(TINY, out_dir=tmp_path / "own", workers=1, parts=("table3",), progress=False, log=None, evaluate=record_options)
     trained = json.loads((tmp_path / "own" / "trials.json").read_text())["trials"]
     assert {t["result"]["train"]["dataset"] for t in trained} == {"shapes"}

@@ -57,11 +57,11 @@ PRESETS: dict[str, StudyPreset] = {
         num_classes=4,
         # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 10 epochs x
         # 1000 images = 310 steps, where every network but compound has levelled off: at 124 and 186 steps the 4x
-        # networks were still taking off, each seed at its own time, and the paired spreads were two to three times
-        # wider. 3 seeds are what fit 30 minutes at this length. 1000 validation images keep the binomial noise of one
-        # top-1 under ~2 points; the images stay in one tensor (no loader work per image). The three budgets, their
+        # networks were still taking off, each seed at its own time. 3 seeds are what fit 30 minutes at this length.
+        # 1000 validation images keep the binomial noise of one top-1 under ~2 points. The loader path, not
+        # --data-on-device: with it the compound network learned far less (see ACCEPTANCE.md). The budgets, their
         # costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
-        train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32, "data_on_device": True},
+        train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
         seeds=3,
         width=(1.4,),
         depth=(2.0,),
@@ -74,6 +74,8 @@ PRESETS: dict[str, StudyPreset] = {
     # (10 epochs x 1000 images on 2 CPU cores already took most of them to their plateau). Full depth instead of
     # x0.75 because there all eight matched rows land within 2% of 4x and 8x. The data stay on the GPU as tensors
     # (no loader processes) and four trainings share the GPU, since one small network alone leaves it mostly idle.
+    # Open question before its numbers are trusted: on the CPU, compound ended lower on-device than through the loader
+    # in three 10-epoch runs (benchmarks/results/scaling_study_mini/ACCEPTANCE.md).
     "gpu-table3": StudyPreset(
         name="gpu-table3",
         description="one GPU, --parts table3 in minutes: B0 x0.5 width at 64 px on 4 shapes classes, targets 4x and 8x, 10 epochs x 2000 images "
