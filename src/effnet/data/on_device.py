@@ -2,7 +2,7 @@
 
 The loader path augments image by image in worker processes; on a GPU a small proxy network then waits for its
 data. Here a generated task (shapes, synthetic) is rendered once into one uint8 tensor on the training device and
-every batch is cropped, resized, flipped and normalised there in a few batched operations:
+every batch is cropped, resized, flipped and normalised there, with no loader process and no per-image dataset call:
 
 - the crop box of each image is drawn as `RandomResizedCrop` draws it (area fraction uniform in `scale`, aspect
   ratio log-uniform in 3/4..4/3, redrawn up to 10 times until it fits, position uniform), all images at once;

@@ -59,8 +59,8 @@ PRESETS: dict[str, StudyPreset] = {
         # 1000 images = 310 steps, where every network but compound has levelled off: at 124 and 186 steps the 4x
         # networks were still taking off, each seed at its own time. 3 seeds are what fit 30 minutes at this length.
         # 1000 validation images keep the binomial noise of one top-1 under ~2 points. The loader path, not
-        # --data-on-device: with it the compound network learned far less (see ACCEPTANCE.md). The budgets, their
-        # costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
+        # --data-on-device: in three 10-epoch runs with it compound ended lower, a question still open. The budgets,
+        # their costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
         train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
         seeds=3,
         width=(1.4,),
