@@ -503,7 +503,9 @@ def write_results(
         f"over the skeleton `{SKELETON.to_string()}` (B0's first four stages, stem 32, head 320): {study_space(args).size:.3g} architectures. "
         "The full 7-stage B0 skeleton (the default space) trains too slowly at the proxy's size for 12 searches on 2 shared cores.",
         f"- proxy task: the {args.dataset} task, {args.classes} classes (chance {100 / args.classes:.0f}%), {args.resolution} px, "
-        f"{args.train_samples} training images x {args.epochs} epochs (batch {args.train_batch_size}, proxy preset: AdamW 3e-3, cosine), "
+        f"{args.train_samples} training images x {args.epochs} epochs (batch {args.train_batch_size}, proxy preset: AdamW 3e-3, cosine"
+        + (", data on the device" if args.dataset in GENERATED_DATASETS else "")
+        + "), "
         f"accuracy on {args.val_samples} held-out validation images (binomial standard error about "
         f"{100 * (0.35 * 0.65 / args.val_samples) ** 0.5:.1f} points at 35%).",
         f"- reward: accuracy x (MACs/T)^-0.07 (soft), T = {target / 1e6:.2f}M MACs = the skeleton's MACs at {args.resolution} px "
