@@ -367,3 +367,17 @@ def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: P
     fake.data = type("D", (), {"val": [0] * 500})()
     text = timer.estimate(fake)
     assert "days" in text and "--preset proxy" in text
+
+
+@pytest.mark.parametrize("data_on_device", [False, True], ids=["loader", "on-device"])
+def test_crop_min_area_reaches_the_training_crops_of_either_data_path(tiny_spec: str, tmp_path: Path, data_on_device: bool) -> None:
+    from torchvision.transforms import v2
+
+    trainer = Trainer(quick(tiny_spec, tmp_path / "run", dataset="shapes", crop_min_area=0.5, auto_augment="none", data_on_device=data_on_device))
+    if data_on_device:
+        scale = trainer.on_device.scale
+    else:
+        crops = [t for t in trainer.data.train.transform.transforms if isinstance(t, v2.RandomResizedCrop)]
+        scale = crops[0].scale
+    assert tuple(scale) == (0.5, 1.0)
+    assert TrainConfig().crop_scale() is None  # 0: the dataset's own range

@@ -229,6 +229,10 @@ class TrainConfig:
             return self.train_samples or SYNTHETIC_SAMPLES[0], self.val_samples or SYNTHETIC_SAMPLES[1]
         return self.train_samples or None, self.val_samples or None
 
+    def crop_scale(self) -> tuple[float, float] | None:
+        """The random-resized-crop area range --crop-min-area asks for, or None for the dataset's default."""
+        return (self.crop_min_area, 1.0) if self.crop_min_area > 0 else None
+
     def global_batch(self, world_size: int) -> int:
         return self.batch_size * world_size * self.grad_accum
 

@@ -112,7 +112,7 @@ class Trainer:
             train_samples=config.sample_counts()[0],
             val_samples=config.sample_counts()[1],
             val_fraction=config.val_fraction,
-            train_scale=(config.crop_min_area, 1.0) if config.crop_min_area > 0 else None,
+            train_scale=config.crop_scale(),
             randaugment_magnitude=config.randaugment_magnitude,
             pseudo_labels=config.pseudo_labels or None,
         )
@@ -122,7 +122,7 @@ class Trainer:
             from effnet.data import train_crop_scale
             from effnet.data.on_device import on_device_data
 
-            scale = train_crop_scale(config.dataset, (config.crop_min_area, 1.0) if config.crop_min_area > 0 else None)
+            scale = train_crop_scale(config.dataset, config.crop_scale())
             self.on_device = on_device_data(self.data, self.preprocessing, self.device, scale, config.seed)
             if self.main and config.verbose:
                 print(self.on_device.describe(), flush=True)
@@ -266,8 +266,7 @@ class Trainer:
         from effnet.data import TransformedDataset, dataset_train_transform
 
         cfg = self.config
-        scale = (cfg.crop_min_area, 1.0) if cfg.crop_min_area > 0 else None
-        transform = dataset_train_transform(cfg.dataset, stage.resolution, self.preprocessing, cfg.auto_augment, scale, stage.randaugment_magnitude)
+        transform = dataset_train_transform(cfg.dataset, stage.resolution, self.preprocessing, cfg.auto_augment, cfg.crop_scale(), stage.randaugment_magnitude)
         self.data.train = TransformedDataset(self.data.train.base, transform, cfg.seed)
         if isinstance(getattr(self.model, "dropout", None), nn.Dropout):
             self.model.dropout.p = stage.dropout
