@@ -192,3 +192,34 @@ def test_dropout_and_timms_drop_rate_are_one_setting() -> None:
         assert effnet.create_model("efficientnet_b3").dropout.p == 0.3  # the variant's own
         with pytest.raises(ValueError, match="drop_rate is timm's name"):
             effnet.create_model("efficientnet_b0", dropout=0.3, drop_rate=0.1)
+
+
+def test_zero_init_residuals_start_every_skip_block_as_its_shortcut() -> None:
+    from effnet.model import zero_init_residuals
+    from effnet.nn.blocks import Bottleneck, _Residual
+
+    # every block kind, each with a stride-1 repeat that has an identity skip, and one block without a skip
+    blocks = "ds_r2_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-fused_r2_k3_s1_e4_c24-cv_r2_k3_s1_c24_se0.25-sep_r2_k3_s1_c24-bt_r2_k3_s2_e4_c32-ir_r2_k3_s1_e6_c32_noskip"
+    model = effnet.build(blocks, num_classes=3)
+    residuals = [m for m in model.modules() if isinstance(m, _Residual)]
+    with_skip = [m for m in residuals if m.has_skip]
+    kinds = {type(m).__name__ for m in with_skip}
+    assert kinds == {"MBConv", "FusedMBConv", "ConvBlock", "SeparableConv", "Bottleneck"}
+    untouched = {name: p.clone() for name, p in model.state_dict().items()}
+    assert zero_init_residuals(model) == len(with_skip) < len(residuals)
+    changed = {name for name, p in model.state_dict().items() if not torch.equal(p, untouched[name])}
+    assert changed == {f"{name}.{block.BRANCH_END}.bn.weight" for name, block in model.named_modules() if getattr(block, "has_skip", False)}
+    for train_mode in (True, False):
+        model.train(train_mode)
+        for block in with_skip:
+            channels = block.get_submodule(block.BRANCH_END).bn.num_features
+            x = torch.randn(2, channels, 8, 8) if not isinstance(block, Bottleneck) else None
+            if x is None:  # the bottleneck's branch is silenced; its shortcut (maybe a projection) and activation stay
+                x = torch.randn(2, block.reduce.conv.in_channels, 8, 8)
+                with torch.no_grad():
+                    assert torch.equal(block(x), block.act(block.shortcut(x)))
+                continue
+            with torch.no_grad():
+                assert torch.equal(block(x), x)
+    # off by default: the TF reference's init, which pretrained-weight parity and the paper's recipe assume
+    assert all(bool((m.get_submodule(m.BRANCH_END).bn.weight == 1).all()) for m in effnet.build(blocks).modules() if isinstance(m, _Residual) and m.has_skip)

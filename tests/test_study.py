@@ -14,6 +14,7 @@ from effnet.spec import NetSpec
 from effnet.study.scaling_study import PRESETS, baseline_of, device_name, plan, run_study
 from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
 from effnet.study.training import evaluate_candidate
+from effnet.train.config import PRESETS as PRESETS_TRAIN
 from effnet.trials import TrialsError
 
 TINY = dataclasses.replace(
@@ -138,6 +139,10 @@ def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
 
     with pytest.raises(TrialsError, match="pass --resume"):
         run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, progress=False, log=None, evaluate=fake_training)
+    # the proxy recipe is part of the study: trials trained under another recipe are not mixed in
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrialsError, match="recipe.zero_init_residual"):
+        patch.setitem(PRESETS_TRAIN, "proxy", {**PRESETS_TRAIN["proxy"], "zero_init_residual": False})
+        run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
     again = run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
     assert len(log.read_text().splitlines()) == len(calls)  # nothing trained twice
     assert again.machine["runs_resumed"] == len(unique) * 2

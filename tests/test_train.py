@@ -381,3 +381,18 @@ def test_crop_min_area_reaches_the_training_crops_of_either_data_path(tiny_spec:
         scale = crops[0].scale
     assert tuple(scale) == (0.5, 1.0)
     assert TrainConfig().crop_scale() is None  # 0: the dataset's own range
+
+
+def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_paper_recipe_does_not(tiny_spec: str, tmp_path: Path) -> None:
+    from effnet.nn.blocks import _Residual
+
+    def branch_scales(config: TrainConfig) -> set[float]:
+        model = Trainer(config).model
+        blocks = [m for m in model.modules() if isinstance(m, _Residual) and m.has_skip]
+        assert blocks
+        return {float(v) for m in blocks for v in m.get_submodule(m.BRANCH_END).bn.weight.detach()}
+
+    assert branch_scales(quick(tiny_spec, tmp_path / "proxy")) == {0.0}
+    assert branch_scales(quick(tiny_spec, tmp_path / "off", zero_init_residual=False)) == {1.0}
+    paper = preset("paper", **{k: v for k, v in vars(quick(tiny_spec, tmp_path / "paper")).items() if k in ("spec", "resolution", "num_classes", "out_dir")})
+    assert branch_scales(paper) == {1.0}

@@ -116,6 +116,14 @@ def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
     return {"score": result.top1, **result.to_dict(), "pid": os.getpid()}
 
 
+def recipe(preset: str = "proxy") -> dict[str, Any]:
+    """The training settings of a named preset, for an experiment's identity: a study, grid or search resumed
+    after the preset changed (e.g. zero-initialised residuals) is refused instead of mixing trials of two recipes."""
+    from effnet.train.config import PRESETS
+
+    return dict(PRESETS[preset]) if preset in PRESETS else {}
+
+
 def task_classes(train: Mapping[str, Any]) -> int | None:
     """Classes of the task that `train` options describe (the classifier's size): num_classes, else the dataset's.
 

@@ -46,6 +46,13 @@ class _Residual(nn.Module):
         self.has_skip = has_skip
         self.drop_path = StochasticDepth(drop_path, "row") if has_skip and drop_path > 0 else nn.Identity()
 
+    def zero_init_branch(self) -> bool:
+        """Zero the scale of the residual branch's last BatchNorm, so the block starts as its shortcut (Goyal et al.
+        2017). The branch's output is then 0 (a following swish or SE keeps it 0). Returns whether the block has a skip."""
+        if self.has_skip:
+            nn.init.zeros_(getattr(self, self.BRANCH_END).bn.weight)
+        return self.has_skip
+
 
 class MBConv(_Residual):
     """Mobile inverted bottleneck (MobileNetV2 / MnasNet), as in EfficientNet.
@@ -55,6 +62,8 @@ class MBConv(_Residual):
     -> project 1x1 without activation -> identity residual with drop path when the
     shape allows it (stride 1, in == out) and the spec asks for a skip.
     """
+
+    BRANCH_END = "project"  # the ConvBnAct that ends the residual branch
 
     def __init__(
         self,
@@ -97,6 +106,8 @@ class FusedMBConv(_Residual):
     block without SE are the same network).
     """
 
+    BRANCH_END = "project"  # the ConvBnAct that ends the residual branch
+
     def __init__(
         self,
         in_channels: int,
@@ -136,6 +147,8 @@ class FusedMBConv(_Residual):
 class ConvBlock(_Residual):
     """A regular kxk conv-BN-activation (MnasNet's "regular conv"), optional SE and identity skip."""
 
+    BRANCH_END = "conv"  # the ConvBnAct that ends the residual branch
+
     def __init__(
         self,
         in_channels: int,
@@ -168,6 +181,8 @@ class SeparableConv(_Residual):
     Unlike MBConv1 (`ds`), the pointwise conv has an activation; MobileNetV1 has no
     residuals, so its specs say `noskip`.
     """
+
+    BRANCH_END = "pw"  # the ConvBnAct that ends the residual branch
 
     def __init__(
         self,
@@ -204,6 +219,8 @@ class Bottleneck(_Residual):
     plus the identity, or a 1x1 projection shortcut where the shape changes; activation
     after the sum. `skip=False` drops the shortcut entirely (a plain network).
     """
+
+    BRANCH_END = "restore"  # the ConvBnAct that ends the residual branch
 
     def __init__(
         self,

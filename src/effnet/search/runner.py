@@ -36,6 +36,7 @@ import torch
 
 from effnet._io import atomic_write
 from effnet.resume import changed_keys, short
+from effnet.proxy import recipe
 from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
 from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
@@ -116,7 +117,7 @@ class SearchConfig:
         """The settings a resumed search must share with the saved one."""
         out = self.to_dict()
         out.pop("trials")
-        return {"kind": "effnet-search", **out}
+        return {"kind": "effnet-search", **out, "recipe": recipe() if self.evaluator.get("kind") == "proxy" else {}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:

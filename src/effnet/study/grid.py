@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.proxy import evaluate_candidate, task_classes
+from effnet.proxy import evaluate_candidate, recipe, task_classes
 from effnet.scaling import compound
 from effnet.spec import NetSpec, SpecError
 from effnet.study.results import Trained
@@ -229,6 +229,7 @@ def grid_search(
         "preset": preset,
         "seeds": [int(s) for s in seeds],
         "evaluator": evaluator_name(evaluate),
+        "recipe": recipe(preset),
     }
     experiment = Experiment.open(
         out_dir, identity, what="grid search", resume=resume, options=options, workers=workers, ray_address=ray_address, threads_per_worker=threads_per_worker

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from effnet.proxy import evaluate_candidate, task_classes
+from effnet.proxy import evaluate_candidate, recipe, task_classes
 from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
 from effnet.spec import NetSpec
 from effnet.study.results import Point, StudyPreset, StudyResult
@@ -295,6 +295,7 @@ def run_study(
         "beta": beta,
         "gamma": gamma,
         "evaluator": evaluator_name(evaluate),
+        "recipe": recipe(),
     }
     run_workers = workers if workers is not None else preset.workers
     experiment = Experiment.open(

@@ -40,6 +40,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "ema_decay": 0.999,
         "drop_path_rate": 0.0,
         "auto_augment": "none",
+        "zero_init_residual": True,
         "epochs": 5,
         "batch_size": 32,
     },
@@ -112,6 +113,9 @@ class TrainConfig:
     ema_decay: float = _f(0.9999, "exponential moving average of the weights (0 disables); evaluated beside the raw weights")
     drop_path_rate: float = _f(-1.0, "stochastic depth rate of the last block, rising linearly from 0 (-1: the model's own, 0.2 for EfficientNets)")
     dropout: float = _f(-1.0, "dropout before the classifier (-1: the variant's own, 0.2 for B0 ... 0.5 for B7)")
+    zero_init_residual: bool = _f(
+        False, "from scratch: start each residual block as its shortcut (its branch's last BN scale 0); deep networks then train from the first steps"
+    )
     head_init: str = _f("zeros", "a new classifier starts at zero (uniform predictions) or with TF's uniform(1/sqrt(classes)) init", HEAD_INITS)
     freeze_backbone: bool = _f(False, "fine-tuning: train only the classifier")
     freeze_bn: bool = _f(False, "BatchNorm normalises with its running statistics and keeps them (its scale and shift still train): for small batches")

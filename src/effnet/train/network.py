@@ -27,7 +27,12 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
     if config.dropout >= 0:
         options["dropout"] = config.dropout
     if not config.pretrained:
-        return build(spec if spec is not None else network_of(config), **options)
+        model = build(spec if spec is not None else network_of(config), **options)
+        if config.zero_init_residual:
+            from effnet.model import zero_init_residuals
+
+            zero_init_residuals(model)
+        return model
     if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
         raise ValueError("--pretrained applies to named models, not to --spec files")
     pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
