@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from effnet._io import atomic_write
-from effnet.resume import changed_keys, short
 from effnet.proxy import recipe
+from effnet.resume import changed_keys, short
 from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
 from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
