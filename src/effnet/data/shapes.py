@@ -8,9 +8,12 @@ What it is
 
     * relation (2 levels): the marker sits above or below the figure. Telling which needs a
       receptive field that spans both objects (depth); a horizontal flip keeps it;
-    * texture (2 levels): the figure is filled with stripes of period 2.7-3.3 px, horizontal or
-      vertical. Downsampled to 64 px the period falls under 2 px (the Nyquist limit) and the
-      stripes average out: the texture is visible only at higher input resolution;
+    * texture (2 levels): the figure is filled with stripes, horizontal or vertical, of a period
+      drawn per image from 2.2-6.6 native px. An input at resolution r keeps the stripes whose
+      period stays above ~2 px there (the Nyquist limit) and averages the finer ones out, so the
+      share of images whose texture can be seen grows smoothly with resolution (about two
+      thirds at 64 px, all at 128 px). Enough images show it at every resolution that each
+      training run learns it, instead of some runs finding it and others not;
     * shape (up to 8 levels): disc, square, diamond, triangle up or down, plus, ring, wide ellipse
       (all mirror-symmetric, so a horizontal flip keeps them). More classes means more shapes: capacity (width).
 
@@ -46,7 +49,7 @@ TEXTURES = ("horizontal stripes", "vertical stripes")
 MAX_CLASSES = len(RELATIONS) * len(TEXTURES) * len(SHAPES)  # 32
 SPLITS = ("train", "val")
 CHUNK = 256  # images rendered at once: the unit of generation and of the cache
-STRIPE_PERIOD = (2.2, 4.4)  # native px, per image: visible where the input keeps the period above ~2 px
+STRIPE_PERIOD = (2.2, 6.6)  # native px, per image: visible where the input keeps the period above ~2 px
 _REFERENCE_SIZE = 128  # geometry below is in px of a 128 px canvas and scales with native_resolution
 
 
