@@ -51,16 +51,18 @@ PRESETS: dict[str, StudyPreset] = {
         base_depth=0.75,
         base_resolution=64,
         # shapes, not synthetic: on the synthetic task every mini network stayed within 4 points of chance. 4 classes
-        # (relation x texture): the baseline leaves chance within ~60 steps (16 or 8 classes need 90+ steps, more than
-        # this budget gives), and texture is only partly visible at 64 px, so resolution has something to win.
+        # (relation x texture): each network learns both within the budget, and how much of the texture it can see
+        # grows with resolution. Trained with the proxy recipe's zero-initialised residuals (without them depth only
+        # never left chance) and stripes coarse enough at 64 px that every run learns them (with finer ones each
+        # 64 px run either found them or not, and the paired differences spanned 40+ points).
         dataset="shapes",
         num_classes=4,
         # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 10 epochs x
-        # 1000 images = 310 steps, where every network but compound has levelled off: at 124 and 186 steps the 4x
-        # networks were still taking off, each seed at its own time. 3 seeds are what fit 30 minutes at this length.
-        # 1000 validation images keep the binomial noise of one top-1 under ~2 points. The loader path, not
-        # --data-on-device: in three 10-epoch runs with it compound ended lower, a question still open. The budgets,
-        # their costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
+        # 1000 images (310 steps), where every network has levelled off, and 3 seeds: what fits 30 minutes. At 7 epochs
+        # x 5 seeds (the seeds a +-4 interval on the widest spread needs) some runs were still climbing and the
+        # spreads widened. 1000 validation images keep the binomial noise of one top-1 under ~2 points. The loader
+        # path: on the CPU the data work is a few percent of a run either way. The budgets tried, their costs and how
+        # each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
         train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
         seeds=3,
         width=(1.4,),
@@ -70,12 +72,11 @@ PRESETS: dict[str, StudyPreset] = {
         fig4_widths=(1.0, 1.4),
         targets=(4.0,),
     ),
-    # One GPU, Table 3 at two targets in minutes: the mini preset's task at the budget where its networks level off
-    # (10 epochs x 1000 images on 2 CPU cores already took most of them to their plateau). Full depth instead of
-    # x0.75 because there all eight matched rows land within 2% of 4x and 8x. The data stay on the GPU as tensors
-    # (no loader processes) and four trainings share the GPU, since one small network alone leaves it mostly idle.
-    # Open question before its numbers are trusted: on the CPU, compound ended lower on-device than through the loader
-    # in three 10-epoch runs (benchmarks/results/scaling_study_mini/ACCEPTANCE.md).
+    # One GPU, Table 3 at two targets in minutes: the mini preset's task at 10 epochs, where its networks have levelled
+    # off on 2 CPU cores. Full depth instead of x0.75 because there all eight matched rows land within 2% of 4x and 8x.
+    # The data stay on the GPU as tensors (no loader processes) and four trainings share the GPU, since one small
+    # network alone leaves it mostly idle. On the CPU the on-device path and the loader agree on the mini networks
+    # (benchmarks/results/proxy_pairs/README.md).
     "gpu-table3": StudyPreset(
         name="gpu-table3",
         description="one GPU, --parts table3 in minutes: B0 x0.5 width at 64 px on 4 shapes classes, targets 4x and 8x, 10 epochs x 2000 images "
