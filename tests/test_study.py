@@ -140,8 +140,11 @@ def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
     with pytest.raises(TrialsError, match="pass --resume"):
         run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, progress=False, log=None, evaluate=fake_training)
     # the proxy recipe is part of the study: trials trained under another recipe are not mixed in
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrialsError, match="recipe.zero_init_residual"):
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrialsError, match="recipe.train.zero_init_residual"):
         patch.setitem(PRESETS_TRAIN, "proxy", {**PRESETS_TRAIN["proxy"], "zero_init_residual": False})
+        run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrialsError, match="recipe.shapes_stripe_period"):
+        patch.setattr("effnet.data.shapes.STRIPE_PERIOD", (2.2, 4.4))
         run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
     again = run_study(TINY, out_dir=out, workers=1, train={"log": str(log)}, resume=True, progress=False, log=None, evaluate=fake_training)
     assert len(log.read_text().splitlines()) == len(calls)  # nothing trained twice

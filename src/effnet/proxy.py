@@ -117,11 +117,13 @@ def evaluate_candidate(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def recipe(preset: str = "proxy") -> dict[str, Any]:
-    """The training settings of a named preset, for an experiment's identity: a study, grid or search resumed
-    after the preset changed (e.g. zero-initialised residuals) is refused instead of mixing trials of two recipes."""
+    """What a proxy score depends on besides a trial's own options, for an experiment's identity: the named training
+    preset's settings and the shapes task's stripe periods. A study, grid or search resumed after either changed
+    (e.g. zero-initialised residuals) is refused instead of mixing trials of two recipes."""
+    from effnet.data.shapes import STRIPE_PERIOD
     from effnet.train.config import PRESETS
 
-    return dict(PRESETS[preset]) if preset in PRESETS else {}
+    return {"train": dict(PRESETS[preset]) if preset in PRESETS else {}, "shapes_stripe_period": list(STRIPE_PERIOD)}
 
 
 def task_classes(train: Mapping[str, Any]) -> int | None:
