@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from effnet.proxy import proxy_train
+from effnet.proxy import proxy_train, task_classes
 from effnet.study.scaling_study import PRESETS, baseline_of, plan
 from effnet.study.stats import mean_ci
 
@@ -75,13 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     options = train_options(args.check, args.data_dir, args.epochs)
-    if options["dataset"] == "folder":
-        from effnet.data.folders import image_folder_splits
-
-        classes = len(image_folder_splits(args.data_dir)[0].classes)
-    else:
-        classes = int(options["num_classes"])
-    specs = networks(classes)
+    specs = networks(task_classes(options))
     unknown = [n for n in args.networks if n not in specs]
     if unknown:
         sys.exit(f"unknown network(s) {unknown}; the mini study's Table 3 has {list(specs)}")
