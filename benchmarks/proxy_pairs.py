@@ -4,6 +4,8 @@
     python benchmarks/proxy_pairs.py zero-init --data-dir DATA --networks "depth only" baseline --seeds 0 1 --epochs 6
     # the on-device data path against the loader path, on the shapes task at the mini preset's budget
     python benchmarks/proxy_pairs.py on-device --networks compound baseline --seeds 0 1 2
+    # channels-last against contiguous tensors: the same training, how much faster
+    python benchmarks/proxy_pairs.py channels-last --networks compound "depth only" --seeds 0 --epochs 2
 
 Each training is one `effnet.proxy.proxy_train` call with one torch thread (run two of these side by side on 2
 cores). One JSON line per training goes to --out as it finishes (appended, so a killed run keeps what it had);
@@ -29,6 +31,7 @@ from effnet.study.stats import mean_ci
 SETTINGS: dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {
     "zero-init": (("residuals as in the TF reference", {"zero_init_residual": False}), ("zero-initialised residuals", {"zero_init_residual": True})),
     "on-device": (("loader", {"data_on_device": False}), ("on device", {"data_on_device": True})),
+    "channels-last": (("contiguous", {"channels_last": False}), ("channels last", {"channels_last": True})),
 }
 
 
@@ -47,7 +50,8 @@ def train_options(check: str, data_dir: str, epochs: int | None) -> dict[str, An
 
 
 def summary(rows: list[dict[str, Any]], check: str) -> str:
-    """Per network: each setting's top-1 per seed and the paired difference (second - first) with its interval."""
+    """Per network: each setting's top-1 per seed and the paired difference (second - first) with its interval, and
+    how many times faster the second setting trained (first's training seconds / second's, summed over the seeds)."""
     (first, _), (second, _) = SETTINGS[check]
     lines = []
     for label in dict.fromkeys(r["network"] for r in rows):
@@ -56,9 +60,13 @@ def summary(rows: list[dict[str, Any]], check: str) -> str:
         if not seeds:
             continue
         diff = mean_ci([by[(second, s)] - by[(first, s)] for s in seeds])
+        seconds = {(r["setting"], r["seed"]): r["seconds"] for r in rows if r["network"] == label}
+        speedup = sum(seconds[(first, s)] for s in seeds) / sum(seconds[(second, s)] for s in seeds)
         lines.append(
             f"{label}: {first} {[by[(first, s)] for s in seeds]}, {second} {[by[(second, s)] for s in seeds]} (seeds {seeds}); "
-            f"{second} - {first}: {diff.mean:+.1f}" + (f" ± {diff.half_width:.1f} points" if len(seeds) > 1 else " points (one seed: no interval)")
+            f"{second} - {first}: {diff.mean:+.1f}"
+            + (f" ± {diff.half_width:.1f} points" if len(seeds) > 1 else " points (one seed: no interval)")
+            + f"; {second} trained {speedup:.2f}x as fast"
         )
     return "\n".join(lines)
 
