@@ -11,7 +11,7 @@ import pytest
 
 from effnet.profile import profile_spec
 from effnet.spec import NetSpec
-from effnet.study.scaling_study import PRESETS, baseline_of, device_name, plan, run_study
+from effnet.study.scaling_study import PRESETS, _wall_estimate, baseline_of, device_name, plan, run_study, stopping_decision
 from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
 from effnet.study.training import evaluate_candidate
 from effnet.train.config import PRESETS as PRESETS_TRAIN
@@ -27,6 +27,8 @@ TINY = dataclasses.replace(
     fig4_settings=((1.0, 1.0), (2.0, 1.3)),
     fig4_widths=(1.0, 1.4),
     targets=(4.0,),
+    until_half_width=None,  # fixed seeds unless a test asks for the stopping rule
+    budget_minutes=None,
 )
 
 
@@ -155,27 +157,63 @@ def test_study_end_to_end_with_a_known_task_and_resume(tmp_path):
 
 
 def noisy_training(params: dict) -> dict:
-    """fake_training plus seeded per-(network, seed) noise of std 3: paired differences then have a spread to resolve."""
+    """fake_training plus seeded per-(network, seed) noise of std 6 for depth only and none for the others: only the
+    compound - depth only comparison then has a spread to resolve (at 2 seeds it asks for 5)."""
     import random
 
     result = fake_training(params)
-    return {**result, "top1": result["top1"] + random.Random(f"{params['label']}-{params['seed']}").gauss(0.0, 3.0)}
+    noise = random.Random(f"{params['label']}-{params['seed']}").gauss(0.0, 6.0) if params["label"] == "depth only" else 0.0
+    return {**result, "top1": result["top1"] + noise}
 
 
-def test_the_stopping_rule_grows_the_seeds_until_every_comparison_is_resolved(tmp_path):
+def test_the_stopping_rule_grows_only_the_unresolved_comparisons(tmp_path):
     log = tmp_path / "calls.txt"
     options = {"workers": 1, "parts": ("table3",), "train": {"log": str(log)}, "progress": False, "log": None, "evaluate": noisy_training}
-    result = run_study(TINY, out_dir=tmp_path / "study", until_half_width=4.0, max_seeds=40, **options)
-    diffs = [r["compound_minus"] for r in result.matched_rows() if "compound_minus" in r]
-    assert len(result.seeds) > TINY.seeds and all(d.half_width <= 4.0 and d.n == len(result.seeds) for d in diffs)
-    assert result.stopping["met"] and result.stopping["seeds"] == len(result.seeds)
-    networks = len({p.key for p in result.points})
-    assert len(log.read_text().splitlines()) == networks * len(result.seeds)  # each round trained only its new seeds
-    assert "Stopping rule, fixed before the run: seeds grow until every compound - row 95% half-width <= 4" in (tmp_path / "study" / "report.md").read_text()
-    capped = run_study(TINY, out_dir=tmp_path / "capped", until_half_width=0.01, max_seeds=3, **options)
-    assert len(capped.seeds) == 3 and not capped.stopping["met"] and "3 seeds reached" in capped.stopping["reason"]
+    result = run_study(TINY, out_dir=tmp_path / "study", until_half_width=4.0, max_seeds=40, budget_minutes=0, **options)
+    seeds = {p.label: len(p.scores) for p in result.points}
+    assert seeds["depth only"] == seeds["compound"] > TINY.seeds  # the noisy comparison grew, both its networks
+    assert seeds["baseline"] == seeds["width only"] == seeds["resolution only"] == TINY.seeds  # resolved ones did not
+    diffs = {r["point"].label: r["compound_minus"] for r in result.matched_rows() if "compound_minus" in r}
+    assert all(d.half_width <= 4.0 for d in diffs.values()) and diffs["depth only"].n == seeds["depth only"]
+    assert result.stopping["met"] and result.stopping["seeds"]["depth only"] == seeds["depth only"]
+    calls = log.read_text().splitlines()
+    assert len(calls) == len(set(calls)) == sum(seeds.values())  # each round trained only its new runs
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "Stopping rule, fixed before the run: the seeds of each compound - row comparison grow" in report
+    assert f"| depth only | 3.67 | 1 | 1 (64) | 36.86M | -1.6% | {seeds['depth only']} |" in report  # each network's seeds
+    capped = run_study(TINY, out_dir=tmp_path / "capped", until_half_width=0.01, max_seeds=3, budget_minutes=0, **options)
+    assert {len(p.scores) for p in capped.points if p.label == "depth only"} == {3} and not capped.stopping["met"]
+    assert "3 seeds reached" in capped.stopping["reason"]
     with pytest.raises(ValueError, match="needs the table3 part"):
         run_study(TINY, out_dir=tmp_path / "x", until_half_width=4.0, **{**options, "parts": ("fig3",)})
+
+
+def test_the_stopping_rule_keeps_to_its_time_budget(tmp_path):
+    options = {"workers": 1, "parts": ("table3",), "progress": False, "log": None, "evaluate": noisy_training}
+    result = run_study(TINY, out_dir=tmp_path / "study", **options)  # 2 fixed seeds: depth only's spread unresolved
+    keys = {p.label: p.key for p in result.points}
+    minute = {key: 60.0 for key in keys.values()}  # every run a minute
+    _, unbounded = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2)
+    assert unbounded == {keys["depth only"]: 5, keys["compound"]: 5}  # what the spread asks for
+    # 90 s on 2 workers: one more seed of each of the two networks (2 one-minute runs side by side), and no more
+    record, cut = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2, seconds_left=90)
+    assert cut == {keys["depth only"]: 3, keys["compound"]: 3} and "cut to +1 by the time budget" in record["reason"]
+    assert record["estimated_seconds"] == 60.0
+    record, none = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2, seconds_left=59)
+    assert none == {} and "time budget" in record["reason"] and not record["met"]
+    assert _wall_estimate([60.0, 60.0, 60.0], 2) == 120.0 and _wall_estimate([90.0, 30.0, 30.0, 30.0], 2) == 90.0
+
+
+def test_the_mini_preset_runs_its_stopping_rule_unless_told_otherwise(tmp_path):
+    options = {"workers": 1, "parts": ("table3",), "progress": False, "log": None, "evaluate": noisy_training}
+    mini = dataclasses.replace(PRESETS["mini"], seeds=2)
+    assert (PRESETS["mini"].until_half_width, PRESETS["mini"].budget_minutes) == (4.0, 28.0)
+    grown = run_study(mini, out_dir=tmp_path / "rule", **options)
+    assert grown.stopping["met"] and max(len(p.scores) for p in grown.points) > 2
+    fixed = run_study(mini, out_dir=tmp_path / "fixed", until_half_width=0, **options)
+    assert fixed.stopping is None and {len(p.scores) for p in fixed.points} == {2}
+    # fig3 alone has no comparison to resolve: the preset's rule stays out of the way
+    assert run_study(mini, out_dir=tmp_path / "fig3", **{**options, "parts": ("fig3",)}).stopping is None
 
 
 def test_only_the_parts_asked_for(tmp_path):

@@ -27,7 +27,7 @@ STUDY = ResumableOptions(
     "study scaling",
     "scaling study",
     "trials.json",
-    may_change={"workers", "threads", "ray_address", "progress", "seeds", "parts", "targets", "until_half_width", "max_seeds"},
+    may_change={"workers", "threads", "ray_address", "progress", "seeds", "parts", "targets", "until_half_width", "max_seeds", "budget_minutes"},
 )
 
 
@@ -100,9 +100,19 @@ def add_study_commands(command: Any) -> None:
         "--until-half-width",
         type=float,
         metavar="POINTS",
-        help="stopping rule: after --seeds, add seeds until every Table 3 'compound - row' 95%% half-width is <= POINTS",
+        help="stopping rule: after --seeds, add seeds to the networks of each Table 3 'compound - row' comparison until its 95%% "
+        "half-width is <= POINTS (0: fixed seeds)",
+        shown="the preset's",
     )
-    add(s, "--max-seeds", type=int, default=30, help="the stopping rule's cap on seeds per network")
+    add(s, "--max-seeds", type=int, help="the stopping rule's cap on seeds per network", shown="the preset's")
+    add(
+        s,
+        "--budget-minutes",
+        type=float,
+        metavar="MIN",
+        help="the stopping rule adds no seeds that would not finish within MIN minutes of this invocation (0: no budget)",
+        shown="the preset's",
+    )
     add(s, "--targets", type=float, nargs="+", help="matched-MACs targets as multiples of the baseline's MACs", shown="the preset's")
     add(
         s,
@@ -288,6 +298,7 @@ def run_study_scaling(args: argparse.Namespace) -> int:
             parts=v.parts,
             until_half_width=v.until_half_width,
             max_seeds=v.max_seeds,
+            budget_minutes=v.budget_minutes,
             **_execution(run, STUDY.payload(v, baseline_spec=baseline_dict)),
         )
     print("\n".join(verdict(result)))

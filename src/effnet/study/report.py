@@ -38,15 +38,18 @@ def markdown(result: StudyResult) -> str:
     """The report: setup, the parts that were run as tables, the verdict and how the run went."""
     base = result.baseline_point
     n = len(result.seeds)
+    grown = any(len(p.scores) + len(p.errors) > n for p in result.points)
     lines = [
         f"# Scaling study ({result.preset.name})",
         "",
         f"Baseline: `{result.baseline.name or 'custom'}` at {result.baseline.resolution} px, {_m(base.macs)} MACs, {base.params / 1e6:.3f}M params, "
         f"{result.baseline.num_classes} classes; spec `{result.baseline.to_string()}` (stem {result.baseline.stem_channels}, head {result.baseline.head_channels}).",
         f"Data: {result.dataset}. Every network is trained with the `proxy` preset plus `{json.dumps(_train_of(result))}`.",
-        f"Seeds: {n} ({', '.join(map(str, result.seeds))}); a seed fixes the images, data order and initial draw for every network alike. "
-        f"Accuracy is the final validation top-1 %, mean ± the 95% Student-t interval over seeds (t with {n - 1} degrees of freedom"
-        + (")." if n > 1 else "; no interval with one seed)."),
+        f"Seeds: {n} ({', '.join(map(str, result.seeds))})"
+        + (", more for the networks the stopping rule grew (the tables show each network's seeds)" if grown else "")
+        + "; a seed fixes the images, data order and initial draw for every network alike. "
+        + "Accuracy is the final validation top-1 %, mean ± the 95% Student-t interval over seeds"
+        + (f" (t with {n - 1} degrees of freedom)." if n > 1 and not grown else "." if n > 1 else " (no interval with one seed)."),
         "MACs are multiply-adds of the trained network (the paper's FLOPS).",
     ]
     if result.stopping:
@@ -123,8 +126,8 @@ def _table3_lines(result: StudyResult) -> list[str]:
         "",
         f"![matched MACs]({PLOTS['table3']})",
         "",
-        "| target MACs | scaling | d | w | r (px) | MACs | off target | top-1 % | compound − row |",
-        "|---:|---|---:|---:|---:|---:|---:|---|---|",
+        "| target MACs | scaling | d | w | r (px) | MACs | off target | seeds | top-1 % | compound − row |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in result.matched_rows():
         p = row["point"]
@@ -133,7 +136,7 @@ def _table3_lines(result: StudyResult) -> list[str]:
         diff = row.get("compound_minus")
         lines.append(
             f"| {_m(row['target_macs'])} | {label} | {p.depth:.3g} | {p.width:.3g} | {p.resolution:.3g} ({p.spec.resolution}) | {_m(p.macs)} | {off} | "
-            f"{_acc(p)} | {diff.text(1) if diff else ''} |"
+            f"{len(p.scores) + len(p.errors)} | {_acc(p)} | {diff.text(1) if diff else ''} |"
         )
     return lines
 
@@ -180,8 +183,9 @@ def verdict(result: StudyResult) -> list[str]:
         if widest.half_width > RESOLVE_POINTS:
             needed = max(seeds_for_half_width(d.std, RESOLVE_POINTS) for d in spreads)
             out.append(
-                f"- Resolution: the widest half-width is {widest.half_width:.1f} points; at the spreads seen, every comparison would need "
-                f"about {needed} seeds for a ±{RESOLVE_POINTS:g}-point interval (`--until-half-width {RESOLVE_POINTS:g}` grows the study to it)."
+                f"- Resolution: the widest half-width is {widest.half_width:.1f} points; at the spreads seen, the widest comparison would need "
+                f"about {needed} seeds for a ±{RESOLVE_POINTS:g}-point interval (`--until-half-width {RESOLVE_POINTS:g} --budget-minutes 0` "
+                "grows the unresolved comparisons to it)."
             )
     classes = result.baseline.num_classes
     means = [p.accuracy.mean for p in result.points if p.accuracy is not None]

@@ -45,7 +45,8 @@ PRESETS: dict[str, StudyPreset] = {
     # per stage jumps MACs by 10-300%. The matched single-dimension networks also end the Figure 3 curves.
     "mini": StudyPreset(
         name="mini",
-        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 10 epochs x 1000 images (batch 32), 3 seeds",
+        description="2 CPU cores, table3 < 30 min: B0 x0.5 width, x0.75 depth at 64 px on 4 shapes classes, 10 epochs x 1000 images (batch 32), "
+        "3 seeds, more for comparisons wider than +-4 points within 28 min",
         model="efficientnet_b0",
         base_width=0.5,
         base_depth=0.75,
@@ -58,13 +59,18 @@ PRESETS: dict[str, StudyPreset] = {
         dataset="shapes",
         num_classes=4,
         # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 10 epochs x
-        # 1000 images (310 steps), where every network has levelled off, and 3 seeds: what fits 30 minutes. At 7 epochs
-        # x 5 seeds (the seeds a +-4 interval on the widest spread needs) some runs were still climbing and the
-        # spreads widened. 1000 validation images keep the binomial noise of one top-1 under ~2 points. The loader
-        # path: on the CPU the data work is a few percent of a run either way. The budgets tried, their costs and how
-        # each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
+        # 1000 images (310 steps), where every network has levelled off; at 7 epochs x 5 seeds some runs were still
+        # climbing and the spreads widened. 1000 validation images keep the binomial noise of one top-1 under ~2
+        # points. The loader path: on the CPU the data work is a few percent of a run either way. The budgets tried,
+        # their costs and how each run fell: benchmarks/results/scaling_study_mini/ACCEPTANCE.md.
         train={"epochs": 10, "train_samples": 1000, "val_samples": 1000, "batch_size": 32},
+        # 3 seeds for every network, then more only for the comparisons still wider than +-4 points (the seeds of
+        # their two networks, as their spread asks), as long as that fits 28 minutes: 3 seeds of everything fit
+        # about two thirds of that, and the spreads differ by network (deep networks' runs vary the most).
         seeds=3,
+        until_half_width=4.0,
+        max_seeds=10,
+        budget_minutes=28.0,
         width=(1.4,),
         depth=(2.0,),
         resolution=(1.3,),
@@ -235,7 +241,8 @@ def run_study(
     targets: Sequence[float] | None = None,
     parts: Sequence[str] = PARTS,
     until_half_width: float | None = None,
-    max_seeds: int = 30,
+    max_seeds: int | None = None,
+    budget_minutes: float | None = None,
     resume: bool = False,
     evaluate: Callable[[dict[str, Any]], dict[str, Any]] = evaluate_candidate,
     progress: bool = True,
@@ -248,8 +255,11 @@ def run_study(
     directory is checked, so that `--resume DIR` needs nothing else.
 
     `until_half_width` is a stopping rule fixed before the run (Stein's two-stage idea, repeated): after the
-    first `seeds`, while some Table 3 "compound - row" 95% half-width exceeds it, the study grows to the seeds
-    that the observed spread says are needed (at least one more, at most `max_seeds`) and trains only the new runs.
+    first `seeds`, while some Table 3 "compound - row" 95% half-width exceeds it, the networks of those comparisons
+    (the row and compound) grow to the seeds that the observed spread says are needed (at least one more, at most
+    `max_seeds`); resolved comparisons keep their seeds. Growth that would not finish within `budget_minutes` of
+    this invocation (estimated from the runs' measured times) is cut back, one seed at a time. Each of the three is
+    the preset's when None; `until_half_width` 0 turns the rule off (fixed seeds), `budget_minutes` 0 lifts the budget.
     """
     from effnet.study.report import write_report
     from effnet.trials import Experiment, evaluator_name
@@ -265,12 +275,22 @@ def run_study(
     n_seeds = preset.seeds if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+    explicit_rule = until_half_width is not None
+    until_half_width = preset.until_half_width if until_half_width is None else until_half_width
+    max_seeds = preset.max_seeds if max_seeds is None else max_seeds
+    budget_minutes = preset.budget_minutes if budget_minutes is None else budget_minutes
+    if until_half_width is not None and until_half_width < 0:
+        raise ValueError(f"--until-half-width must be > 0 points (0: fixed seeds), got {until_half_width:g}")
+    if not until_half_width or ("table3" not in parts and not explicit_rule):
+        until_half_width = None  # off, or the preset's rule on a run without Table 3's comparisons
     if until_half_width is not None:
-        if until_half_width <= 0 or "table3" not in parts:
-            raise ValueError(f"--until-half-width must be > 0 points and needs the table3 part (got {until_half_width:g} with parts {', '.join(parts)})")
+        if "table3" not in parts:
+            raise ValueError(f"--until-half-width needs the table3 part (got parts {', '.join(parts)})")
         n_seeds = max(n_seeds, 2)  # a spread needs two seeds
         if max_seeds < n_seeds:
             raise ValueError(f"--max-seeds {max_seeds} is below the {n_seeds} seeds the study starts with")
+    if budget_minutes is not None and budget_minutes < 0:
+        raise ValueError(f"--budget-minutes must be >= 0 (0: no budget), got {budget_minutes:g}")
     seed_list = list(range(n_seeds))
     train_options = {**preset.train, **(train or {})}
     dataset = dataset or preset.dataset
@@ -308,17 +328,29 @@ def run_study(
     # biggest networks first: a pool then ends with short runs instead of one long straggler
     order = sorted(unique.values(), key=lambda p: -p.macs)
 
-    def items_of(seeds: list[int]) -> list[tuple[str, dict[str, Any]]]:
-        return [(f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label}) for s in seeds for p in order]
+    seeds_of = {key: n_seeds for key in unique}  # each network's seeds are 0 .. n-1; the stopping rule grows some
 
-    items = items_of(seed_list)
+    def items_now() -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label})
+            for s in range(max(seeds_of.values()))
+            for p in order
+            if s < seeds_of[p.key]
+        ]
+
+    items = items_now()
     already = experiment.stored(items)
     if log:
         log(
             f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
             f"{len(points)} points, {len(unique)} distinct networks x {n_seeds} seeds = {len(items)} training runs"
             + (f" ({len(already)} already done)" if len(experiment.store) else "")
-            + (f"; seeds grow until every compound - row half-width <= {until_half_width:g} points (at most {max_seeds})" if until_half_width else "")
+            + (
+                f"; the seeds of unresolved comparisons grow until every compound - row half-width <= {until_half_width:g} points "
+                f"(at most {max_seeds}" + (f", within {budget_minutes:g} min)" if budget_minutes else ")")
+                if until_half_width
+                else ""
+            )
         )
         for p in points:
             if p.part == "matched":
@@ -328,20 +360,29 @@ def run_study(
         trials = experiment.run(evaluate, items, progress="study" if progress else None)
         trials_seconds = sum(t.seconds for t in trials.values())
         for p in points:
-            for s in seed_list:
+            for s in range(seeds_of[p.key]):
                 p.record(s, trials[f"{p.key}-seed{s}"])
         if until_half_width is None:
             break
         so_far = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset)
-        stopping, grow_to = stopping_decision(so_far, until_half_width, max_seeds)
-        if not grow_to:
+        run_seconds = {key: [t.seconds for k, t in trials.items() if k.startswith(key + "-seed")] for key in unique}
+        seconds_left = budget_minutes * 60 - (time.perf_counter() - started) if budget_minutes else None
+        stopping, grow = stopping_decision(
+            so_far,
+            until_half_width,
+            max_seeds,
+            run_seconds={k: sum(v) / len(v) for k, v in run_seconds.items() if v},
+            workers=run_workers or 1,
+            seconds_left=seconds_left,
+        )
+        if not grow:
             break
         if log:
-            log(f"stopping rule: {stopping['reason']}; growing to {grow_to} seeds")
-        seed_list = list(range(grow_to))
-        new_items = items_of(seed_list)
-        already |= experiment.stored(new_items[len(items) :])
-        items = new_items
+            log(f"stopping rule: {stopping['reason']}; growing " + ", ".join(f"{unique[k].label} to {n}" for k, n in grow.items()) + " seeds")
+        seeds_of.update(grow)
+        known = {key for key, _ in items}
+        items = items_now()
+        already |= experiment.stored([item for item in items if item[0] not in known])
     busy1 = _cpu_times()
     wall = time.perf_counter() - started
     machine = {
@@ -388,26 +429,79 @@ def device_name(train_options: dict[str, Any]) -> str:
     return "cpu"
 
 
-def stopping_decision(result: StudyResult, half_width: float, max_seeds: int) -> tuple[dict[str, Any], int]:
-    """The stopping rule's step: (the record of where it stands, the seed count to grow to, 0 to stop).
+def stopping_decision(
+    result: StudyResult,
+    half_width: float,
+    max_seeds: int,
+    *,
+    run_seconds: dict[str, float] | None = None,
+    workers: int = 1,
+    seconds_left: float | None = None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The stopping rule's step: (the record of where it stands, {network key: the seeds to grow it to}; {} to stop).
 
-    Grows to the most seeds any "compound - row" comparison needs for a 95% half-width <= `half_width` at its
-    observed spread, at least one more than now, at most `max_seeds`."""
+    Each "compound - row" comparison whose 95% half-width exceeds `half_width` asks for the seeds its observed spread
+    needs (at least one more than it has, at most `max_seeds`) for both its networks; compound takes the most any of
+    its comparisons asks. With `seconds_left`, the growth is cut back one seed at a time (for every comparison at
+    once) until its runs, at `run_seconds` (network key -> seconds per run) on `workers` in parallel, fit in it."""
     from effnet.study.stats import seeds_for_half_width
 
-    n = len(result.seeds)
-    diffs = [row["compound_minus"] for row in result.matched_rows() if row.get("compound_minus")]  # compound's own row has none
-    widths = [d.half_width if d.n >= 2 and not math.isnan(d.half_width) else math.inf for d in diffs]
-    widest = max(widths, default=math.inf)
-    record: dict[str, Any] = {"rule": f"seeds grow until every compound - row 95% half-width <= {half_width:g} points, at most {max_seeds} seeds"}
-    record.update(half_width=half_width, max_seeds=max_seeds, seeds=n, widest=round(widest, 2) if math.isfinite(widest) else None)
+    def seeds(p: Point) -> int:
+        return len(p.scores) + len(p.errors)
+
+    comparisons = []  # (row, compound, interval, half-width: inf where there is no spread yet)
+    for target in sorted({p.target_macs for p in result.part("matched") if p.target_macs}):
+        compound = next((p for p in result.part("matched") if p.target_macs == target and p.label == "compound"), None)
+        for row in result.matched_rows():
+            diff = row.get("compound_minus")
+            if row["target_macs"] == target and diff is not None and compound is not None:
+                width = diff.half_width if diff.n >= 2 and not math.isnan(diff.half_width) else math.inf
+                comparisons.append((row["point"], compound, diff, width))
+    widest = max((c[3] for c in comparisons), default=math.inf)
+    record: dict[str, Any] = {
+        "rule": f"the seeds of each compound - row comparison grow until its 95% half-width <= {half_width:g} points, at most {max_seeds} seeds"
+        + (" within the time budget" if seconds_left is not None else ""),
+        "half_width": half_width,
+        "max_seeds": max_seeds,
+        "seeds": {p.label: seeds(p) for c in comparisons for p in c[:2]},
+        "widest": round(widest, 2) if math.isfinite(widest) else None,
+    }
     if widest <= half_width:
-        return {**record, "reason": f"every half-width <= {half_width:g} at {n} seeds (widest {widest:.1f})", "met": True}, 0
-    if n >= max_seeds:
-        return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, 0
-    needed = max((seeds_for_half_width(d.std, half_width, most=max_seeds) for d in diffs if d.n >= 2 and not math.isnan(d.std)), default=n + 1)
-    grow_to = min(max_seeds, max(n + 1, needed))
-    return {**record, "reason": f"widest half-width {widest:.1f} > {half_width:g} at {n} seeds; the observed spread needs {needed}", "met": False}, grow_to
+        return {**record, "reason": f"every half-width <= {half_width:g} (widest {widest:.1f})", "met": True}, {}
+    wanted = []  # (row, compound, seeds asked for) of each unresolved comparison below the cap
+    for row, compound, diff, width in comparisons:
+        have = min(seeds(row), seeds(compound))
+        if width > half_width and have < max_seeds:
+            needed = seeds_for_half_width(diff.std, half_width, most=max_seeds) if math.isfinite(width) else have + 1
+            wanted.append((row, compound, have, min(max_seeds, max(have + 1, needed))))
+    if not wanted:
+        return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, {}
+    most_added = max(want - have for _, _, have, want in wanted)
+    while most_added > 0:
+        grow: dict[str, int] = {}
+        for row, compound, have, want in wanted:
+            for p in (row, compound):
+                grow[p.key] = max(grow.get(p.key, seeds(p)), min(want, have + most_added))
+        points = {p.key: p for c in comparisons for p in c[:2]}
+        grow = {key: n for key, n in grow.items() if n > seeds(points[key])}
+        runs = [run_seconds.get(key, 0.0) for key, n in grow.items() for _ in range(n - seeds(points[key]))] if run_seconds else []
+        estimate = _wall_estimate(runs, workers)
+        if seconds_left is None or estimate <= seconds_left:
+            asked = ", ".join(f"{row.label} {want}" for row, _, _, want in wanted)
+            cut = "" if most_added == max(want - have for _, _, have, want in wanted) else f", cut to +{most_added} by the time budget"
+            reason = f"widest half-width {widest:.1f} > {half_width:g}; the observed spreads ask for {asked}{cut}"
+            return {**record, "reason": reason, "met": False, "estimated_seconds": round(estimate, 1)}, grow
+        most_added -= 1
+    reason = f"the time budget: one more seed of the unresolved comparisons would not finish in the {max(seconds_left or 0.0, 0.0) / 60:.1f} min left (widest half-width {widest:.1f} > {half_width:g})"
+    return {**record, "reason": reason, "met": False}, {}
+
+
+def _wall_estimate(seconds: list[float], workers: int) -> float:
+    """Wall seconds of runs on `workers` in parallel, longest first to the least loaded (how a pool finishes them)."""
+    loads = [0.0] * max(1, workers)
+    for run in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += run
+    return max(loads)
 
 
 def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:
