@@ -201,6 +201,9 @@ def test_the_stopping_rule_keeps_to_its_time_budget(tmp_path):
     assert record["estimated_seconds"] == 60.0
     record, none = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2, seconds_left=59)
     assert none == {} and "time budget" in record["reason"] and not record["met"]
+    # runs an earlier invocation finished (a resumed study) cost nothing: seed 2 of both is stored, seed 3 fits
+    record, resumed = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2, seconds_left=90, stored=lambda key: key.endswith("-seed2"))
+    assert resumed == {keys["depth only"]: 4, keys["compound"]: 4} and record["estimated_seconds"] == 60.0
     assert _wall_estimate([60.0, 60.0, 60.0], 2) == 120.0 and _wall_estimate([90.0, 30.0, 30.0, 30.0], 2) == 90.0
 
 

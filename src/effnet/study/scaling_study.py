@@ -372,6 +372,7 @@ def run_study(
             until_half_width,
             max_seeds,
             run_seconds={k: sum(v) / len(v) for k, v in run_seconds.items() if v},
+            stored=lambda trial_key: experiment.store is not None and trial_key in experiment.store,
             workers=run_workers or 1,
             seconds_left=seconds_left,
         )
@@ -437,13 +438,15 @@ def stopping_decision(
     run_seconds: dict[str, float] | None = None,
     workers: int = 1,
     seconds_left: float | None = None,
+    stored: Callable[[str], bool] | None = None,
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """The stopping rule's step: (the record of where it stands, {network key: the seeds to grow it to}; {} to stop).
 
     Each "compound - row" comparison whose 95% half-width exceeds `half_width` asks for the seeds its observed spread
     needs (at least one more than it has, at most `max_seeds`) for both its networks; compound takes the most any of
     its comparisons asks. With `seconds_left`, the growth is cut back one seed at a time (for every comparison at
-    once) until its runs, at `run_seconds` (network key -> seconds per run) on `workers` in parallel, fit in it."""
+    once) until its runs, at `run_seconds` (network key -> seconds per run) on `workers` in parallel, fit in it;
+    runs that `stored` ("KEY-seedN" -> bool) says an earlier invocation finished cost nothing."""
     from effnet.study.stats import seeds_for_half_width
 
     def seeds(p: Point) -> int:
@@ -484,7 +487,12 @@ def stopping_decision(
                 grow[p.key] = max(grow.get(p.key, seeds(p)), min(want, have + most_added))
         points = {p.key: p for c in comparisons for p in c[:2]}
         grow = {key: n for key, n in grow.items() if n > seeds(points[key])}
-        runs = [run_seconds.get(key, 0.0) for key, n in grow.items() for _ in range(n - seeds(points[key]))] if run_seconds else []
+        runs = [
+            (run_seconds or {}).get(key, 0.0)
+            for key, n in grow.items()
+            for seed in range(seeds(points[key]), n)
+            if not (stored and stored(f"{key}-seed{seed}"))
+        ]
         estimate = _wall_estimate(runs, workers)
         if seconds_left is None or estimate <= seconds_left:
             asked = ", ".join(f"{row.label} {want}" for row, _, _, want in wanted)
