@@ -180,6 +180,7 @@ def test_the_stopping_rule_grows_only_the_unresolved_comparisons(tmp_path):
     assert len(calls) == len(set(calls)) == sum(seeds.values())  # each round trained only its new runs
     report = (tmp_path / "study" / "report.md").read_text()
     assert "Stopping rule, fixed before the run: the seeds of each compound - row comparison grow" in report
+    assert "Round 1: widest half-width" in report and f"grew depth only to {seeds['depth only']}" in report
     assert f"| depth only | 3.67 | 1 | 1 (64) | 36.86M | -1.6% | {seeds['depth only']} |" in report  # each network's seeds
     capped = run_study(TINY, out_dir=tmp_path / "capped", until_half_width=0.01, max_seeds=3, budget_minutes=0, **options)
     assert {len(p.scores) for p in capped.points if p.label == "depth only"} == {3} and not capped.stopping["met"]

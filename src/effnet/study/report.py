@@ -53,7 +53,8 @@ def markdown(result: StudyResult) -> str:
         "MACs are multiply-adds of the trained network (the paper's FLOPS).",
     ]
     if result.stopping:
-        lines.insert(-1, f"Stopping rule, fixed before the run: {result.stopping['rule']}. It stopped because {result.stopping['reason']}.")
+        rounds = "".join(f" Round {i}: {text}." for i, text in enumerate(result.stopping.get("rounds", []), 1))
+        lines.insert(-1, f"Stopping rule, fixed before the run: {result.stopping['rule']}.{rounds} It stopped because {result.stopping['reason']}.")
     if any(result.part(dim) for dim in ("width", "depth", "resolution")):
         lines += _fig3_lines(result)
     if result.part("fig4"):

@@ -355,7 +355,7 @@ def run_study(
         for p in points:
             if p.part == "matched":
                 log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
-    stopping = None
+    stopping, rounds = None, []  # rounds: what the stopping rule saw and grew, in order
     while True:
         trials = experiment.run(evaluate, items, progress="study" if progress else None)
         trials_seconds = sum(t.seconds for t in trials.values())
@@ -377,9 +377,12 @@ def run_study(
             seconds_left=seconds_left,
         )
         if not grow:
+            stopping["rounds"] = rounds
             break
+        grown = ", ".join(f"{unique[k].label} to {n}" for k, n in grow.items())
+        rounds.append(f"{stopping['reason']}: grew {grown} seeds")
         if log:
-            log(f"stopping rule: {stopping['reason']}; growing " + ", ".join(f"{unique[k].label} to {n}" for k, n in grow.items()) + " seeds")
+            log(f"stopping rule: {stopping['reason']}; growing {grown} seeds")
         seeds_of.update(grow)
         known = {key for key, _ in items}
         items = items_now()
