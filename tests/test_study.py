@@ -205,6 +205,9 @@ def test_the_stopping_rule_keeps_to_its_time_budget(tmp_path):
     # runs an earlier invocation finished (a resumed study) cost nothing: seed 2 of both is stored, seed 3 fits
     record, resumed = stopping_decision(result, 4.0, 40, run_seconds=minute, workers=2, seconds_left=90, stored=lambda key: key.endswith("-seed2"))
     assert resumed == {keys["depth only"]: 4, keys["compound"]: 4} and record["estimated_seconds"] == 60.0
+    two_targets = run_study(TINY, out_dir=tmp_path / "two", targets=(4.0, 8.0), **options)
+    record, _ = stopping_decision(two_targets, 4.0, 40)
+    assert {"width only at 37.47M MACs", "width only at 74.95M MACs", "baseline"} <= set(record["seeds"])  # one entry per network
     assert _wall_estimate([60.0, 60.0, 60.0], 2) == 120.0 and _wall_estimate([90.0, 30.0, 30.0, 30.0], 2) == 90.0
 
 

@@ -379,7 +379,9 @@ def run_study(
         if not grow:
             stopping["rounds"] = rounds
             break
-        grown = ", ".join(f"{unique[k].label} to {n}" for k, n in grow.items())
+        several = len({p.target_macs for p in points if p.target_macs})
+        named = {p.key: p for p in sorted(points, key=lambda p: p.part == "matched")}  # a matched network by its Table 3 name
+        grown = ", ".join(f"{_point_name(named[k], several)} to {n}" for k, n in grow.items())
         rounds.append(f"{stopping['reason']}: grew {grown} seeds")
         if log:
             log(f"stopping rule: {stopping['reason']}; growing {grown} seeds")
@@ -455,8 +457,13 @@ def stopping_decision(
     def seeds(p: Point) -> int:
         return len(p.scores) + len(p.errors)
 
+    targets = sorted({p.target_macs for p in result.part("matched") if p.target_macs})
+
+    def name(p: Point) -> str:
+        return _point_name(p, len(targets))
+
     comparisons = []  # (row, compound, interval, half-width: inf where there is no spread yet)
-    for target in sorted({p.target_macs for p in result.part("matched") if p.target_macs}):
+    for target in targets:
         compound = next((p for p in result.part("matched") if p.target_macs == target and p.label == "compound"), None)
         for row in result.matched_rows():
             diff = row.get("compound_minus")
@@ -469,7 +476,7 @@ def stopping_decision(
         + (" within the time budget" if seconds_left is not None else ""),
         "half_width": half_width,
         "max_seeds": max_seeds,
-        "seeds": {p.label: seeds(p) for c in comparisons for p in c[:2]},
+        "seeds": {name(p): seeds(p) for c in comparisons for p in c[:2]},
         "widest": round(widest, 2) if math.isfinite(widest) else None,
     }
     if widest <= half_width:
@@ -498,13 +505,18 @@ def stopping_decision(
         ]
         estimate = _wall_estimate(runs, workers)
         if seconds_left is None or estimate <= seconds_left:
-            asked = ", ".join(f"{row.label} {want}" for row, _, _, want in wanted)
+            asked = ", ".join(f"{name(row)} {want}" for row, _, _, want in wanted)
             cut = "" if most_added == max(want - have for _, _, have, want in wanted) else f", cut to +{most_added} by the time budget"
             reason = f"widest half-width {widest:.1f} > {half_width:g}; the observed spreads ask for {asked}{cut}"
             return {**record, "reason": reason, "met": False, "estimated_seconds": round(estimate, 1)}, grow
         most_added -= 1
     reason = f"the time budget: one more seed of the unresolved comparisons would not finish in the {max(seconds_left or 0.0, 0.0) / 60:.1f} min left (widest half-width {widest:.1f} > {half_width:g})"
     return {**record, "reason": reason, "met": False}, {}
+
+
+def _point_name(p: Point, targets: int) -> str:
+    """A network's label, with its MACs target where there are several (the same label recurs at every target)."""
+    return f"{p.label} at {p.target_macs / 1e6:.2f}M MACs" if targets > 1 and p.target_macs else p.label
 
 
 def _wall_estimate(seconds: list[float], workers: int) -> float:
