@@ -38,7 +38,7 @@ def markdown(result: StudyResult) -> str:
     """The report: setup, the parts that were run as tables, the verdict and how the run went."""
     base = result.baseline_point
     n = len(result.seeds)
-    grown = any(len(p.scores) + len(p.errors) > n for p in result.points)
+    grown = any(p.seeds_trained > n for p in result.points)
     lines = [
         f"# Scaling study ({result.preset.name})",
         "",
@@ -137,7 +137,7 @@ def _table3_lines(result: StudyResult) -> list[str]:
         diff = row.get("compound_minus")
         lines.append(
             f"| {_m(row['target_macs'])} | {label} | {p.depth:.3g} | {p.width:.3g} | {p.resolution:.3g} ({p.spec.resolution}) | {_m(p.macs)} | {off} | "
-            f"{len(p.scores) + len(p.errors)} | {_acc(p)} | {diff.text(1) if diff else ''} |"
+            f"{p.seeds_trained} | {_acc(p)} | {diff.text(1) if diff else ''} |"
         )
     return lines
 

@@ -52,6 +52,11 @@ class Trained:
     params: int
 
     @property
+    def seeds_trained(self) -> int:
+        """Seeds trained so far, finished or failed (a network's seeds are 0 .. n-1)."""
+        return len(self.scores) + len(self.errors)
+
+    @property
     def accuracy(self) -> Interval | None:
         """Mean top-1 % over the seeds that finished, with its 95% t-interval."""
         return mean_ci(list(self.scores.values())) if self.scores else None

@@ -332,7 +332,7 @@ def run_study(
 
     def items_now() -> list[tuple[str, dict[str, Any]]]:
         return [
-            (f"{p.key}-seed{s}", {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label})
+            (trial_key(p.key, s), {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label})
             for s in range(max(seeds_of.values()))
             for p in order
             if s < seeds_of[p.key]
@@ -361,27 +361,25 @@ def run_study(
         trials_seconds = sum(t.seconds for t in trials.values())
         for p in points:
             for s in range(seeds_of[p.key]):
-                p.record(s, trials[f"{p.key}-seed{s}"])
+                p.record(s, trials[trial_key(p.key, s)])
         if until_half_width is None:
             break
         so_far = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset)
-        run_seconds = {key: [t.seconds for k, t in trials.items() if k.startswith(key + "-seed")] for key in unique}
+        run_seconds = {key: [trials[trial_key(key, s)].seconds for s in range(n)] for key, n in seeds_of.items()}
         seconds_left = budget_minutes * 60 - (time.perf_counter() - started) if budget_minutes else None
         stopping, grow = stopping_decision(
             so_far,
             until_half_width,
             max_seeds,
-            run_seconds={k: sum(v) / len(v) for k, v in run_seconds.items() if v},
-            stored=lambda trial_key: experiment.store is not None and trial_key in experiment.store,
+            run_seconds={key: sum(v) / len(v) for key, v in run_seconds.items()},
+            stored=lambda key: bool(experiment.stored([(key, {})])),
             workers=run_workers or 1,
             seconds_left=seconds_left,
         )
         if not grow:
             stopping["rounds"] = rounds
             break
-        several = len({p.target_macs for p in points if p.target_macs})
-        named = {p.key: p for p in sorted(points, key=lambda p: p.part == "matched")}  # a matched network by its Table 3 name
-        grown = ", ".join(f"{_point_name(named[k], several)} to {n}" for k, n in grow.items())
+        grown = ", ".join(f"{name} to {n}" for name, n in stopping["growth"].items())
         rounds.append(f"{stopping['reason']}: grew {grown} seeds")
         if log:
             log(f"stopping rule: {stopping['reason']}; growing {grown} seeds")
@@ -454,13 +452,10 @@ def stopping_decision(
     runs that `stored` ("KEY-seedN" -> bool) says an earlier invocation finished cost nothing."""
     from effnet.study.stats import seeds_for_half_width
 
-    def seeds(p: Point) -> int:
-        return len(p.scores) + len(p.errors)
-
     targets = sorted({p.target_macs for p in result.part("matched") if p.target_macs})
 
-    def name(p: Point) -> str:
-        return _point_name(p, len(targets))
+    def name(p: Point) -> str:  # the same label recurs at every target
+        return f"{p.label} at {p.target_macs / 1e6:.2f}M MACs" if len(targets) > 1 and p.target_macs else p.label
 
     comparisons = []  # (row, compound, interval, half-width: inf where there is no spread yet)
     for target in targets:
@@ -476,47 +471,47 @@ def stopping_decision(
         + (" within the time budget" if seconds_left is not None else ""),
         "half_width": half_width,
         "max_seeds": max_seeds,
-        "seeds": {name(p): seeds(p) for c in comparisons for p in c[:2]},
+        "seeds": {name(p): p.seeds_trained for c in comparisons for p in c[:2]},
         "widest": round(widest, 2) if math.isfinite(widest) else None,
     }
     if widest <= half_width:
         return {**record, "reason": f"every half-width <= {half_width:g} (widest {widest:.1f})", "met": True}, {}
     wanted = []  # (row, compound, seeds asked for) of each unresolved comparison below the cap
     for row, compound, diff, width in comparisons:
-        have = min(seeds(row), seeds(compound))
+        have = min(row.seeds_trained, compound.seeds_trained)
         if width > half_width and have < max_seeds:
             needed = seeds_for_half_width(diff.std, half_width, most=max_seeds) if math.isfinite(width) else have + 1
             wanted.append((row, compound, have, min(max_seeds, max(have + 1, needed))))
     if not wanted:
         return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, {}
-    most_added = max(want - have for _, _, have, want in wanted)
-    while most_added > 0:
+    points = {p.key: p for c in comparisons for p in c[:2]}
+    asked_most = max(want - have for _, _, have, want in wanted)
+    for most_added in range(asked_most, 0, -1):
         grow: dict[str, int] = {}
         for row, compound, have, want in wanted:
             for p in (row, compound):
-                grow[p.key] = max(grow.get(p.key, seeds(p)), min(want, have + most_added))
-        points = {p.key: p for c in comparisons for p in c[:2]}
-        grow = {key: n for key, n in grow.items() if n > seeds(points[key])}
+                grow[p.key] = max(grow.get(p.key, p.seeds_trained), min(want, have + most_added))
+        grow = {key: n for key, n in grow.items() if n > points[key].seeds_trained}
         runs = [
             (run_seconds or {}).get(key, 0.0)
             for key, n in grow.items()
-            for seed in range(seeds(points[key]), n)
-            if not (stored and stored(f"{key}-seed{seed}"))
+            for seed in range(points[key].seeds_trained, n)
+            if not (stored and stored(trial_key(key, seed)))
         ]
         estimate = _wall_estimate(runs, workers)
         if seconds_left is None or estimate <= seconds_left:
             asked = ", ".join(f"{name(row)} {want}" for row, _, _, want in wanted)
-            cut = "" if most_added == max(want - have for _, _, have, want in wanted) else f", cut to +{most_added} by the time budget"
+            cut = "" if most_added == asked_most else f", cut to +{most_added} by the time budget"
             reason = f"widest half-width {widest:.1f} > {half_width:g}; the observed spreads ask for {asked}{cut}"
-            return {**record, "reason": reason, "met": False, "estimated_seconds": round(estimate, 1)}, grow
-        most_added -= 1
+            growth = {name(points[key]): n for key, n in grow.items()}
+            return {**record, "reason": reason, "met": False, "estimated_seconds": round(estimate, 1), "growth": growth}, grow
     reason = f"the time budget: one more seed of the unresolved comparisons would not finish in the {max(seconds_left or 0.0, 0.0) / 60:.1f} min left (widest half-width {widest:.1f} > {half_width:g})"
     return {**record, "reason": reason, "met": False}, {}
 
 
-def _point_name(p: Point, targets: int) -> str:
-    """A network's label, with its MACs target where there are several (the same label recurs at every target)."""
-    return f"{p.label} at {p.target_macs / 1e6:.2f}M MACs" if targets > 1 and p.target_macs else p.label
+def trial_key(network: str, seed: int) -> str:
+    """The trial store's key of one training run: a network (`Point.key`) at one seed."""
+    return f"{network}-seed{seed}"
 
 
 def _wall_estimate(seconds: list[float], workers: int) -> float:
