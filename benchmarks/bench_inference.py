@@ -31,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels-last", action="store_true", help="run models and input in channels_last memory format")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--amp", choices=("bf16", "fp16"), help="CUDA: autocast every path to this dtype")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory (default: benchmarks/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/bench_inference"),
+        help="output directory (default: out/bench_inference, a scratch folder; committed results live in benchmarks/results)",
+    )
     args = parser.parse_args(argv)
 
     results = run_inference_bench(

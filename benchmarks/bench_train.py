@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--amp", choices=("bf16", "fp16"), help="CUDA: autocast dtype")
     parser.add_argument("--nchw", action="store_true", help="keep the default memory format instead of channels-last")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="output directory (default: benchmarks/results)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/bench_train"),
+        help="output directory (default: out/bench_train, a scratch folder; committed results live in benchmarks/results)",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.resolution < 32 or args.threads < 1 or args.warmup < 1 or args.steps < 1 or args.rounds < 1:
         parser.error("need --batch-size >= 1, --resolution >= 32, --threads >= 1, --warmup >= 1, --steps >= 1, --rounds >= 1")

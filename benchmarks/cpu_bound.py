@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tried", type=Path, help="JSON list of measured attempts to render (what, path, batch, ms, vs_ref, runs, kept, why)")
     parser.add_argument("--conclusion", type=Path, help="a Markdown file with the conclusion to render")
     parser.add_argument("--render-only", action="store_true", help="re-render the report from --out's cpu_bound.json (no measuring)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=Path("out/cpu_bound"), help="output directory (default: a scratch folder)")
     args = parser.parse_args(argv)
 
     json_path, md_path = args.out / "cpu_bound.json", args.out / "cpu_bound.md"

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-plain-loop", action="store_true", help="skip (p), the plain PyTorch loop on the labelled part")
     parser.add_argument("--report-only", action="store_true", help="write the table of the seeds finished so far, train nothing")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1 by default)")
-    parser.add_argument("--out", default="benchmarks/results/noisy_student", help="results: the table (Markdown) and per-seed rows (JSON lines)")
+    parser.add_argument("--out", default="out/noisy_student", help="(default: a scratch folder) results: the table (Markdown) and per-seed rows (JSON lines)")
     parser.add_argument("--work", default="runs/noisy_student_experiment", help="run directories, the split's image links, checkpoints (not for git)")
     args = parser.parse_args(argv)
     import torch

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=sorted(VARIANTS))
     parser.add_argument("--steps", type=int, default=248, help="optimizer steps per run (rounded to whole epochs)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy_task"))
+    parser.add_argument("--out", type=Path, default=Path("out/proxy_task"), help="output directory (default: a scratch folder)")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
     if args.list:

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--networks", nargs="+", default=["baseline", "compound"], help="the mini study's Table 3 labels")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="default: 6 on photos, the mini preset's on the shapes task")
-    parser.add_argument("--out", type=Path, default=Path("proxy_pairs.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("out/proxy_pairs.jsonl"))
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in args.networks if n not in specs]
     if unknown:
         sys.exit(f"unknown network(s) {unknown}; the mini study's Table 3 has {list(specs)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
     for seed in args.seeds:
         for label in args.networks:

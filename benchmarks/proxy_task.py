@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-samples", type=int, default=400)
     # 32, not 16: at batch 16 the mini baseline stays near chance for hundreds of steps (README, ablations)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/proxy_task"))
+    parser.add_argument("--out", type=Path, default=Path("out/proxy_task"), help="output directory (default: a scratch folder)")
     args = parser.parse_args(argv)
     import torch
 

@@ -45,7 +45,7 @@ def evaluator(args: argparse.Namespace, kind: str, longer: bool) -> EvaluatorCon
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/search_proxy_rank"))
+    p.add_argument("--out", type=Path, default=Path("out/search_proxy_rank"), help="output directory (default: a scratch folder)")
     p.add_argument("--architectures", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="which architectures are drawn")
     p.add_argument("--resolution", type=int, default=64)

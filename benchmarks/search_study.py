@@ -51,7 +51,7 @@ SKELETON = NetSpec.from_string(
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="benchmarks/results", help="where search_study.* go")
+    p.add_argument("--out", default="out/search_study", help="where search_study.* go (default: a scratch folder)")
     p.add_argument("--work", default="/tmp/effnet-search-study", help="search directories (resumable)")
     p.add_argument(
         "--phase",
