@@ -114,6 +114,15 @@ def test_export_refuses_class_names_that_do_not_match_the_outputs(tmp_path: Path
     assert not (tmp_path / "wrong.onnx").exists()
 
 
+def test_a_zero_classifier_is_told_apart_from_a_trained_one(tuned_run: tuple[Path, str]) -> None:
+    """What `effnet export` warns of (the logits of a dropped, zero-initialised head do not depend on the image)."""
+    from effnet.cli.predict import _outputs_ignore_the_input
+    from effnet.train.rundir import load_run_model
+
+    assert _outputs_ignore_the_input(effnet.create_model("efficientnet_lite0", num_classes=3), 3, 32)
+    assert not _outputs_ignore_the_input(load_run_model(tuned_run[0]), 3, 32)
+
+
 def test_the_readme_api_lines_run_from_anywhere(tmp_path: Path, monkeypatch) -> None:
     """The README's Python API block, run in an empty directory, except the lines that need a file or a download."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()

@@ -19,6 +19,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.run:
         from effnet.train.rundir import load_run_model
 
+        if args.num_classes:
+            raise CLIError("--run brings the run's classifier and class names; drop --num-classes")
         model = load_run_model(args.run, args.run_weights)
     else:
         model = load_model(args.model, args.weights, args.tf_compat, num_classes=args.num_classes)
@@ -114,8 +116,8 @@ def _report_export(written: Path, args: argparse.Namespace, source: str, metadat
         atomic_write_text(sidecar, json.dumps(names) + "\n")
         shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
         print(f"classes: {shown}; in output order in {sidecar} and, with the preprocessing, in the file's metadata")
-    if source != "random weights" and _outputs_ignore_the_input(model, in_chans, pixels):
-        print("effnet: warning: the model gives the same logits for every input: its classifier is untrained (zero-initialised)", file=sys.stderr)
+    if source != "random weights" and _outputs_ignore_the_input(model, in_chans, min(pixels, 64)):
+        print("effnet: warning: the model gives the same logits for every input: its classifier looks untrained (as a zero-initialised one)", file=sys.stderr)
 
 
 def _outputs_ignore_the_input(model: Any, in_chans: int, resolution: int) -> bool:
