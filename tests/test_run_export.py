@@ -53,7 +53,7 @@ def test_onnx_export_of_a_run_predicts_its_classes_as_predict_run_does(tuned_run
     assert logits.shape == (6, 3)
     probs = torch.from_numpy(logits).softmax(-1)
     labels = [metadata["class_names"][i] for i in probs.argmax(-1).tolist()]
-    assert labels == [row["top"][0]["label"] for row in expected] == [name for name in CLASSES for _ in (1, 2)]
+    assert labels == [row["top"][0]["label"] for row in expected]  # (whether they are right: test_finetune.py)
     for row, p in zip(expected, probs, strict=True):
         for entry in row["top"]:
             assert p[entry["index"]].item() == pytest.approx(entry["probability"], abs=1e-4)
