@@ -80,3 +80,23 @@ def _tiny_photo_task(root: Path, train: int = 16, val: int = 8) -> Path:
 @pytest.fixture(scope="session")
 def tiny_photos(tmp_path_factory) -> Path:
     return _tiny_photo_task(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def tuned_run(tiny_photos: Path, tmp_path_factory) -> tuple[Path, str]:
+    """`effnet finetune` with its defaults (smaller resolution and 2 epochs for time), and FixRes at a larger one;
+    the run directory and what the command printed. Shared: tests may add files (exports) but change none."""
+    import contextlib
+    import io
+
+    from effnet.cli import main
+
+    run = tmp_path_factory.mktemp("runs") / "tuned"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(
+            ["finetune", "--dataset", "folder", "--data-dir", str(tiny_photos), "--epochs", "2", "--resolution", "128"]
+            + ["--fixres", "160", "--workers", "0", "--no-progress", "--out-dir", str(run)]
+        )
+    assert status == 0, out.getvalue()
+    return run, out.getvalue()

@@ -285,10 +285,16 @@ def test_console_script_reports_errors_without_traceback() -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_export_onnx_and_torchscript(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
+    from effnet.export import read_metadata
+
     onnx_file = tmp_path / "lite0.onnx"
     code, out, err = run(capsys, "export", "efficientnet_lite0", "--format", "onnx", "--resolution", "64", "--static-batch", "--output", str(onnx_file))
     assert code == 0, err
-    assert onnx_file.stat().st_size > 1_000_000 and f"wrote {onnx_file} (onnx, " in out and "random weights, outputs verified" in out
+    assert onnx_file.stat().st_size > 1_000_000 and f"wrote {onnx_file} (onnx, " in out
+    assert "random weights; input (1, 3, 64, 64) -> logits (1, 1000); outputs verified against PyTorch" in out
+    # the labels travel with the file: ImageNet's, in its metadata and beside it
+    assert json.loads((tmp_path / "lite0.classes.json").read_text())[:2] == ["tench", "goldfish"]
+    assert "classes: tench, goldfish, great white shark, tiger shark, hammerhead, ... (1000 in all)" in out
     assert "effnet: note: the weights are random" in err and "effnet export efficientnet_lite0 --format onnx --pretrained" in err
 
     ts_file = tmp_path / "lite0.pt"
@@ -297,6 +303,8 @@ def test_export_onnx_and_torchscript(capsys: pytest.CaptureFixture[str], tmp_pat
     )
     assert code == 0, err
     assert "pretrained weights" in out and "note" not in err
+    metadata = read_metadata(ts_file)
+    assert len(metadata["class_names"]) == metadata["num_classes"] == 1000 and metadata["preprocessing"]["resolution"] == 64
     loaded = torch.jit.load(str(ts_file))
     reference = effnet.create_model("efficientnet_lite0", pretrained=True).eval()
     x = torch.randn(1, 3, 64, 64)

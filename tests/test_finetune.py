@@ -66,23 +66,6 @@ def test_the_plan_gives_enough_steps_per_epoch_and_warm_up_in_steps() -> None:
     assert (values["batch_size"], values["epochs"]) == (32, 2)  # the user's choice wins
 
 
-@pytest.fixture(scope="module")
-def tuned_run(tiny_photos: Path, tmp_path_factory) -> tuple[Path, str]:
-    """`effnet finetune` with its defaults (smaller resolution and 2 epochs for time), and FixRes at a larger one."""
-    import contextlib
-    import io
-
-    run = tmp_path_factory.mktemp("runs") / "tuned"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(
-            ["finetune", "--dataset", "folder", "--data-dir", str(tiny_photos), "--epochs", "2", "--resolution", "128"]
-            + ["--fixres", "160", "--workers", "0", "--no-progress", "--out-dir", str(run)]
-        )
-    assert status == 0, out.getvalue()
-    return run, out.getvalue()
-
-
 def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, str]) -> None:
     run, printed = tuned_run
     config = json.loads((run / "config.json").read_text())

@@ -47,6 +47,7 @@ _LAZY = {
     "save_compiled": "effnet.fast",
     "load_compiled": "effnet.fast",
     "compile_cached": "effnet.fast",
+    "sample_image": "effnet.predict",
 }
 
 
@@ -105,6 +106,7 @@ __all__ = [
     "profile",
     "resolve_spec",
     "round_filters",
+    "sample_image",
     "round_repeats",
     "scale",
     "scale_to_macs",

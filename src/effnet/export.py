@@ -2,14 +2,19 @@
 
 Both exporters put the model in eval mode, write the file atomically (a crash never
 leaves a half-written model behind) and, by default, check the exported model against
-eager PyTorch on a random input before returning.
+eager PyTorch on a random input before returning. Both store what a deployment needs to use
+the outputs beside the graph (`export_metadata`): the class names in output order and the
+eval preprocessing, as ONNX metadata_props or TorchScript extra files; `read_metadata`
+reads them back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
-from collections.abc import Iterator, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,7 @@ def export_onnx(
     verify: bool = True,
     atol: float = ONNX_ATOL,
     rtol: float = ONNX_RTOL,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Export `model` to an ONNX file at `path` and return the path.
 
@@ -50,19 +56,27 @@ def export_onnx(
     the ONNX opset (None: the exporter's default). With `verify`, onnxruntime runs the
     file on random inputs (of `batch_size`, and also `batch_size` + 1 with `dynamic_batch`)
     and an `ExportError` is raised if an output differs from PyTorch by
-    ``atol + rtol * max|output|`` or more. Needs ``pip install effnet[export]`` (onnx,
-    onnxscript, onnxruntime).
+    ``atol + rtol * max|output|`` or more. `class_names` (default: the model's
+    ``.class_names``, else ImageNet's for 1000 outputs) must match the outputs in number and
+    are stored with the preprocessing in the file's metadata_props (`export_metadata`).
+    Needs ``pip install effnet[export]`` (onnx, onnxscript, onnxruntime).
     """
     _require("onnx", "onnxscript", *(["onnxruntime"] if verify else []))
     path = Path(path)
-    in_chans, resolution = _input_shape(model, resolution)
+    in_chans, resolution = input_shape(model, resolution)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     example = _random_input(batch_size, in_chans, resolution)
     with _eval_mode(model), torch.no_grad():
         output = model(example)
         output_names = ["logits"] if isinstance(output, torch.Tensor) else [f"feature{i}" for i in range(len(_as_list(output)))]
-        atomic_write(path, lambda tmp: _write_onnx(model, example, tmp, output_names, dynamic_batch, opset))
+        metadata = export_metadata(model, output, class_names, resolution)
+
+        def write(tmp: str) -> None:
+            _write_onnx(model, example, tmp, output_names, dynamic_batch, opset)
+            _add_onnx_metadata(tmp, metadata)
+
+        atomic_write(path, write)
     if verify:
         batches = [batch_size] + ([batch_size + 1] if dynamic_batch else [])
         for n in batches:
@@ -79,6 +93,7 @@ def export_torchscript(
     verify: bool = True,
     atol: float = TORCHSCRIPT_ATOL,
     rtol: float = TORCHSCRIPT_RTOL,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Compile `model` with TorchScript and save it to `path` (load with `torch.jit.load`); returns the path.
 
@@ -87,14 +102,16 @@ def export_torchscript(
     `resolution` (default: the model's): simpler, but shape-dependent logic is frozen, so a
     ``tf_compat`` model (whose 'same' padding depends on the input size) only works at the
     traced resolution. With `verify`, the saved file is loaded back and its outputs must
-    match eager PyTorch within ``atol + rtol * max|output|``, else `ExportError`.
+    match eager PyTorch within ``atol + rtol * max|output|``, else `ExportError`. Class names
+    and preprocessing are stored as the file's extra files, as in `export_onnx`.
     """
     if method not in ("script", "trace"):
         raise ValueError(f"method must be 'script' or 'trace', got {method!r}")
     path = Path(path)
-    in_chans, resolution = _input_shape(model, resolution)
+    in_chans, resolution = input_shape(model, resolution)
     example = _random_input(2, in_chans, resolution)
     with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
+        metadata = export_metadata(model, model(example), class_names, resolution)
         # torch 2.14 marks torch.jit as deprecated in favour of torch.export; TorchScript is
         # still what C++/mobile deployments load, so the warning is only noise here.
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
@@ -108,12 +125,82 @@ def export_torchscript(
             # for this resolution: that is the documented contract of method="trace"
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             compiled = torch.jit.trace(model, example, strict=False, check_trace=False)
-        atomic_write(path, lambda tmp: torch.jit.save(compiled, tmp))
+        atomic_write(path, lambda tmp: torch.jit.save(compiled, tmp, _extra_files=metadata))
         if verify:
             loaded = torch.jit.load(str(path), map_location="cpu")
             check = _random_input(2, in_chans, resolution, seed=1)  # not the traced example
             _compare(_as_list(model(check)), _as_list(loaded(check)), atol, rtol, f"TorchScript ({method})")
     return path
+
+
+# ------------------------------------------------------------------ metadata
+def export_metadata(model: nn.Module, output: Any, class_names: Sequence[str] | None = None, resolution: int | None = None) -> dict[str, str]:
+    """The strings an exported file carries beside its graph: class names (JSON list, in output order), number of
+    classes, eval preprocessing (JSON; at the exported `resolution`), model name and effnet version.
+
+    `class_names` default to the model's ``.class_names`` (a training run's), else ImageNet's for a 1000-class
+    output. Names that do not match the output's size are an `ExportError`: the labels of a deployed model would
+    be wrong (for instance a fine-tuned model whose classifier was replaced by an ImageNet one).
+    """
+    from effnet._version import __version__
+    from effnet.predict import default_class_names
+
+    metadata = {"effnet_version": __version__}
+    spec = getattr(model, "spec", None)
+    if getattr(spec, "name", None):
+        metadata["effnet_model"] = str(spec.name)
+    preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None and hasattr(preprocessing, "to_dict"):
+        if resolution is not None and hasattr(preprocessing, "replace"):
+            preprocessing = preprocessing.replace(resolution=resolution)
+        metadata["preprocessing"] = json.dumps(preprocessing.to_dict())
+    if not isinstance(output, torch.Tensor):  # a features_only backbone: no classes
+        return metadata
+    num_classes = int(output.shape[-1])
+    names = class_names if class_names is not None else getattr(model, "class_names", None)
+    if names is None:
+        names = default_class_names(num_classes)
+    if names is not None and len(names) != num_classes:
+        raise ExportError(
+            f"the model has {num_classes} outputs but {len(names)} class names ({', '.join(list(names)[:3])}, ...): they must correspond one to one"
+        )
+    metadata["num_classes"] = str(num_classes)
+    if names is not None:
+        metadata["class_names"] = json.dumps(list(names))
+    return metadata
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """What `export_onnx` / `export_torchscript` stored in a file (`export_metadata`), with the JSON values parsed."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):  # TorchScript: a zip archive whose extra files lie in <archive>/extra/
+        with zipfile.ZipFile(path) as archive:
+            extra = [name for name in archive.namelist() if name.split("/")[-2:-1] == ["extra"]]
+            raw = {name.rsplit("/", 1)[1]: archive.read(name).decode() for name in extra}
+    else:
+        _require("onnx")
+        import onnx
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    parsed: dict[str, Any] = dict(raw)
+    for key in ("preprocessing", "class_names"):
+        if key in raw:
+            parsed[key] = json.loads(raw[key])
+    if "num_classes" in raw:
+        parsed["num_classes"] = int(raw["num_classes"])
+    return parsed
+
+
+def _add_onnx_metadata(path: str, metadata: Mapping[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(path)
+    kept = [p for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, path)
 
 
 # ------------------------------------------------------------------ ONNX internals
@@ -190,7 +277,8 @@ def _require(*modules: str) -> None:
         raise ImportError(f"ONNX export needs {', '.join(missing)}, which is not installed: pip install effnet[export]")
 
 
-def _input_shape(model: nn.Module, resolution: int | None) -> tuple[int, int]:
+def input_shape(model: nn.Module, resolution: int | None) -> tuple[int, int]:
+    """(input channels, resolution) an export feeds the model: `resolution`, else the spec's."""
     spec = getattr(model, "spec", None)
     in_chans = getattr(spec, "in_chans", None) or getattr(model, "in_chans", None) or 3
     if resolution is None:

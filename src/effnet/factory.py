@@ -12,13 +12,15 @@ from effnet.model import EfficientNet, EfficientNetFeatures, build
 from effnet.weights import WeightsError, adapt_input_channels, convert_state_dict, load_file, load_state_dict
 from effnet.zoo import WEIGHTS_FILE_HINT, ModelInfo, WeightSource, get_info, get_weights, split_tag
 
+IMAGENET_CLASSES = 1000  # the classifier a model gets when num_classes is not given
+
 
 def create_model(
     name: str,
     *,
     pretrained: bool | str | Path = False,
     weights: str | WeightSource | None = None,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int = 3,
     tf_compat: bool = False,
     dropout: float | None = None,
@@ -44,15 +46,19 @@ def create_model(
     (switched on automatically for weights known to need it).
     dropout / drop_path_rate: classifier dropout and stochastic depth; default the variant's.
     `drop_rate` is timm's name for `dropout` and works the same.
-    num_classes != 1000 with pretrained weights keeps the backbone and starts a new classifier,
-    initialised by `head_init` ("zeros": uniform predictions at the start; "tf": TF's uniform init);
+    num_classes: the classifier's outputs, 1000 (ImageNet) when not given. A number that differs
+    from the weights' classifier keeps their backbone and starts a new classifier (fine-tuning),
+    initialised by `head_init` ("zeros": uniform predictions at the start; "tf": TF's uniform init).
+    Not given, the weights must fit a 1000-class model: a file of a fine-tuned model (say 4
+    classes) is an error naming the shapes, never silently given a new ImageNet head; pass its
+    `num_classes`, or load a training run with `effnet.train.rundir.load_run_model`.
     in_chans != 3 adapts the stem's RGB weights (summed for 1 channel).
     Other keyword arguments override NetSpec fields (e.g. bn_eps, resolution).
     """
     base, tag = split_tag(name)
     info = get_info(base)
     source = _choose_weights(info, name, tag, weights, pretrained)
-    fields: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
+    fields: dict[str, Any] = {"num_classes": IMAGENET_CLASSES if num_classes is None else num_classes, "in_chans": in_chans}
     if dropout is not None and drop_rate is not None and dropout != drop_rate:
         raise ValueError(f"dropout={dropout} and drop_rate={drop_rate} disagree: they are the same setting (drop_rate is timm's name); give one")
     rate = dropout if dropout is not None else drop_rate
@@ -95,13 +101,14 @@ def _choose_weights(info: ModelInfo, name: str, tag: str | None, weights: str | 
     return get_weights(info.name, tag)
 
 
-def _load_pretrained(model: nn.Module, state: dict[str, Any], num_classes: int, in_chans: int) -> None:
+def _load_pretrained(model: nn.Module, state: dict[str, Any], num_classes: int | None, in_chans: int) -> None:
+    """Load `state` into `model`; a classifier of another size is replaced only when `num_classes` asked for one."""
     converted = convert_state_dict(state, model.spec)
     if in_chans != 3 and "stem.conv.weight" in converted:
         converted["stem.conv.weight"] = adapt_input_channels(converted["stem.conv.weight"], in_chans)
     head_shape = converted.get("classifier.weight")
-    if head_shape is not None and (num_classes == 0 or head_shape.shape[0] != num_classes):
-        # fine-tuning: keep the pretrained backbone, start a fresh classifier
+    if num_classes is not None and head_shape is not None and (num_classes == 0 or head_shape.shape[0] != num_classes):
+        # fine-tuning: keep the pretrained backbone, start a fresh classifier (num_classes asked for it)
         converted = {k: v for k, v in converted.items() if not k.startswith("classifier.")}
         if num_classes:
             converted.update({k: v for k, v in model.state_dict().items() if k.startswith("classifier.")})

@@ -71,10 +71,23 @@ def load_class_names() -> list[str]:
     return list(_class_names())
 
 
+def default_class_names(num_classes: int) -> list[str] | None:
+    """The labels of a model's outputs when nobody gave any: ImageNet's for 1000 outputs, else None."""
+    return load_class_names() if num_classes == len(_class_names()) else None
+
+
 def sample_images() -> list[Path]:
     """The bundled sample photos (cat.jpg, coffee.jpg, rocket.jpg), sorted by name."""
     folder = Path(str(resources.files("effnet").joinpath("assets/samples")))
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def sample_image(name: str = "cat") -> Path:
+    """The path of one bundled sample photo by name ("cat", "coffee" or "rocket"): an image for examples, from anywhere."""
+    photos = {path.stem: path for path in sample_images()}
+    if name not in photos:
+        raise ValueError(f"no bundled sample photo {name!r}; there are {', '.join(sorted(photos))}")
+    return photos[name]
 
 
 def expand_inputs(images: Iterable[str | Path | Any]) -> list[str | Path | Any]:
@@ -212,7 +225,7 @@ def _classify(model: nn.Module, batch: list[tuple[Prediction, torch.Tensor]], to
     with torch.inference_mode():
         inputs = torch.stack([tensor for _, tensor in batch]).to(device=device, dtype=dtype)
         probs = model(inputs).float().softmax(dim=-1).cpu()
-    names = class_names if class_names is not None else (_class_names() if probs.shape[-1] == 1000 else ())
+    names = class_names if class_names is not None else (default_class_names(probs.shape[-1]) or ())
     values, indices = probs.topk(min(topk, probs.shape[-1]), dim=-1)
     for (result, _), vals, idxs in zip(batch, values.tolist(), indices.tolist(), strict=True):
         result.top = [(names[i] if i < len(names) else f"class {i}", i, v) for v, i in zip(vals, idxs, strict=True)]

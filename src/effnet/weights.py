@@ -236,9 +236,13 @@ def convert_state_dict(state_dict: Mapping[str, Any], spec: NetSpec, source: str
 def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any], source: str = "auto", strict: bool = True) -> nn.Module:
     """Load weights of any supported layout into an effnet model (detected automatically with source='auto').
 
-    With strict=True, every weight must be present with the right shape; otherwise the
-    error lists the missing and unexpected keys and the shape mismatches by name.
-    Missing BN `num_batches_tracked` counters (TF conversions lack them) are tolerated.
+    Every tensor of the file must fit the model's by shape, else `WeightsError` names the
+    mismatched tensors with both shapes (as `torch.nn.Module.load_state_dict` does, whatever
+    `strict`): a tensor is never dropped or re-initialised behind the caller's back. With
+    strict=True, every weight must also be present and none left over; the error lists the
+    missing and unexpected keys by name and shape. strict=False loads what is there and keeps
+    the model's own values for the rest. Missing BN `num_batches_tracked` counters (TF
+    conversions lack them) are tolerated.
     """
     spec = getattr(model, "spec", None)
     if not isinstance(spec, NetSpec):
@@ -251,10 +255,9 @@ def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any], source: str
     missing = [k for k in own if k not in converted and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in converted if k not in own]
     mismatched = [k for k in own if k in converted and converted[k].shape != own[k].shape]
-    if strict and (missing or unexpected or mismatched):
+    if mismatched or (strict and (missing or unexpected)):
         raise WeightsError(_mismatch_report(spec, own, converted, missing, unexpected, mismatched))
-    usable = {k: v for k, v in converted.items() if k in own and k not in mismatched}
-    model.load_state_dict(usable, strict=False)
+    model.load_state_dict({k: v for k, v in converted.items() if k in own}, strict=False)
     return model
 
 
@@ -277,9 +280,19 @@ def _mismatch_report(spec: NetSpec, own: dict, theirs: dict, missing: list, unex
     guess = guess_variant(theirs)
     if guess and guess != spec.name:
         lines.append(f"  these look like weights of {guess!r}: create that model instead")
-    elif mismatched and any(k.startswith("classifier") for k in mismatched):
-        lines.append("  only the classifier differs: pass num_classes matching the file, or load with strict=False to keep a new classifier")
+    elif "classifier.weight" in mismatched and all(k.startswith("classifier.") for k in mismatched):
+        lines.append(classifier_hint(int(theirs["classifier.weight"].shape[0]), int(own["classifier.weight"].shape[0])))
     return "\n".join(lines)
+
+
+def classifier_hint(file_classes: int, model_classes: int) -> str:
+    """What to do when only the classifier differs: a fine-tuned model's weights loaded into an ImageNet-sized one, say."""
+    return (
+        f"  only the classifier differs: the file has {file_classes} classes, the model {model_classes}. For the weights of a "
+        "training run, load the run itself, which knows its classes and preprocessing (`--run RUN_DIR` on the command line, "
+        f"effnet.train.rundir.load_run_model(RUN_DIR) in Python); else build the model with num_classes={file_classes} "
+        f"(`--num-classes {file_classes}`), or, for a new classifier, create_model(..., pretrained=FILE, num_classes=K)"
+    )
 
 
 def guess_variant(state_dict: Mapping[str, torch.Tensor]) -> str | None:

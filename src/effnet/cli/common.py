@@ -81,18 +81,31 @@ def print_predictions(results: Sequence[Any], short_names: bool = False) -> None
             print(f"  {prob * 100:5.1f}%  {label} ({index})")
 
 
-def load_model(name: str, weights: str | None, tf_compat: bool = False, **kwargs: Any) -> Any:
-    """A named model with weights: 'pretrained' (the variant's default), 'none' (random init) or a file path."""
+def load_model(name: str, weights: str | None, tf_compat: bool = False, num_classes: int | None = None) -> Any:
+    """A named model with weights: 'pretrained' (the variant's default), 'none' (random init) or a file path.
+
+    A file is loaded whole, into a model of `num_classes` outputs (default 1000): a tensor that does not fit is an
+    error naming the shapes, never dropped; for a file of a training run the error (or a note) points at --run.
+    """
     from effnet.factory import create_model
+    from effnet.train.rundir import load_weights, run_hint
 
     if weights is None or weights == "none":
-        return create_model(name, tf_compat=tf_compat, **kwargs)
+        return create_model(name, tf_compat=tf_compat, num_classes=num_classes)
     if weights == "pretrained":
-        return create_model(name, pretrained=True, tf_compat=tf_compat, **kwargs)
+        if num_classes not in (None, 1000):
+            raise CLIError(
+                f"--num-classes {num_classes} needs --weights FILE: the pretrained weights classify the 1000 ImageNet classes "
+                "(a fine-tuned model: --run RUN_DIR; a new classifier is trained with `effnet finetune`)"
+            )
+        return create_model(name, pretrained=True, tf_compat=tf_compat)
     path = Path(weights)
     if not path.is_file():
         raise CLIError(f"weights file {weights!r} does not exist (use --weights pretrained for the shipped/downloaded weights)")
-    return create_model(name, pretrained=path, tf_compat=tf_compat, **kwargs)
+    model = load_weights(create_model(name, tf_compat=tf_compat, num_classes=num_classes), path)
+    if run_hint(path):
+        print(f"effnet: note: {run_hint(path)}", file=sys.stderr)
+    return model
 
 
 def positive_int(text: str, minimum: int = 1) -> int:

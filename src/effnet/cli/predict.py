@@ -19,9 +19,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.run:
         from effnet.train.rundir import load_run_model
 
+        if args.num_classes:
+            raise CLIError("--run brings the run's classifier and class names; drop --num-classes")
         model = load_run_model(args.run, args.run_weights)
     else:
-        model = load_model(args.model, args.weights, args.tf_compat)
+        model = load_model(args.model, args.weights, args.tf_compat, num_classes=args.num_classes)
         if args.weights == "none":
             print("effnet: note: --weights none gives a randomly initialised model; its labels are meaningless", file=sys.stderr)
     images = args.images or sample_images()
@@ -37,45 +39,94 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """`effnet export`: ONNX or TorchScript file of a model."""
+    """`effnet export`: ONNX or TorchScript file of a named model or of a training run, with its class names."""
     try:
         from effnet import export
     except ImportError as err:
         raise CLIError(f"export support is not available ({err})") from None
-    from effnet.zoo import canonical_name
 
-    name = canonical_name(args.name)
-    weights = args.weights or ("pretrained" if args.pretrained else None)
-    model = load_model(name, weights, args.tf_compat).eval()
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    output = Path(args.output) if args.output else Path(f"{name}{suffix}")
+    model, source, output = _model_to_export(args)
+    resolution = args.resolution or (model.preprocessing.resolution if args.run else None)
     try:
         if args.format == "onnx":
             written = export.export_onnx(
                 model,
                 output,
-                resolution=args.resolution,
+                resolution=resolution,
                 batch_size=args.batch_size,
                 dynamic_batch=not args.static_batch,
                 opset=args.opset,
                 verify=not args.no_verify,
             )
         else:
-            written = export.export_torchscript(model, output, method=args.method, resolution=args.resolution, verify=not args.no_verify)
+            written = export.export_torchscript(model, output, method=args.method, resolution=resolution, verify=not args.no_verify)
+        metadata = export.read_metadata(written)
     except (ImportError, export.ExportError) as err:  # missing onnx/onnxruntime, or the exported file failed verification
         raise CLIError(str(err)) from None
-    written = Path(written)
-    size = written.stat().st_size / 2**20 if written.exists() else 0.0
-    verified = "" if args.no_verify else ", outputs verified against PyTorch"
-    source = "random weights" if weights is None else "pretrained weights" if weights == "pretrained" else f"weights of {weights}"
-    print(f"wrote {written} ({args.format}, {size:.1f} MiB, {source}{verified})")
-    if weights is None:
+    _report_export(Path(written), args, source, metadata, model, resolution)
+    if source == "random weights":
         print(
             f"effnet: note: the weights are random (no --pretrained or --weights): the file computes nothing useful; "
-            f"export the trained model with `effnet export {args.name} --format {args.format} --pretrained` or --weights FILE",
+            f"export the trained model with `effnet export {args.name} --format {args.format} --pretrained`, --weights FILE or --run RUN_DIR",
             file=sys.stderr,
         )
     return 0
+
+
+def _model_to_export(args: argparse.Namespace) -> tuple[Any, str, Path]:
+    """The model `effnet export` writes, what its weights are (for the report) and the output path."""
+    from effnet.zoo import canonical_name
+
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    if args.run:
+        from effnet.train.rundir import load_run_model
+
+        given = [flag for flag, value in (("NAME", args.name), ("--pretrained", args.pretrained), ("--weights", args.weights)) if value]
+        given += [flag for flag, value in (("--num-classes", args.num_classes), ("--tf-compat", args.tf_compat)) if value]
+        if given:
+            raise CLIError(f"--run brings the run's network, weights and classes; drop {', '.join(given)}")
+        model = load_run_model(args.run, args.run_weights)
+        output = Path(args.output) if args.output else Path(args.run) / f"{args.run_weights}{suffix}"
+        return model, f"{args.run_weights} weights of the run {args.run}", output
+    if not args.name:
+        raise CLIError("name the model to export (e.g. efficientnet_lite0), or give a training run with --run RUN_DIR")
+    name = canonical_name(args.name)
+    weights = args.weights or ("pretrained" if args.pretrained else None)
+    model = load_model(name, weights, args.tf_compat, num_classes=args.num_classes).eval()
+    source = "random weights" if weights is None else "pretrained weights" if weights == "pretrained" else f"weights of {weights}"
+    return model, source, Path(args.output) if args.output else Path(f"{name}{suffix}")
+
+
+def _report_export(written: Path, args: argparse.Namespace, source: str, metadata: dict[str, Any], model: Any, resolution: int | None) -> None:
+    """What was written: file, weights, input and output shapes, the class names (also beside the file), verification."""
+    from effnet._io import atomic_write_text
+    from effnet.export import input_shape
+
+    size = written.stat().st_size / 2**20 if written.exists() else 0.0
+    in_chans, pixels = input_shape(model, resolution)
+    batch = args.batch_size if args.format == "onnx" and args.static_batch else "batch"
+    shapes = f"input ({batch}, {in_chans}, {pixels}, {pixels})"
+    names = metadata.get("class_names")
+    if "num_classes" in metadata:
+        shapes += f" -> logits ({batch}, {metadata['num_classes']})"
+    verified = "" if args.no_verify else "; outputs verified against PyTorch"
+    print(f"wrote {written} ({args.format}, {size:.1f} MiB, {source}; {shapes}{verified})")
+    if names is not None:
+        sidecar = written.with_name(f"{written.stem}.classes.json")
+        atomic_write_text(sidecar, json.dumps(names) + "\n")
+        shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+        print(f"classes: {shown}; in output order in {sidecar} and, with the preprocessing, in the file's metadata")
+    if source != "random weights" and _outputs_ignore_the_input(model, in_chans, min(pixels, 64)):
+        print("effnet: warning: the model gives the same logits for every input: its classifier looks untrained (as a zero-initialised one)", file=sys.stderr)
+
+
+def _outputs_ignore_the_input(model: Any, in_chans: int, resolution: int) -> bool:
+    """True for a model whose logits do not depend on the image (a zero classifier, as a dropped head would leave)."""
+    import torch
+
+    with torch.no_grad():
+        logits = model.eval()(torch.randn(2, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(0)))
+    return isinstance(logits, torch.Tensor) and bool(torch.equal(logits[0], logits[1]))
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -166,6 +217,7 @@ def add_predict_commands(command: Any) -> None:
         metavar="PATH|pretrained|none",
         help="weights file (safetensors or PyTorch state dict of any supported layout), 'pretrained' for the variant's default weights, or 'none' for random init",
     )
+    p.add_argument("--num-classes", type=positive_int, metavar="K", help="classifier outputs of a --weights FILE, labelled 'class N' (default: 1000, ImageNet)")
     p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3, for a weights file trained in TensorFlow")
     p.add_argument("--topk", type=positive_int, default=5, metavar="K", help="labels to print per image")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
@@ -174,18 +226,26 @@ def add_predict_commands(command: Any) -> None:
     p = command(
         "export",
         cmd_export,
-        "write an ONNX or TorchScript file",
+        "write an ONNX or TorchScript file (of a named model or a training run)",
         "Export a model to ONNX or TorchScript; by default the output is checked against PyTorch.\n"
-        "Without --pretrained or --weights the weights are random (a note says so).",
-        epilog="examples:\n  effnet export lite0 --format onnx --pretrained\n  effnet export b0 --format torchscript --resolution 256 --output b0.pt",
+        "The class names (in output order) and the eval preprocessing go into the file's metadata, and the\n"
+        "class names also into OUTPUT.classes.json beside it.\n"
+        "Without --pretrained, --weights or --run the weights are random (a note says so).",
+        epilog="examples:\n  effnet export lite0 --format onnx --pretrained\n  effnet export b0 --format torchscript --resolution 256 --output b0.pt\n"
+        "  effnet export --run runs/mine --format onnx      # a fine-tuned model: runs/mine/model.onnx, its classes",
     )
-    p.add_argument("name", metavar="NAME", help="model variant, e.g. efficientnet_b0")
+    p.add_argument("name", nargs="?", metavar="NAME", help="model variant, e.g. efficientnet_b0 (not with --run)")
+    p.add_argument("--run", metavar="RUN_DIR", help="export the model of a training run (its network, weights, classes and preprocessing)")
+    p.add_argument("--run-weights", choices=("model", "ema", "fixres"), default="model", help="which of the run's weights to export")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format (required)")
-    p.add_argument("--output", metavar="PATH", help="output file (default: NAME.onnx or NAME.pt in the current directory)")
-    p.add_argument("--resolution", type=positive_int, metavar="R", help="input resolution of the example input (default: the model's native resolution)")
+    p.add_argument("--output", metavar="PATH", help="output file (default: NAME.onnx or NAME.pt in the current directory; RUN_DIR/model.onnx for a run)")
+    p.add_argument(
+        "--resolution", type=positive_int, metavar="R", help="input resolution of the example input (default: the model's native resolution, a run's own)"
+    )
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", action="store_true", help="load the variant's default pretrained weights (default: random init)")
-    weights.add_argument("--weights", metavar="PATH", help="load weights from a file of any supported layout")
+    weights.add_argument("--weights", metavar="PATH", help="load weights from a file of any supported layout (every tensor must fit the model)")
+    p.add_argument("--num-classes", type=positive_int, metavar="K", help="classifier outputs of a --weights FILE (default: 1000, ImageNet)")
     p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3 (automatic for TF-trained default weights)")
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="ONNX: batch size of the example input")
     p.add_argument("--static-batch", action="store_true", help="ONNX: fix the batch dimension (default: dynamic batch)")

@@ -231,7 +231,6 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
     from effnet.train.network import make_model
-    from effnet.weights import load_file, load_state_dict
 
     native: dict[str, int] = {}
     if args.run:
@@ -264,7 +263,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
         def new_model(num_classes: int, source: str) -> Any:
             model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
             if source and source != "default":
-                load_state_dict(model, load_file(source))
+                rundir.load_weights(model, source)
             return model
 
     def validation_data(resolution: int) -> Any:

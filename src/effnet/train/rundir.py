@@ -49,6 +49,26 @@ def check_run(run: str | Path) -> Path:
     return run
 
 
+def run_hint(weights: str | Path) -> str:
+    """For a weights file that lies in a training run directory, how to use the run instead ('' for other files)."""
+    folder = Path(weights).parent
+    if not (folder / CONFIG_NAME).is_file():
+        return ""
+    return f"{weights} holds the weights of the training run {folder}: use --run {folder}, which brings its network, class names and preprocessing"
+
+
+def load_weights(model: Any, weights: str | Path) -> Any:
+    """Load a weights file whole into `model` (any supported layout): a tensor that does not fit is a `WeightsError`
+    naming the shapes, and for a file of a training run the error says to use the run (`run_hint`)."""
+    from effnet.weights import WeightsError, load_file, load_state_dict
+
+    try:
+        return load_state_dict(model, load_file(weights))
+    except WeightsError as err:
+        hint = run_hint(weights)
+        raise WeightsError(f"{weights}: {err}" + (f"\n  {hint}" if hint else "")) from None
+
+
 def run_preprocessing(run: str | Path, kind: str = "model") -> Any:
     """The eval preprocessing a run validated with (at the FixRes resolution for kind 'fixres')."""
     from effnet.preprocessing import Preprocessing
@@ -95,6 +115,9 @@ def load_run_model(run: str | Path, kind: str = "model") -> Any:
     classifier = state.get("classifier.weight")
     model = build(spec.replace(num_classes=int(classifier.shape[0]) if classifier is not None else spec.num_classes))
     load_state_dict(model, state)
+    names = class_names(run)
+    if names is not None and len(names) != model.spec.num_classes:
+        raise ValueError(f"{run / CLASSES_NAME} names {len(names)} classes, but {kind}.safetensors classifies {model.spec.num_classes}: the run is damaged")
     model.preprocessing = run_preprocessing(run, kind)
-    model.class_names = class_names(run)
+    model.class_names = names
     return model.eval()
