@@ -534,12 +534,35 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     assert result.records[0]["teacher"]["run"] == str((out / "teacher").resolve())
 
 
+def test_steps_budget_is_the_number_of_optimizer_steps_trained(task: Path, tiny_spec: str, tmp_path: Path) -> None:
+    """--steps 8 with 3 steps per epoch (24 labelled images at batch 8) trains 8 steps, not 3 epochs x 3 = 9."""
+    import dataclasses
+
+    from effnet.selftrain.recipe import teacher_config
+
+    config, line = teacher_config(
+        "efficientnet_lite0", labeled=str(task / "labeled"), images=24, out_dir=str(tmp_path / "t"), budget=Budget(steps=8, batch_size=8), extra=tiny_options()
+    )
+    assert "3 steps/epoch, 4 epochs x 2 steps = 8 optimizer steps" in line
+    config = dataclasses.replace(config, model="tiny", spec=tiny_spec, pretrained="", resolution=32, workers=0, progress=False)
+    result = train(config)
+    assert result.history[-1]["step"] == 8 and len(result.history) == 4
+
+
 def test_budgets_in_steps_and_the_pseudo_label_file_format(tmp_path: Path) -> None:
     from effnet.data.mixed import read_pseudo_labels
 
     assert Budget(epochs=4).values(10) == {"epochs": 4}
-    assert Budget(steps=25).values(10) == {"epochs": 3, "max_steps_per_epoch": 9, "eval_every": 3}  # 27 steps: the nearest above 25
+    assert Budget(steps=25).values(10) == {"epochs": 5, "max_steps_per_epoch": 5, "eval_every": 5}  # 25 exactly, not 3 x 9 = 27
     assert Budget(steps=20).values(10) == {"epochs": 2, "max_steps_per_epoch": 0, "eval_every": 2}
+    assert Budget(steps=20).values(7) == {"epochs": 4, "max_steps_per_epoch": 5, "eval_every": 4}  # not 3 x 7 = 21
+    assert Budget(steps=23).values(7) == {"epochs": 4, "max_steps_per_epoch": 6, "eval_every": 4}  # prime: 24, the nearest in equal epochs
+    for steps in range(1, 80):
+        for per_epoch in range(1, 15):
+            values = Budget(steps=steps).values(per_epoch)
+            total = values["epochs"] * (values["max_steps_per_epoch"] or per_epoch)
+            assert total == steps or values["epochs"] == -(-steps // per_epoch), (steps, per_epoch, values)
+            assert abs(total - steps) < values["epochs"] and (values["max_steps_per_epoch"] or per_epoch) <= per_epoch
     good = tmp_path / "p.jsonl"
     good.write_text('{"image": "a.png", "probs": [0.2, 0.2, 0.4]}\n{"image": "/x/b.png", "label": 1}\n')
     (image_a, target_a), (image_b, target_b) = read_pseudo_labels(good, 3)

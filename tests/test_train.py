@@ -235,6 +235,44 @@ def test_cli_train_eval_and_bad_input(tiny_spec: str, tmp_path: Path, capsys) ->
     assert "effnet: error:" in capsys.readouterr().err
 
 
+def _two_class_folder(root: Path, per_class: int = 6) -> Path:
+    from PIL import Image
+
+    for label, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (36, 36), color).save(root / label / f"{i}.jpg")
+    return root
+
+
+def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_name(tiny_spec: str, tmp_path: Path, capsys) -> None:
+    from effnet.cli import build_parser
+    from effnet.search.commands import config_from_args as search_config
+    from effnet.train.commands import resolve_config
+
+    photos = str(_two_class_folder(tmp_path / "photos"))
+    parse = build_parser().parse_args
+    train_config, _ = resolve_config(parse(["train", "--data-dir", photos]), "train")
+    assert (train_config.dataset, train_config.data_dir) == ("folder", photos)
+    assert resolve_config(parse(["train"]), "train")[0].dataset == "synthetic"  # neither: the built-in task
+    assert resolve_config(parse(["train", "--dataset", "cifar10", "--data-dir", photos]), "train")[0].dataset == "cifar10"  # its download root
+    # finetune plans from the folder's 10 training images (BN mode given, so no separability measurement)
+    tuned, plan = resolve_config(parse(["finetune", "--data-dir", photos, "--no-freeze-bn", "--backbone-lr-scale", "1"]), "finetune")
+    assert tuned.dataset == "folder" and plan.startswith("10 images")
+    assert search_config(parse(["search", "--data-dir", photos, "--out-dir", str(tmp_path / "s")])).evaluator["dataset"] == "folder"
+    # eval: the folder's validation split (10% held out per class: 1 + 1 images), per class by name
+    assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["count"] == 2 and len(row["per_class"]) == 2 and row["class_names"] == ["blue", "red"]
+    assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0"]) == 0
+    per_class = capsys.readouterr().out.splitlines()[-1]
+    assert per_class.startswith("per-class top-1 % (random-init at 32 px): blue: ") and ", red: " in per_class  # names, not indices
+    # a generated task with a data directory is a contradiction, said in one line
+    for command in (["train"], ["eval"], ["grid-search", "efficientnet_b0", "--list"], ["search", "--out-dir", str(tmp_path / "t")]):
+        assert main([*command, "--dataset", "synthetic", "--data-dir", photos]) == 2
+        assert "--dataset synthetic is a generated task that reads no files" in capsys.readouterr().err
+
+
 def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -78,7 +78,7 @@ class TrainConfig:
     num_classes: int = _f(0, "classes of the task (0: taken from the dataset)")
     resolution: int = _f(0, "training resolution in pixels (0: the model's native one)")
     # data
-    dataset: str = _f("synthetic", "synthetic or shapes (built-in proxy tasks), folder (image folders under --data-dir), cifar10 or cifar100")
+    dataset: str = _f("", "synthetic or shapes (built-in proxy tasks), folder (image folders under --data-dir), cifar10 or cifar100")
     data_dir: str = _f("", "dataset root: train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg with a held-out split")
     train_samples: int = _f(0, "training images: the synthetic task's count, a fixed subset of a real dataset (0: 2000 synthetic, all real)")
     val_samples: int = _f(0, "validation images, likewise (0: 500 synthetic, all real)")
@@ -193,6 +193,7 @@ class TrainConfig:
             raise ValueError("mixup needs class indices, but --pseudo-labels gives label distributions; drop --mixup or the pseudo labels")
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
+        self.dataset = dataset_for(self.dataset, self.data_dir)
         if self.data_on_device and self.dataset not in GENERATED_DATASETS:
             raise ValueError(f"--data-on-device is for the generated tasks ({', '.join(GENERATED_DATASETS)}); {self.dataset} images go through the loader")
         if self.data_on_device and (self.auto_augment != "none" or self.pseudo_labels or self.progressive_stages):
@@ -257,6 +258,24 @@ class TrainConfig:
     def peak_lr(self, world_size: int) -> float:
         """The paper's rule: 0.016 per 256 images of global batch, unless --lr is given."""
         return self.lr if self.lr > 0 else self.lr_per_256 * self.global_batch(world_size) / 256
+
+
+DATASET_DEFAULT_HELP = "folder with --data-dir, else synthetic"
+
+
+def dataset_for(dataset: str | None, data_dir: str | os.PathLike[str] | None, default: str = "synthetic") -> str:
+    """The dataset a run uses: the one named; with only a data directory, the image folders there; with neither, `default`.
+
+    A generated task named together with a data directory is a contradiction (the task reads no files): ValueError.
+    """
+    if not dataset:
+        return "folder" if data_dir else default
+    if dataset in GENERATED_DATASETS and data_dir:
+        raise ValueError(
+            f"--data-dir {str(data_dir)!r} names image folders, but --dataset {dataset} is a generated task that reads no files; "
+            "drop --dataset to train on the folders (a data directory means --dataset folder), or drop --data-dir"
+        )
+    return dataset
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
