@@ -407,6 +407,22 @@ def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: P
     assert "days" in text and "--preset proxy" in text
 
 
+def test_the_estimate_has_a_line_of_its_own_and_is_measured_again_after_the_first_epoch(tiny_spec: str, tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import re
+
+    both = io.StringIO()  # stdout and stderr as a terminal shows them: one stream
+    with contextlib.redirect_stdout(both), contextlib.redirect_stderr(both):
+        train(quick(tiny_spec, tmp_path / "run", epochs=2, train_samples=48, val_samples=8, batch_size=8, progress=True))
+    text = both.getvalue()
+    assert "epoch 1/2" in text  # the progress bar was drawn into the same stream
+    assert not re.search(r"[^\r\n]time", text)  # every estimate starts a line: the bar's line was cleared first
+    lines = [line for chunk in text.split("\n") for line in [chunk.split("\r")[-1]] if line.startswith("time")]
+    assert len(lines) == 2 and lines[0].startswith("time: ") and "for the remaining 8 steps" in lines[0]  # 12 steps, 4 timed
+    assert lines[1].startswith("time, measured over epoch 1: ") and "for the remaining 6 steps and 1 evaluation(s) of 2 epochs" in lines[1]
+
+
 @pytest.mark.parametrize("data_on_device", [False, True], ids=["loader", "on-device"])
 def test_crop_min_area_reaches_the_training_crops_of_either_data_path(tiny_spec: str, tmp_path: Path, data_on_device: bool) -> None:
     from torchvision.transforms import v2
