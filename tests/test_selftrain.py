@@ -580,3 +580,43 @@ def test_budgets_in_steps_and_the_pseudo_label_file_format(tmp_path: Path) -> No
             read_pseudo_labels(bad, 3)
     with pytest.raises(ValueError, match="mixup needs class indices"):
         TrainConfig(pseudo_labels=str(good), mixup=0.2)
+
+
+def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, monkeypatch) -> None:
+    """Relative paths given in one directory and absolute (or other relative) ones in another name the same run."""
+    import os
+
+    from effnet.cli import build_parser
+    from effnet.resume import save_options
+    from effnet.selftrain.commands import _config
+    from effnet.selftrain.runner import _State
+
+    parse = build_parser().parse_args
+    out = tmp_path / "ns"
+    monkeypatch.chdir(task)
+    relative = ["--teacher", os.path.relpath(teacher_run), "--student", os.path.relpath(tiny_spec), "--out-dir", os.path.relpath(out)]
+    (config, _), options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
+    absolute = {"labeled": str(task / "labeled"), "unlabeled": str(task / "unlabeled"), "teacher": str(teacher_run), "student": tiny_spec, "out_dir": str(out)}
+    assert {name: getattr(config, name) for name in absolute} == absolute
+    assert {name: options["options"][name] for name in ("labeled", "unlabeled", "teacher", "student")} == {
+        k: absolute[k] for k in ("labeled", "unlabeled", "teacher", "student")
+    }
+    out.mkdir()
+    _State(out, config, resume=False)
+    save_options(out, options)
+    assert json.loads((out / "state.json").read_text())["config"]["labeled"] == str(task / "labeled")
+
+    monkeypatch.chdir(tmp_path)  # resumed from elsewhere: bare, with the absolute paths, or with other relative spellings
+    for argv in (
+        [],
+        ["--labeled", str(task / "labeled"), "--teacher", str(teacher_run)],
+        ["--unlabeled", os.path.relpath(task / "unlabeled"), "--student", tiny_spec],
+    ):
+        (again, resuming), _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
+        assert resuming and again.to_dict() == config.to_dict()
+        _State(out, again, resume=True)  # the run's own identity check agrees
+    with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):
+        _config(parse(["noisy-student", "--resume", "ns", "--labeled", str(task / "unlabeled")]))
+    moved = NoisyStudentConfig(**{**config.to_dict(), "labeled": str(task / "unlabeled")})
+    with pytest.raises(ResumeError, match="other settings"):
+        _State(out, moved, resume=True)

@@ -450,3 +450,23 @@ def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_pape
     assert branch_scales(quick(tiny_spec, tmp_path / "off", zero_init_residual=False)) == {1.0}
     paper = preset("paper", **{k: v for k, v in vars(quick(tiny_spec, tmp_path / "paper")).items() if k in ("spec", "resolution", "num_classes", "out_dir")})
     assert branch_scales(paper) == {1.0}
+
+
+def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tmp_path: Path, monkeypatch) -> None:
+    from effnet.resume import ResumeError
+    from effnet.train.commands import resume_config
+
+    photos = _two_class_folder(tmp_path / "here" / "photos")
+    _two_class_folder(tmp_path / "here" / "other")
+    monkeypatch.chdir(tmp_path / "here")
+    config = TrainConfig(data_dir="photos", out_dir="runs/mine", pseudo_labels="", spec="ds_r1_k3_s1_e1_c16")
+    assert (config.dataset, config.data_dir, config.out_dir) == ("folder", str(photos), str(tmp_path / "here" / "runs" / "mine"))
+    assert config.spec == "ds_r1_k3_s1_e1_c16" and config.pretrained == ""  # a block string is no path
+    run = Path(config.out_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(config.to_json())  # as the trainer writes it
+    monkeypatch.chdir(tmp_path)
+    for spelling in (str(photos), "here/photos", "here/../here/photos"):
+        assert resume_config("here/runs/mine", {"data_dir": spelling}).data_dir == str(photos)
+    with pytest.raises(ResumeError, match=r"--data-dir: saved .*here/photos, given .*here/other"):
+        resume_config("here/runs/mine", {"data_dir": "here/other"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from effnet.resume import Resolved, ResumableOptions
@@ -50,7 +51,9 @@ def add_study_commands(command: Any) -> None:
         "  effnet grid-search efficientnet_b0 --ray-address 127.0.0.1:6379      # a `ray start --head` cluster ('local': Ray on this machine)",
     )
     add = GRID.add
-    add(p, "baseline", nargs="?", metavar="NAME_OR_SPEC", help="model name (effnet models), spec file (JSON or block string) or block string")
+    add(
+        p, "baseline", nargs="?", metavar="NAME_OR_SPEC", path=Path.is_file, help="model name (effnet models), spec file (JSON or block string) or block string"
+    )
     add(p, "--phi", type=float, default=1.0, help="compound coefficient of the candidates (the paper's step 1: 1)")
     add(p, "--step", type=float, default=0.05, help="grid step of α, β, γ (from 1 upwards)")
     add(p, "--tolerance", type=float, default=0.05, help="keep candidates with |α·β²·γ² - 2| <= this")
@@ -60,8 +63,8 @@ def add_study_commands(command: Any) -> None:
     for name, kind, default, text in BUDGET_OPTIONS:
         add(p, "--" + name.replace("_", "-"), type=kind, default=default, help=text, shown=str(default))
     add(p, "--dataset", default="", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown=DATASET_DEFAULT_HELP)
-    add(p, "--data-dir", default="", help="dataset root (folder, cifar)")
-    add(p, "--train-config", metavar="FILE", help="YAML/JSON file of further TrainConfig options for every candidate (e.g. lr, optimizer)")
+    add(p, "--data-dir", default="", path=True, help="dataset root (folder, cifar)")
+    add(p, "--train-config", metavar="FILE", path=True, help="YAML/JSON file of further TrainConfig options for every candidate (e.g. lr, optimizer)")
     add(p, "--list", action="store_true", help="only list the grid's candidates with their MACs; train nothing")
     add(p, "--json", action="store_true", help="print the result as JSON")
 
@@ -92,9 +95,9 @@ def add_study_commands(command: Any) -> None:
     s.set_defaults(handler=run_study_scaling)
     add = STUDY.add
     add(s, "--preset", choices=sorted(_presets()), default="mini", help="size of the study (see below)")
-    add(s, "--baseline", metavar="NAME_OR_SPEC", help="your baseline (model name, spec file or block string) instead of the preset's")
+    add(s, "--baseline", metavar="NAME_OR_SPEC", path=Path.is_file, help="your baseline (model name, spec file or block string) instead of the preset's")
     add(s, "--dataset", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown="folder with --data-dir, else the preset's")
-    add(s, "--data-dir", default="", help="dataset root (folder, cifar)")
+    add(s, "--data-dir", default="", path=True, help="dataset root (folder, cifar)")
     add(s, "--seeds", type=int, help="seeds per network", shown="the preset's")
     add(
         s,

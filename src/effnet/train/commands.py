@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from effnet.train.config import DATASET_DEFAULT_HELP, PRESETS, TrainConfig, read_config_file
+from effnet.train.config import DATASET_DEFAULT_HELP, PRESETS, TrainConfig, absolute_paths, read_config_file
 from effnet.train.finetune import FINETUNE_RECIPE
 
 # What `finetune` starts from when --preset names a recipe instead of the adaptive one: pretrained weights.
@@ -153,7 +153,8 @@ def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
         hint = "it holds a last.pt but no config.json" if (run / CHECKPOINT_NAME).is_file() else "no run was started there"
         raise CheckpointError(f"cannot resume {run}: {hint}; give the run directory that an earlier `effnet train`/`finetune` wrote")
     saved = json.loads(saved_file.read_text())
-    refuse_changed(run, saved, given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
+    given = absolute_paths(given)  # compared as the run recorded them (a run from before: resolved from here)
+    refuse_changed(run, absolute_paths(saved), given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved, **changes, "resume": True, "out_dir": str(run)})
 

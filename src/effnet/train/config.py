@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet._io import absolute_path
+
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -20,6 +22,9 @@ AUTO_AUGMENTS = ("autoaugment", "randaugment", "none")
 HEAD_INITS = ("zeros", "tf")
 SYNTHETIC_SAMPLES = (2000, 500)  # train, val images of a generated task unless set
 GENERATED_DATASETS = ("synthetic", "shapes")  # effnet.data.SYNTHETIC_TASKS
+# Fields that name paths, recorded absolute and resolved (config.json, resume): None, always a path; else which values are
+# paths (a model name, block string or 'default' stays as it is)
+PATH_FIELDS: dict[str, Any] = {"data_dir": None, "out_dir": None, "pseudo_labels": None, "spec": Path.is_file, "pretrained": Path.is_file}
 
 
 # Named starting points; explicit options override them.
@@ -194,6 +199,8 @@ class TrainConfig:
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
         self.dataset = dataset_for(self.dataset, self.data_dir)
+        for name, value in absolute_paths({name: getattr(self, name) for name in PATH_FIELDS}).items():
+            setattr(self, name, value)  # the same run from any working directory, and in config.json as such
         if self.data_on_device and self.dataset not in GENERATED_DATASETS:
             raise ValueError(f"--data-on-device is for the generated tasks ({', '.join(GENERATED_DATASETS)}); {self.dataset} images go through the loader")
         if self.data_on_device and (self.auto_augment != "none" or self.pseudo_labels or self.progressive_stages):
@@ -261,6 +268,11 @@ class TrainConfig:
 
 
 DATASET_DEFAULT_HELP = "folder with --data-dir, else synthetic"
+
+
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig options with the paths among them absolute and resolved (`PATH_FIELDS`): `photos` and `/home/me/photos` compare equal."""
+    return {k: absolute_path(v, PATH_FIELDS[k]) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in values.items()}
 
 
 def dataset_for(dataset: str | None, data_dir: str | os.PathLike[str] | None, default: str = "synthetic") -> str:
