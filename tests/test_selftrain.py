@@ -520,8 +520,9 @@ def test_no_noise_means_none() -> None:
     assert Noise(0, 0, 0).describe() == "no noise (crops and flips only)"
 
 
-def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ns"
+def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = Path("ns")  # relative: the run records it absolute
     config = ns_config(task, "efficientnet_lite0", "efficientnet_lite0", out, budget=Budget(steps=2, batch_size=8))
     result = run_noisy_student(config)
     teacher = json.loads((out / "teacher" / "config.json").read_text())
@@ -532,6 +533,8 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     assert (student["pretrained"], student["dropout"], student["pseudo_labels"]) == ("default", 0.5, str((out / "iter1" / "selected.jsonl").resolve()))
     assert len(json.loads((out / "iter1" / "student" / "metrics.jsonl").read_text().splitlines()[-1])["val_per_class"]) == 3
     assert result.records[0]["teacher"]["run"] == str((out / "teacher").resolve())
+    assert result.records[0]["student"]["run"] == str((out / "iter1" / "student").resolve())  # both absolute in the report
+    assert json.loads((out / "report.json").read_text())["iterations"][0]["student"]["run"] == str((out / "iter1" / "student").resolve())
 
 
 def test_steps_budget_is_the_number_of_optimizer_steps_trained(task: Path, tiny_spec: str, tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ A resumable command registers its options here (`ResumableOptions`) and its run 
   (so older command lines keep working);
 - options left out are taken from the saved run; an option given again must equal the saved
   value, or the command is refused with one short line naming the option, the saved value and
-  the new one. Paths (registered with `path=`) are saved absolute and compared resolved, so a run
-  resumes from any working directory and `photos` equals `/home/me/photos` given from home. Execution options (how many workers, where to run) and options that only grow a
-  run (more trials, more seeds) may change.
+  the new one. Execution options (how many workers, where to run) and options that only grow a
+  run (more trials, more seeds) may change;
+- paths (options registered with `path=`) are saved absolute and compared resolved, so a run
+  resumes from any working directory, and `photos` given again as `/home/me/photos` is no change.
 
 Options are registered with a default of None, so that "given" can be told from "left out" (an
 option given with its default value still counts as given and must match the saved run).
