@@ -223,9 +223,9 @@ def test_cli_grid_search_trains_real_candidates(tmp_path, capsys, monkeypatch):
     assert all(c["accuracy"] is not None and 0 <= c["accuracy"]["mean"] <= 100 for c in saved["ranking"])
     by = {(c["alpha"], c["beta"], c["gamma"]): c for c in saved["ranking"]}
     assert by[(1.0, 1.0, 1.5)]["resolution"] == 48 and by[(2.0, 1.0, 1.0)]["spec"].startswith("ds_r2_")
-    # the best line names a command that runs as printed
+    # the best line names a command that runs as printed, from any directory: the spec file's path is recorded absolute
     best = saved["best"]
-    command = f"effnet scale tiny.txt --phi 1 --alpha {best['alpha']:g} --beta {best['beta']:g} --gamma {best['gamma']:g}"
+    command = f"effnet scale {tmp_path / 'tiny.txt'} --phi 1 --alpha {best['alpha']:g} --beta {best['beta']:g} --gamma {best['gamma']:g}"
     assert f"scale with it: `{command}`" in captured.out
     from effnet.cli import main
 
