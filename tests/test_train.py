@@ -414,7 +414,7 @@ def test_the_estimate_has_a_line_of_its_own_and_is_measured_again_after_the_firs
 
     both = io.StringIO()  # stdout and stderr as a terminal shows them: one stream
     with contextlib.redirect_stdout(both), contextlib.redirect_stderr(both):
-        train(quick(tiny_spec, tmp_path / "run", epochs=2, train_samples=48, val_samples=8, batch_size=8, progress=True))
+        train(quick(tiny_spec, tmp_path / "run", epochs=2, train_samples=48, val_samples=8, batch_size=8, resolution=32, progress=True))
     text = both.getvalue()
     assert "epoch 1/2" in text  # the progress bar was drawn into the same stream
     assert not re.search(r"[^\r\n]time", text)  # every estimate starts a line: the bar's line was cleared first
