@@ -221,8 +221,13 @@ def test_help_states_each_default_once_and_readably(capsys: pytest.CaptureFixtur
         assert entry.count("(default:") <= 1, f"{command} --help states a default twice: --{entry}"
     if command == "scale":
         assert "name of the new spec (default: <base>_scaled) --out" in text
+    if command in ("train", "finetune", "eval", "grid-search", "search"):
+        assert "(default: folder with --data-dir, else synthetic)" in text  # a data directory means a folder dataset
     if command in ("train", "finetune"):
         assert "show a progress bar (default: --progress)" in text
+    if command == "finetune":  # BatchNorm's mode is the data's choice, and the help says so (not "keeps its pretrained statistics")
+        assert "BatchNorm keeps" not in text and "BatchNorm is chosen from the data" in text
+        assert "its statistics train and the backbone learns at the head's rate; otherwise its pretrained statistics are kept" in text
     if command == "grid-search":
         assert "--no-progress no progress bar --epochs" in text and "--resume [DIR] continue the grid search in DIR" in text
 

@@ -154,6 +154,87 @@ def test_loader_converts_modes_and_reports_unreadable_files(tmp_path: Path) -> N
     assert (seen, bad) == (8, 2)
 
 
+def _phone_photo(path: Path) -> Image.Image:
+    """Write a JPEG stored sideways with EXIF Orientation 6 ("rotate 90° clockwise to show"), as phones do; return the upright image."""
+    y, x = np.mgrid[0:32, 0:48]
+    upright = Image.fromarray(np.stack([x * 5, y * 7, 255 - x * 5], axis=-1).astype(np.uint8))  # wide, no symmetry
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif.tobytes())
+    return upright
+
+
+def test_exif_rotated_photo_gives_the_same_upright_tensor_in_training_and_prediction(tmp_path: Path) -> None:
+    """One reader for every path: a phone photo is turned upright for training, evaluation, pseudo-labelling and prediction."""
+    from effnet.predict import predict
+
+    for name in ("a", "b"):
+        _jpeg(tmp_path / "train" / name / "0.jpg", (10, 200, 30))
+        _jpeg(tmp_path / "val" / name / "0.jpg", (10, 200, 30))
+    upright = _phone_photo(tmp_path / "val" / "a" / "phone.jpg")
+    prep = Preprocessing.for_resolution(24)
+    data = build_datasets("folder", data_dir=tmp_path, resolution=24, preprocessing=prep, auto_augment="none")
+    index = [Path(p).name for p, _ in data.val.base.samples].index("phone.jpg")
+    training = data.val[index][0]
+
+    class Capture(torch.nn.Module):  # records what prediction feeds the model
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+            self.preprocessing, self.inputs = prep, None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.inputs = x
+            return x.flatten(1)[:, :2] * self.scale
+
+    model = Capture()
+    [result] = predict(model, tmp_path / "val" / "a" / "phone.jpg", topk=1)
+    assert result.ok and model.inputs is not None
+    assert torch.equal(training, model.inputs[0])  # training and prediction see the very same tensor
+    expected = prep.eval_transform()(upright)
+    assert (training - expected).abs().mean() < 0.05  # upright: only JPEG's loss
+    with Image.open(tmp_path / "val" / "a" / "phone.jpg") as stored:  # as stored, sideways: what was learnt before
+        assert (prep.eval_transform()(stored.convert("RGB")) - expected).abs().mean() > 0.3
+
+
+def test_one_image_suffix_list_for_every_path(tmp_path: Path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from effnet.images import IMAGE_SUFFIXES
+    from effnet.predict import expand_inputs
+
+    assert set(IMG_EXTENSIONS) <= set(IMAGE_SUFFIXES)  # every file torchvision's ImageFolder takes
+    assert set(IMAGE_SUFFIXES) <= set(Image.registered_extensions())  # and PIL reads them all
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for suffix in (".JPG", ".gif", ".pnm"):
+            Image.new("RGB", (8, 8), (9, 99, 199)).save(tmp_path / name / f"x{suffix}")
+        (tmp_path / name / ".hidden.jpg").write_bytes(b"")
+        (tmp_path / name / "notes.txt").write_text("x")
+    train, val = image_folder_splits(tmp_path, val_fraction=0.5)
+    in_folder = sorted(Path(p).name for p, _ in train.samples + val.samples)
+    assert in_folder == sorted(["x.JPG", "x.gif", "x.pnm"] * 2)
+    assert sorted(p.name for p in expand_inputs([tmp_path / "a"])) == ["x.JPG", "x.gif", "x.pnm"]
+
+
+def test_fewer_than_two_classes_is_an_error_and_a_rare_class_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(6):
+        _jpeg(tmp_path / "one" / "cats" / f"{i}.jpg", (200, 40, 40))
+    with pytest.raises(DataError, match=r"training images of 1 class \('cats'\): a classifier needs two classes or more"):
+        image_folder_splits(tmp_path / "one")
+    with pytest.raises(DataError, match="one.*1 class"):
+        build_datasets("folder", data_dir=tmp_path / "one", resolution=16)
+    for name, count in (("cats", 8), ("dogs", 3), ("owls", 5)):  # flat: 10% held out, at least one per class
+        for i in range(count):
+            _jpeg(tmp_path / "few" / name / f"{i}.jpg", (200, 40, 40))
+    with caplog.at_level("WARNING", logger="effnet.data.folders"):
+        train, _ = image_folder_splits(tmp_path / "few")
+    assert Counter(train.targets) == {0: 7, 1: 2, 2: 4}
+    warnings = [r.getMessage() for r in caplog.records if "fewer than 5 training images" in r.getMessage()]
+    assert len(warnings) == 1 and "'dogs' (2), 'owls' (4)" in warnings[0] and "cats" not in warnings[0]
+
+
 def test_collate_skip_bad_with_only_bad_items() -> None:
     images, labels, num_bad = collate_skip_bad([(None, 0), (None, 1)])
     assert images.numel() == 0 and labels.numel() == 0 and num_bad == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from effnet.resume import ResumeError
+from effnet.resume import ResumeError, short
 from effnet.spec import NetSpec, SpecError
 from effnet.study.grid import grid_candidates, grid_search
 from effnet.trials import TrialsError
@@ -223,9 +223,9 @@ def test_cli_grid_search_trains_real_candidates(tmp_path, capsys, monkeypatch):
     assert all(c["accuracy"] is not None and 0 <= c["accuracy"]["mean"] <= 100 for c in saved["ranking"])
     by = {(c["alpha"], c["beta"], c["gamma"]): c for c in saved["ranking"]}
     assert by[(1.0, 1.0, 1.5)]["resolution"] == 48 and by[(2.0, 1.0, 1.0)]["spec"].startswith("ds_r2_")
-    # the best line names a command that runs as printed
+    # the best line names a command that runs as printed, from any directory: the spec file's path is recorded absolute
     best = saved["best"]
-    command = f"effnet scale tiny.txt --phi 1 --alpha {best['alpha']:g} --beta {best['beta']:g} --gamma {best['gamma']:g}"
+    command = f"effnet scale {tmp_path / 'tiny.txt'} --phi 1 --alpha {best['alpha']:g} --beta {best['beta']:g} --gamma {best['gamma']:g}"
     assert f"scale with it: `{command}`" in captured.out
     from effnet.cli import main
 
@@ -256,5 +256,6 @@ def test_cli_grid_search_trains_real_candidates(tmp_path, capsys, monkeypatch):
     args = _parser().parse_args(["grid-search", "efficientnet_b0", "--out-dir", str(out), "--resume", "--step", "0.05"])
     with pytest.raises(ResumeError) as info:
         args.handler(args)
-    assert "(NAME_OR_SPEC: saved tiny.txt, given efficientnet_b0; --step: saved 0.5, given 0.05)" in str(info.value)
+    spec_file = short(str(tmp_path / "tiny.txt"))  # recorded absolute; a long path is shown by its end
+    assert spec_file.endswith("/tiny.txt") and f"(NAME_OR_SPEC: saved {spec_file}, given efficientnet_b0; --step: saved 0.5, given 0.05)" in str(info.value)
     assert len(str(info.value)) < 250 + len(str(out))

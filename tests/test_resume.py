@@ -91,3 +91,42 @@ def test_where_a_resume_cannot_go(tmp_path):
     (tmp_path / OPTIONS_FILE).unlink()
     run = options.resolve(parser.parse_args(["b0", "--resume", str(tmp_path)]))
     assert run.resuming and run.saved is None and run.values.step == 0.05
+
+
+def test_paths_are_saved_absolute_and_compared_resolved_from_any_directory(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def command() -> tuple[ResumableOptions, argparse.ArgumentParser]:
+        options = ResumableOptions("demo", "demo run", "state.json")
+        parser = argparse.ArgumentParser(prog="effnet demo")
+        options.add(parser, "name", nargs="?", metavar="NAME_OR_SPEC", path=Path.is_file, help="a model name or a spec file")
+        options.add(parser, "--data", metavar="DIR", path=True, help="images")
+        parser.add_argument("--out-dir")
+        options.add_resume(parser)
+        return options, parser
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    for folder in (here / "photos", here / "other", elsewhere):
+        folder.mkdir(parents=True)
+    (here / "spec.json").write_text("{}")
+    monkeypatch.chdir(here)
+    options, parser = command()
+    for name, saved_name in (("b0", "b0"), ("spec.json", str(here / "spec.json"))):  # a model name stays one; a spec file is a path
+        out = here / f"run-{name}"
+        run = options.resolve(parser.parse_args([name, "--data", "photos", "--out-dir", out.name]))
+        out.mkdir()
+        (out / "state.json").write_text("{}")
+        save_options(out, options.payload(run.values))
+        assert json.loads((out / OPTIONS_FILE).read_text())["options"] == {"name": saved_name, "data": str(here / "photos")}
+    monkeypatch.chdir(elsewhere)  # the same run, resumed from another working directory with other spellings of its paths
+    for argv in (
+        ["--resume", "../here/run-b0"],
+        ["b0", "--data", str(here / "photos"), "--resume", str(here / "run-b0")],
+        ["--data", "../here/photos", "--resume", "../here/run-b0"],
+    ):
+        run = options.resolve(parser.parse_args(argv))
+        assert run.resuming and vars(run.values) == {"name": "b0", "data": str(here / "photos")}
+    run = options.resolve(parser.parse_args(["../here/spec.json", "--resume", "../here/run-spec.json", "--out-dir", str(here / "run-spec.json")]))
+    assert run.values.name == str(here / "spec.json")
+    with pytest.raises(ResumeError, match=r"--data: saved .*here/photos, given .*here/other"):
+        options.resolve(parser.parse_args(["--data", "../here/other", "--resume", "../here/run-b0"]))

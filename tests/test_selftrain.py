@@ -520,8 +520,9 @@ def test_no_noise_means_none() -> None:
     assert Noise(0, 0, 0).describe() == "no noise (crops and flips only)"
 
 
-def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ns"
+def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = Path("ns")  # relative: the run records it absolute
     config = ns_config(task, "efficientnet_lite0", "efficientnet_lite0", out, budget=Budget(steps=2, batch_size=8))
     result = run_noisy_student(config)
     teacher = json.loads((out / "teacher" / "config.json").read_text())
@@ -532,14 +533,39 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     assert (student["pretrained"], student["dropout"], student["pseudo_labels"]) == ("default", 0.5, str((out / "iter1" / "selected.jsonl").resolve()))
     assert len(json.loads((out / "iter1" / "student" / "metrics.jsonl").read_text().splitlines()[-1])["val_per_class"]) == 3
     assert result.records[0]["teacher"]["run"] == str((out / "teacher").resolve())
+    assert result.records[0]["student"]["run"] == str((out / "iter1" / "student").resolve())  # both absolute in the report
+    assert json.loads((out / "report.json").read_text())["iterations"][0]["student"]["run"] == str((out / "iter1" / "student").resolve())
+
+
+def test_steps_budget_is_the_number_of_optimizer_steps_trained(task: Path, tiny_spec: str, tmp_path: Path) -> None:
+    """--steps 8 with 3 steps per epoch (24 labelled images at batch 8) trains 8 steps, not 3 epochs x 3 = 9."""
+    import dataclasses
+
+    from effnet.selftrain.recipe import teacher_config
+
+    config, line = teacher_config(
+        "efficientnet_lite0", labeled=str(task / "labeled"), images=24, out_dir=str(tmp_path / "t"), budget=Budget(steps=8, batch_size=8), extra=tiny_options()
+    )
+    assert "3 steps/epoch, 4 epochs x 2 steps = 8 optimizer steps" in line
+    config = dataclasses.replace(config, model="tiny", spec=tiny_spec, pretrained="", resolution=32, workers=0, progress=False)
+    result = train(config)
+    assert result.history[-1]["step"] == 8 and len(result.history) == 4
 
 
 def test_budgets_in_steps_and_the_pseudo_label_file_format(tmp_path: Path) -> None:
     from effnet.data.mixed import read_pseudo_labels
 
     assert Budget(epochs=4).values(10) == {"epochs": 4}
-    assert Budget(steps=25).values(10) == {"epochs": 3, "max_steps_per_epoch": 9, "eval_every": 3}  # 27 steps: the nearest above 25
+    assert Budget(steps=25).values(10) == {"epochs": 5, "max_steps_per_epoch": 5, "eval_every": 5}  # 25 exactly, not 3 x 9 = 27
     assert Budget(steps=20).values(10) == {"epochs": 2, "max_steps_per_epoch": 0, "eval_every": 2}
+    assert Budget(steps=20).values(7) == {"epochs": 4, "max_steps_per_epoch": 5, "eval_every": 4}  # not 3 x 7 = 21
+    assert Budget(steps=23).values(7) == {"epochs": 4, "max_steps_per_epoch": 6, "eval_every": 4}  # prime: 24, the nearest in equal epochs
+    for steps in range(1, 80):
+        for per_epoch in range(1, 15):
+            values = Budget(steps=steps).values(per_epoch)
+            total = values["epochs"] * (values["max_steps_per_epoch"] or per_epoch)
+            assert total == steps or values["epochs"] == -(-steps // per_epoch), (steps, per_epoch, values)
+            assert abs(total - steps) < values["epochs"] and (values["max_steps_per_epoch"] or per_epoch) <= per_epoch
     good = tmp_path / "p.jsonl"
     good.write_text('{"image": "a.png", "probs": [0.2, 0.2, 0.4]}\n{"image": "/x/b.png", "label": 1}\n')
     (image_a, target_a), (image_b, target_b) = read_pseudo_labels(good, 3)
@@ -557,3 +583,43 @@ def test_budgets_in_steps_and_the_pseudo_label_file_format(tmp_path: Path) -> No
             read_pseudo_labels(bad, 3)
     with pytest.raises(ValueError, match="mixup needs class indices"):
         TrainConfig(pseudo_labels=str(good), mixup=0.2)
+
+
+def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, monkeypatch) -> None:
+    """Relative paths given in one directory and absolute (or other relative) ones in another name the same run."""
+    import os
+
+    from effnet.cli import build_parser
+    from effnet.resume import save_options
+    from effnet.selftrain.commands import _config
+    from effnet.selftrain.runner import _State
+
+    parse = build_parser().parse_args
+    out = tmp_path / "ns"
+    monkeypatch.chdir(task)
+    relative = ["--teacher", os.path.relpath(teacher_run), "--student", os.path.relpath(tiny_spec), "--out-dir", os.path.relpath(out)]
+    (config, _), options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
+    absolute = {"labeled": str(task / "labeled"), "unlabeled": str(task / "unlabeled"), "teacher": str(teacher_run), "student": tiny_spec, "out_dir": str(out)}
+    assert {name: getattr(config, name) for name in absolute} == absolute
+    assert {name: options["options"][name] for name in ("labeled", "unlabeled", "teacher", "student")} == {
+        k: absolute[k] for k in ("labeled", "unlabeled", "teacher", "student")
+    }
+    out.mkdir()
+    _State(out, config, resume=False)
+    save_options(out, options)
+    assert json.loads((out / "state.json").read_text())["config"]["labeled"] == str(task / "labeled")
+
+    monkeypatch.chdir(tmp_path)  # resumed from elsewhere: bare, with the absolute paths, or with other relative spellings
+    for argv in (
+        [],
+        ["--labeled", str(task / "labeled"), "--teacher", str(teacher_run)],
+        ["--unlabeled", os.path.relpath(task / "unlabeled"), "--student", tiny_spec],
+    ):
+        (again, resuming), _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
+        assert resuming and again.to_dict() == config.to_dict()
+        _State(out, again, resume=True)  # the run's own identity check agrees
+    with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):
+        _config(parse(["noisy-student", "--resume", "ns", "--labeled", str(task / "unlabeled")]))
+    moved = NoisyStudentConfig(**{**config.to_dict(), "labeled": str(task / "unlabeled")})
+    with pytest.raises(ResumeError, match="other settings"):
+        _State(out, moved, resume=True)

@@ -189,3 +189,20 @@ def test_old_module_nn_efficient_warns_and_reexports() -> None:
         warnings.simplefilter("error")
         with pytest.raises(AttributeError):
             efficient.no_such_name  # noqa: B018
+
+
+def test_the_readme_set_up_commands_are_what_ci_runs() -> None:
+    """The README's two commands (set-up + demo, set-up + tests) use scripts/install.sh, and CI runs the test one."""
+    root = BENCHMARKS.parent
+    readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()
+    blocks = [block.split("```", 1)[0].strip() for block in readme.split("```bash\n")[1:3]]
+    assert blocks == [
+        "sh scripts/install.sh && . .venv/bin/activate && effnet demo",
+        "sh scripts/install.sh test && . .venv/bin/activate && python -m pytest -q",
+    ]
+    lines = [line for line in ci.splitlines() if line and not line.startswith("#")]
+    assert lines.index("sh scripts/install.sh test") < lines.index(". .venv/bin/activate") < lines.index("python -m pytest -q")
+    script = root / "scripts" / "install.sh"
+    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0  # parses as POSIX sh
+    text = script.read_text()
+    assert "nvidia-smi" in text and "download.pytorch.org/whl/cpu" in text and "timeout=5" in text  # the CPU build, never a long hang

@@ -235,6 +235,44 @@ def test_cli_train_eval_and_bad_input(tiny_spec: str, tmp_path: Path, capsys) ->
     assert "effnet: error:" in capsys.readouterr().err
 
 
+def _two_class_folder(root: Path, per_class: int = 6) -> Path:
+    from PIL import Image
+
+    for label, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (36, 36), color).save(root / label / f"{i}.jpg")
+    return root
+
+
+def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_name(tiny_spec: str, tmp_path: Path, capsys) -> None:
+    from effnet.cli import build_parser
+    from effnet.search.commands import config_from_args as search_config
+    from effnet.train.commands import resolve_config
+
+    photos = str(_two_class_folder(tmp_path / "photos"))
+    parse = build_parser().parse_args
+    train_config, _ = resolve_config(parse(["train", "--data-dir", photos]), "train")
+    assert (train_config.dataset, train_config.data_dir) == ("folder", photos)
+    assert resolve_config(parse(["train"]), "train")[0].dataset == "synthetic"  # neither: the built-in task
+    assert resolve_config(parse(["train", "--dataset", "cifar10", "--data-dir", photos]), "train")[0].dataset == "cifar10"  # its download root
+    # finetune plans from the folder's 10 training images (BN mode given, so no separability measurement)
+    tuned, plan = resolve_config(parse(["finetune", "--data-dir", photos, "--no-freeze-bn", "--backbone-lr-scale", "1"]), "finetune")
+    assert tuned.dataset == "folder" and plan.startswith("10 images")
+    assert search_config(parse(["search", "--data-dir", photos, "--out-dir", str(tmp_path / "s")])).evaluator["dataset"] == "folder"
+    # eval: the folder's validation split (10% held out per class: 1 + 1 images), per class by name
+    assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["count"] == 2 and len(row["per_class"]) == 2 and row["class_names"] == ["blue", "red"]
+    assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0"]) == 0
+    per_class = capsys.readouterr().out.splitlines()[-1]
+    assert per_class.startswith("per-class top-1 % (random-init at 32 px): blue: ") and ", red: " in per_class  # names, not indices
+    # a generated task with a data directory is a contradiction, said in one line
+    for command in (["train"], ["eval"], ["grid-search", "efficientnet_b0", "--list"], ["search", "--out-dir", str(tmp_path / "t")]):
+        assert main([*command, "--dataset", "synthetic", "--data-dir", photos]) == 2
+        assert "--dataset synthetic is a generated task that reads no files" in capsys.readouterr().err
+
+
 def test_folder_with_corrupt_images_trains_and_counts_them(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -369,6 +407,22 @@ def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: P
     assert "days" in text and "--preset proxy" in text
 
 
+def test_the_estimate_has_a_line_of_its_own_and_is_measured_again_after_the_first_epoch(tiny_spec: str, tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import re
+
+    both = io.StringIO()  # stdout and stderr as a terminal shows them: one stream
+    with contextlib.redirect_stdout(both), contextlib.redirect_stderr(both):
+        train(quick(tiny_spec, tmp_path / "run", epochs=2, train_samples=48, val_samples=8, batch_size=8, resolution=32, progress=True))
+    text = both.getvalue()
+    assert "epoch 1/2" in text  # the progress bar was drawn into the same stream
+    assert not re.search(r"[^\r\n]time", text)  # every estimate starts a line: the bar's line was cleared first
+    lines = [line for chunk in text.split("\n") for line in [chunk.split("\r")[-1]] if line.startswith("time")]
+    assert len(lines) == 2 and lines[0].startswith("time: ") and "for the remaining 8 steps" in lines[0]  # 12 steps, 4 timed
+    assert lines[1].startswith("time, measured over epoch 1: ") and "for the remaining 6 steps and 1 evaluation(s) of 2 epochs" in lines[1]
+
+
 @pytest.mark.parametrize("data_on_device", [False, True], ids=["loader", "on-device"])
 def test_crop_min_area_reaches_the_training_crops_of_either_data_path(tiny_spec: str, tmp_path: Path, data_on_device: bool) -> None:
     from torchvision.transforms import v2
@@ -396,3 +450,23 @@ def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_pape
     assert branch_scales(quick(tiny_spec, tmp_path / "off", zero_init_residual=False)) == {1.0}
     paper = preset("paper", **{k: v for k, v in vars(quick(tiny_spec, tmp_path / "paper")).items() if k in ("spec", "resolution", "num_classes", "out_dir")})
     assert branch_scales(paper) == {1.0}
+
+
+def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tmp_path: Path, monkeypatch) -> None:
+    from effnet.resume import ResumeError
+    from effnet.train.commands import resume_config
+
+    photos = _two_class_folder(tmp_path / "here" / "photos")
+    _two_class_folder(tmp_path / "here" / "other")
+    monkeypatch.chdir(tmp_path / "here")
+    config = TrainConfig(data_dir="photos", out_dir="runs/mine", pseudo_labels="", spec="ds_r1_k3_s1_e1_c16")
+    assert (config.dataset, config.data_dir, config.out_dir) == ("folder", str(photos), str(tmp_path / "here" / "runs" / "mine"))
+    assert config.spec == "ds_r1_k3_s1_e1_c16" and config.pretrained == ""  # a block string is no path
+    run = Path(config.out_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(config.to_json())  # as the trainer writes it
+    monkeypatch.chdir(tmp_path)
+    for spelling in (str(photos), "here/photos", "here/../here/photos"):
+        assert resume_config("here/runs/mine", {"data_dir": spelling}).data_dir == str(photos)
+    with pytest.raises(ResumeError, match=r"--data-dir: saved .*here/photos, given .*here/other"):
+        resume_config("here/runs/mine", {"data_dir": "here/other"})

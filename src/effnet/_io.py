@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind."""
+"""Atomic file writes (a crash or Ctrl-C never leaves a half-written file behind), and paths as runs record them."""
 
 from __future__ import annotations
 
@@ -35,3 +35,14 @@ def _umask() -> int:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to `path` atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def absolute_path(value: str, when: Callable[[Path], bool] | None = None) -> str:
+    """`value` as an absolute, resolved path, so that a run records (and compares on resume) the same spelling from any
+    working directory; "" stays "". With `when`, only a path it accepts (a model name or block string stays as it is)."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if when is not None and not when(path):
+        return value
+    return str(path.resolve())

@@ -24,8 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-# Suffixes picked up when a directory is given (other files in it are ignored, not reported).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm"})
+from effnet.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
+
+# the shared reader's names, re-exported: a directory given to `predict` yields its files with IMAGE_SUFFIXES, as a training folder does
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "Prediction", "expand_inputs", "load_class_names", "predict", "read_image", "sample_images"]
 
 
 @dataclass
@@ -79,7 +81,7 @@ def default_class_names(num_classes: int) -> list[str] | None:
 def sample_images() -> list[Path]:
     """The bundled sample photos (cat.jpg, coffee.jpg, rocket.jpg), sorted by name."""
     folder = Path(str(resources.files("effnet").joinpath("assets/samples")))
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
 
 
 def sample_image(name: str = "cat") -> Path:
@@ -98,53 +100,11 @@ def expand_inputs(images: Iterable[str | Path | Any]) -> list[str | Path | Any]:
     out: list[str | Path | Any] = []
     for item in images:
         if isinstance(item, (str, Path)) and Path(item).is_dir():
-            found = sorted(p for p in Path(item).iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in Path(item).iterdir() if p.is_file() and is_image_file(p))
             out.extend(found or [item])
         else:
             out.append(item)
     return out
-
-
-class ImageReadError(Exception):
-    """An input could not be read as an image; the message is the reason."""
-
-
-def read_image(path: str | Path) -> Any:
-    """Open and fully decode an image file (PIL decodes lazily; forcing it here surfaces truncation now).
-
-    Raises `ImageReadError` with a short reason: file not found, not an image file,
-    truncated or corrupt image, permission denied, is a directory, image too large.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise ImageReadError(f"directory holds no image files (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        if path.is_file() and path.stat().st_size == 0:
-            raise ImageReadError("empty file")
-        with Image.open(path) as image:
-            image.load()
-            try:
-                # photos from phones store their rotation in EXIF; apply it like an image viewer would
-                oriented = ImageOps.exif_transpose(image)
-            except Exception:  # a broken EXIF block should not cost us the pixels
-                oriented = None
-            return oriented if oriented is not None else image.copy()
-    except ImageReadError:
-        raise
-    except FileNotFoundError:
-        raise ImageReadError("file not found") from None
-    except IsADirectoryError:
-        raise ImageReadError("is a directory") from None
-    except PermissionError:
-        raise ImageReadError("permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageReadError("not an image file (no known image format)") from None
-    except Image.DecompressionBombError as err:
-        raise ImageReadError(f"image too large ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:  # PIL reports broken data as any of these
-        raise ImageReadError(f"truncated or corrupt image ({err})") from None
 
 
 def predict(

@@ -8,7 +8,9 @@ A resumable command registers its options here (`ResumableOptions`) and its run 
 - options left out are taken from the saved run; an option given again must equal the saved
   value, or the command is refused with one short line naming the option, the saved value and
   the new one. Execution options (how many workers, where to run) and options that only grow a
-  run (more trials, more seeds) may change.
+  run (more trials, more seeds) may change;
+- paths (options registered with `path=`) are saved absolute and compared resolved, so a run
+  resumes from any working directory, and `photos` given again as `/home/me/photos` is no change.
 
 Options are registered with a default of None, so that "given" can be told from "left out" (an
 option given with its default value still counts as given and must match the saved run).
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet._io import atomic_write_text
+from effnet._io import absolute_path, atomic_write_text
 
 OPTIONS_FILE = "options.json"
 OPTIONS_VERSION = 1
@@ -41,7 +43,9 @@ def short(value: Any, limit: int = 40) -> str:
         text = json.dumps(value)
     else:
         text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    return "..." + text[3 - limit :] if text.startswith(("/", "~")) else text[: limit - 3] + "..."  # a path differs at its end
 
 
 @dataclass
@@ -70,9 +74,13 @@ class ResumableOptions:
     not_saved: set[str] = field(default_factory=set)  # output-only options (--list, --json): never saved nor compared
     defaults: dict[str, Any] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)  # dest -> how the command line spells it (--step, NAME_OR_SPEC)
+    paths: dict[str, Any] = field(default_factory=dict)  # dest -> None (always a path) or which values are paths (absolute_path's `when`)
 
-    def add(self, parser: Any, *flags: str, default: Any = None, help: str = "", shown: str | None = None, **kwargs: Any) -> argparse.Action:
-        """`parser.add_argument` with a default of None; the real default is kept here and shown in --help as `shown` or itself."""
+    def add(self, parser: Any, *flags: str, default: Any = None, help: str = "", shown: str | None = None, path: Any = False, **kwargs: Any) -> argparse.Action:
+        """`parser.add_argument` with a default of None; the real default is kept here and shown in --help as `shown` or itself.
+
+        `path`: True for a path option, or a predicate on the `Path` for an option that may name a path (NAME_OR_SPEC):
+        such values are made absolute (`effnet._io.absolute_path`) before they are compared or saved."""
         text = help
         if kwargs.get("action") not in ("store_true", "store_false") and (shown is not None or default not in (None, "", False)):
             shown_text = shown if shown is not None else (" ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else str(default))
@@ -80,7 +88,13 @@ class ResumableOptions:
         action = parser.add_argument(*flags, default=None, help=text, **kwargs)
         self.defaults[action.dest] = default
         self.names[action.dest] = action.option_strings[-1] if action.option_strings else str(action.metavar or action.dest)
+        if path:
+            self.paths[action.dest] = None if path is True else path
         return action
+
+    def _absolute(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` with the path options' values absolute (others as they are)."""
+        return {k: absolute_path(v, self.paths[k]) if k in self.paths and isinstance(v, str) else v for k, v in values.items()}
 
     def add_resume(self, parser: Any) -> None:
         """The `--resume [DIR]` option (see the module docstring)."""
@@ -95,7 +109,7 @@ class ResumableOptions:
 
     def resolve(self, args: argparse.Namespace, default_out: str | None = None) -> Resolved:
         """Apply `--resume` and the saved options to the parsed `args` (the rules in the module docstring)."""
-        given = {name: _plain(getattr(args, name)) for name in self.defaults if getattr(args, name, None) is not None}
+        given = self._absolute({name: _plain(getattr(args, name)) for name in self.defaults if getattr(args, name, None) is not None})
         resume = getattr(args, "resume", None)
         out_text = getattr(args, "out_dir", None)
         if resume is None:
@@ -106,7 +120,7 @@ class ResumableOptions:
             if not out:
                 raise ResumeError(f"a bare --resume continues the {self.what} in --out-dir; give the run's directory: --resume DIR")
         else:
-            if out_text and Path(out_text) != Path(resume):
+            if out_text and Path(out_text).expanduser().resolve() != Path(resume).expanduser().resolve():
                 raise ResumeError(f"--resume {resume} and --out-dir {out_text} name two directories; give the run's directory once: --resume DIR")
             out = resume
         if not (Path(out) / self.marker).is_file():
@@ -117,7 +131,7 @@ class ResumableOptions:
         if saved.get("command") != self.command:
             raise ResumeError(f"{out} holds a run of `effnet {saved.get('command')}`, not of `effnet {self.command}`; resume it with that command")
         options = saved.get("options", {})
-        kept = {name: _plain(options.get(name, self.defaults[name])) for name in given}
+        kept = self._absolute({name: _plain(options.get(name, self.defaults[name])) for name in given})  # runs saved before paths were absolute
         refuse_changed(out, kept, given, self.may_change | self.not_saved, lambda name: self.names[name])
         values = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}, **given}
         return Resolved(Path(out), True, argparse.Namespace(**values), given, saved)

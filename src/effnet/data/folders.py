@@ -1,6 +1,6 @@
 """Image-folder datasets: ``root/train/CLASS/*`` + ``root/val/CLASS/*``, or ``root/CLASS/*`` with a held-out split.
 
-Images are opened with PIL, fully decoded and converted to RGB. A file that cannot be
+Images are read by `effnet.images.read_image` (PIL, EXIF orientation, RGB), as prediction reads them. A file that cannot be
 read (truncated, corrupt, not an image) does not stop training: the dataset returns
 ``(None, label)`` for it and `collate_skip_bad` drops it from the batch and counts it.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from effnet.data.transforms import stable_seed
-from effnet.preprocessing import _to_rgb
+from effnet.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 
 logger = logging.getLogger(__name__)
 
 VAL_DIR_NAMES = ("val", "validation", "valid")
+MIN_IMAGES_PER_CLASS = 5  # a class with fewer training images gets a warning: too few to learn it, or to measure it
 LAYOUT_HELP = "expected root/train/CLASS/*.jpg and root/val/CLASS/*.jpg, or root/CLASS/*.jpg (a validation fraction is then held out)"
 
 
@@ -34,22 +35,12 @@ class DataError(ValueError):
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image | None:
-    """Open, fully decode and convert an image to RGB; None (and a logged warning) when it cannot be read."""
+    """`read_image` (RGB, upright, fully decoded); None (and a logged warning) when the file cannot be read."""
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later inside a transform
-            rgb = _to_rgb(image)
-            # closing the file releases the decoded pixels too, so an RGB original is copied out
-            return rgb.copy() if rgb is image else rgb
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        # OSError covers UnidentifiedImageError and "image file is truncated"
+        return read_image(path)
+    except ImageReadError as error:
         logger.warning("skipping unreadable image %s: %s", path, error)
         return None
-
-
-def _is_image_file(path: str) -> bool:
-    name = os.path.basename(path)
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
 class _VisibleImageFolder(ImageFolder):
@@ -70,16 +61,16 @@ def _discover(root: Path, role: str) -> _VisibleImageFolder:
         raise DataError(f"{role} folder {str(root)!r} does not exist or is not a directory; {LAYOUT_HELP}")
     classes = _class_dirs(root)
     if not classes:
-        loose = [p.name for p in root.iterdir() if p.is_file() and _is_image_file(str(p))]
+        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_file(str(p))]
         found = f"{len(loose)} image files directly in it" if loose else "nothing usable in it"
         raise DataError(
             f"{role} folder {str(root)!r} has no class subfolders ({found}); {LAYOUT_HELP}: move each class's images into a subfolder named after the class"
         )
-    folder = _VisibleImageFolder(str(root), loader=load_image, is_valid_file=_is_image_file, allow_empty=True)
+    folder = _VisibleImageFolder(str(root), loader=load_image, is_valid_file=is_image_file, allow_empty=True)
     if not folder.samples:
         raise DataError(
             f"{role} folder {str(root)!r} has class subfolders {classes[:5]}{' ...' if len(classes) > 5 else ''} but no image files "
-            f"(looked for {', '.join(IMG_EXTENSIONS)}); {LAYOUT_HELP}"
+            f"(looked for {', '.join(IMAGE_SUFFIXES)}); {LAYOUT_HELP}"
         )
     counts = [0] * len(folder.classes)
     for _, label in folder.samples:
@@ -160,7 +151,7 @@ def image_folder_splits(data_dir: str | os.PathLike[str], *, val_fraction: float
                 f"(only in train: {only_train or 'none'}; only in {val_dir.name}: {only_val or 'none'}); "
                 "labels are assigned by sorted class-folder name, so both must have the same class subfolders (an empty one is fine)"
             )
-        return (ImageFolderSplit(train.samples, train.classes, str(train.root)), ImageFolderSplit(val.samples, val.classes, str(val.root)))
+        return _checked(ImageFolderSplit(train.samples, train.classes, str(train.root)), ImageFolderSplit(val.samples, val.classes, str(val.root)))
     if val_dir is not None:
         raise DataError(f"{str(root)!r} has a {val_dir.name!r} folder but no 'train' folder; {LAYOUT_HELP}")
     source = root / "train" if (root / "train").is_dir() else root
@@ -168,7 +159,30 @@ def image_folder_splits(data_dir: str | os.PathLike[str], *, val_fraction: float
         logger.info("no validation folder under %s: holding out %.0f%% of train/ for validation", root, 100 * val_fraction)
     folder = _discover(source, "data")
     train_samples, val_samples = _held_out(folder.samples, source, val_fraction)
-    return ImageFolderSplit(train_samples, folder.classes, str(source)), ImageFolderSplit(val_samples, folder.classes, str(source))
+    return _checked(ImageFolderSplit(train_samples, folder.classes, str(source)), ImageFolderSplit(val_samples, folder.classes, str(source)))
+
+
+_warned: set[str] = set()  # a folder is scanned more than once per run (plan, separability, training): warn once
+
+
+def _checked(train: ImageFolderSplit, val: ImageFolderSplit) -> tuple[ImageFolderSplit, ImageFolderSplit]:
+    """The splits, once the training split has two classes or more (DataError otherwise); a warning names classes with few images."""
+    counts = Counter(label for _, label in train.samples)
+    present = [name for index, name in enumerate(train.classes) if counts[index]]
+    if len(present) < 2:
+        raise DataError(
+            f"{train.root!r} has training images of {len(present)} class ({', '.join(map(repr, present)) or 'none'}): a classifier needs two classes or more; "
+            f"put each class's images in a subfolder of its own ({LAYOUT_HELP})"
+        )
+    few = [f"{name!r} ({counts[index]})" for index, name in enumerate(train.classes) if 0 < counts[index] < MIN_IMAGES_PER_CLASS]
+    message = (
+        f"{train.root}: class(es) with fewer than {MIN_IMAGES_PER_CLASS} training images: {', '.join(few)}; "
+        "too few to learn a class or to measure it: add images, or merge or drop the class"
+    )
+    if few and message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+    return train, val
 
 
 def find_images(root: str | os.PathLike[str], role: str = "image") -> list[Path]:
@@ -182,10 +196,10 @@ def find_images(root: str | os.PathLike[str], role: str = "image") -> list[Path]
     found = []
     for folder, subfolders, files in os.walk(root, followlinks=True):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found += [Path(folder) / name for name in files if _is_image_file(name)]
+        found += [Path(folder) / name for name in files if is_image_file(name)]
     if not found:
         raise DataError(
-            f"{role} folder {str(root)!r} holds no image files (looked recursively for {', '.join(IMG_EXTENSIONS)}); point it at a folder of images"
+            f"{role} folder {str(root)!r} holds no image files (looked recursively for {', '.join(IMAGE_SUFFIXES)}); point it at a folder of images"
         )
     return sorted(found, key=lambda path: path.relative_to(root).as_posix())
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from effnet.resume import ResumableOptions
 from effnet.search.strategies import STRATEGIES
+from effnet.train.config import DATASET_DEFAULT_HELP
 
 # defaults of the options that default to None on the command line (so that --resume can tell what was given)
 DEFAULTS: dict[str, Any] = {
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "reward": "soft",
     "w": -0.07,
     "evaluator": "proxy",
-    "dataset": "synthetic",
+    "dataset": "",
     "data_dir": "",
     "num_classes": 0,
     "resolution": 64,
@@ -80,7 +81,7 @@ def add_search_commands(command: Any) -> None:
     add(g, "--trials", type=int, metavar="N", default=DEFAULTS["trials"], help="architectures to sample (may grow on --resume)")
     add(g, "--batch-size", type=int, metavar="B", default=DEFAULTS["batch_size"], help="architectures per strategy update")
     add(g, "--seed", type=int, default=DEFAULTS["seed"], help="seed of the strategy")
-    add(g, "--space", metavar="FILE", help="YAML/JSON search space file", shown="MnasNet's space over B0's stages")
+    add(g, "--space", metavar="FILE", path=True, help="YAML/JSON search space file", shown="MnasNet's space over B0's stages")
     add(
         g,
         "--warm-start",
@@ -107,8 +108,8 @@ def add_search_commands(command: Any) -> None:
     add(g, "--w", type=float, default=DEFAULTS["w"], help="soft-constraint exponent")
     g = p.add_argument_group("evaluation")
     add(g, "--evaluator", choices=("proxy", "naswot"), default=DEFAULTS["evaluator"], help="proxy: short training; naswot: zero-cost score, no training")
-    add(g, "--dataset", default=DEFAULTS["dataset"], help="synthetic, shapes, folder, cifar10 or cifar100")
-    add(g, "--data-dir", default=DEFAULTS["data_dir"], help="dataset root (folder: train/CLASS/*.jpg [+ val/CLASS/*.jpg])")
+    add(g, "--dataset", default=DEFAULTS["dataset"], help="synthetic, shapes, folder, cifar10 or cifar100", shown=DATASET_DEFAULT_HELP)
+    add(g, "--data-dir", default=DEFAULTS["data_dir"], path=True, help="dataset root (folder: train/CLASS/*.jpg [+ val/CLASS/*.jpg])")
     add(g, "--num-classes", type=int, default=DEFAULTS["num_classes"], shown="0", help="classes (0: the dataset's; synthetic: 10, shapes: 16)")
     add(g, "--resolution", type=int, default=DEFAULTS["resolution"], help="input resolution of the candidates")
     add(g, "--epochs", type=int, default=DEFAULTS["epochs"], help="proxy training epochs per candidate")

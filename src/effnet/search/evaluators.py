@@ -29,6 +29,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from effnet.train.config import dataset_for
+
 EVALUATORS = ("proxy", "naswot", "toy")
 
 
@@ -37,7 +39,7 @@ class EvaluatorConfig:
     """How candidates are scored. Only the fields of `kind` matter; all are JSON-able (part of a search's identity)."""
 
     kind: str = "proxy"
-    dataset: str = "synthetic"
+    dataset: str = ""  # "": folder with a data_dir, else synthetic (effnet.train.config.dataset_for)
     data_dir: str = ""
     num_classes: int = 0  # 0: the dataset's (synthetic: 10)
     resolution: int = 64
@@ -55,6 +57,7 @@ class EvaluatorConfig:
     def __post_init__(self) -> None:
         if self.kind not in EVALUATORS:
             raise ValueError(f"unknown evaluator {self.kind!r}; expected one of {', '.join(EVALUATORS)}")
+        object.__setattr__(self, "dataset", dataset_for(self.dataset, self.data_dir))
         for name in ("resolution", "train_samples", "val_samples", "epochs", "batch_size", "naswot_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"evaluator {name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

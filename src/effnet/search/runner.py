@@ -97,7 +97,8 @@ class SearchConfig:
         except SpecError as err:
             raise SearchSpaceError(f"bad search space skeleton: {err}") from None
         try:
-            self.evaluator_config()
+            # the dataset as decided ("" with a data directory: folder), so the identity and the trials name it
+            self.evaluator = {**self.evaluator, "dataset": self.evaluator_config().dataset}
         except (TypeError, ValueError) as err:
             raise SearchError(f"bad evaluator settings: {err}") from None
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from effnet.resume import ResumableOptions
-from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME
+from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
 
 NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_NAME, may_change=MAY_CHANGE)
 NOISE_OPTIONS = ("randaugment_magnitude", "dropout", "drop_path")
@@ -34,15 +35,22 @@ def add_selftrain_commands(command: Any) -> None:
         "  effnet noisy-student --resume runs/ns                                # after a kill; --iterations N grows a finished run",
     )
     add = NOISY.add
-    add(p, "--labeled", metavar="DIR", help="labelled image folders: train/CLASS/* and val/CLASS/*, or CLASS/* (a validation fraction is held out)")
-    add(p, "--unlabeled", metavar="DIR", help="unlabelled images: any image files under DIR, recursively")
+    add(p, "--labeled", metavar="DIR", path=True, help="labelled image folders: train/CLASS/* and val/CLASS/*, or CLASS/* (a validation fraction is held out)")
+    add(p, "--unlabeled", metavar="DIR", path=True, help="unlabelled images: any image files under DIR, recursively")
     add(
         p,
         "--teacher",
         metavar="RUN_OR_MODEL",
+        path=is_run_dir,
         help="a training run directory (effnet train/finetune), or a model name: its pretrained weights are fine-tuned on --labeled first",
     )
-    add(p, "--student", metavar="MODEL_OR_SPEC", help="the student: a model name, spec file or block string, as large as the teacher or larger")
+    add(
+        p,
+        "--student",
+        metavar="MODEL_OR_SPEC",
+        path=Path.is_file,
+        help="the student: a model name, spec file or block string, as large as the teacher or larger",
+    )
     add(p, "--iterations", type=int, default=1, help="teacher -> student rounds; each student teaches the next")
     add(p, "--labels", choices=("soft", "hard"), default="soft", help="soft: the teacher's distribution; hard: its most likely class")
     add(p, "--confidence-threshold", type=float, default=0.3, help="drop pseudo-labelled images whose top probability is lower (the paper's value)")
@@ -67,7 +75,12 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--drop-path", type=float, default=0.2, help="student noise: stochastic depth of the last block (survival 0.8)")
     add(p, "--no-noise", action="store_true", help="train the student without noise (no RandAugment, dropout or drop path): the paper's ablation")
     add(
-        p, "--student-pretrained", default="auto", metavar="WEIGHTS", help="auto (a named model's pretrained weights, if any), default, none, or a weights file"
+        p,
+        "--student-pretrained",
+        default="auto",
+        metavar="WEIGHTS",
+        path=Path.is_file,
+        help="auto (a named model's pretrained weights, if any), default, none, or a weights file",
     )
     add(p, "--epochs", type=int, default=10, help="epochs of each training (teacher, students)")
     add(
@@ -76,7 +89,7 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--batch-size", type=int, default=0, help="images per step", shown="from the image count, as for fine-tuning")
     add(p, "--resolution", type=int, default=0, help="training resolution in pixels", shown="each model's own")
     add(p, "--seed", type=int, default=0, help="random seed of every training")
-    add(p, "--train-config", metavar="FILE", help="YAML/JSON file of further TrainConfig options for every training (e.g. lr, optimizer)")
+    add(p, "--train-config", metavar="FILE", path=True, help="YAML/JSON file of further TrainConfig options for every training (e.g. lr, optimizer)")
     add(p, "--label-batch-size", type=int, default=64, help="images per batch when labelling and evaluating")
     add(p, "--chunk-size", type=int, default=1024, help="images per resumable labelling chunk")
     add(p, "--workers", type=int, default=2, help="data-loader worker processes")

@@ -67,11 +67,19 @@ class Budget:
     batch_size: int = 0  # 0: from the image count, as fine-tuning does
 
     def values(self, steps_per_epoch: int) -> dict[str, Any]:
-        """epochs (and a per-epoch cap) giving `steps` steps, evaluated once at the end; or `epochs` as they are."""
+        """epochs (and a per-epoch cap) giving `steps` steps, evaluated once at the end; or `epochs` as they are.
+
+        Epochs are equally long, so `steps` is split into the longest epochs that divide it (20 steps at 7 per
+        epoch: 4 x 5, not 3 x 7 = 21). Where that would take more than twice the fewest epochs (a prime count
+        of steps), the nearest total of equal epochs is used; the plan line says the total.
+        """
         if not self.steps:
             return {"epochs": self.epochs}
-        epochs = math.ceil(self.steps / steps_per_epoch)
-        per_epoch = math.ceil(self.steps / epochs)
+        fewest = math.ceil(self.steps / steps_per_epoch)
+        per_epoch = next(p for p in range(min(steps_per_epoch, self.steps), 0, -1) if self.steps % p == 0)
+        epochs = self.steps // per_epoch
+        if epochs > 2 * fewest:
+            epochs, per_epoch = fewest, round(self.steps / fewest)
         return {"epochs": epochs, "max_steps_per_epoch": per_epoch if per_epoch < steps_per_epoch else 0, "eval_every": epochs}
 
 
@@ -120,7 +128,7 @@ def teacher_config(
     values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
     values.update(extra or {})
     config = TrainConfig.from_dict(values)
-    line = f"teacher {config.model} (pretrained): {images} labelled images -> batch {config.batch_size}, {steps_per_epoch} steps/epoch, {_length(config)}"
+    line = f"teacher {config.model} (pretrained): {images} labelled images -> batch {config.batch_size}, {steps_per_epoch} steps/epoch, {_length(config, steps_per_epoch)}"
     return config, line
 
 
@@ -156,11 +164,11 @@ def student_config(
     name = config.spec or config.model
     line = (
         f"student {name} ({start}): {labeled_images} labelled + {pseudo_images} pseudo-labelled images -> batch {batch} "
-        f"({split[0]} labelled + {split[1]} pseudo-labelled), {steps_per_epoch} steps/epoch, {_length(config)}; noise: {noise.describe()}"
+        f"({split[0]} labelled + {split[1]} pseudo-labelled), {steps_per_epoch} steps/epoch, {_length(config, steps_per_epoch)}; noise: {noise.describe()}"
     )
     return config, line
 
 
-def _length(config: TrainConfig) -> str:
-    cap = f" of at most {config.max_steps_per_epoch} steps" if config.max_steps_per_epoch else ""
-    return f"{config.epochs} epochs{cap}"
+def _length(config: TrainConfig, steps_per_epoch: int) -> str:
+    per_epoch = min(config.max_steps_per_epoch or steps_per_epoch, steps_per_epoch)
+    return f"{config.epochs} epochs x {per_epoch} steps = {config.epochs * per_epoch} optimizer steps"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet._io import atomic_write_text
+from effnet._io import absolute_path, atomic_write_text
 from effnet.data import DataError, find_images, image_folder_splits
 from effnet.resume import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
@@ -41,6 +41,27 @@ MAY_CHANGE = frozenset({"iterations", "workers", "device", "progress"})
 
 class NoisyStudentError(ValueError):
     """A Noisy Student run cannot start or continue as asked; the message says why and what to do."""
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a training run directory (it has the config.json every run writes first)."""
+    return (path / "config.json").is_file()
+
+
+# The config's paths, recorded absolute (resolved) so that a run resumes from any working directory: field -> which values are paths
+PATHS: dict[str, Any] = {
+    "labeled": None,
+    "unlabeled": None,
+    "out_dir": None,
+    "teacher": is_run_dir,
+    "student": Path.is_file,
+    "student_pretrained": Path.is_file,
+}
+
+
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """A config's values (NoisyStudentConfig's fields) with its paths absolute and resolved: relative and absolute spellings compare equal."""
+    return {k: absolute_path(v, PATHS[k]) if k in PATHS and isinstance(v, str) else v for k, v in values.items()}
 
 
 @dataclass
@@ -71,6 +92,8 @@ class NoisyStudentConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name, value in absolute_paths({name: getattr(self, name) for name in PATHS}).items():
+            setattr(self, name, value)
         if isinstance(self.noise, dict):
             self.noise = Noise(**self.noise)
         if isinstance(self.budget, dict):
@@ -127,7 +150,8 @@ class _State:
         now = config.to_dict()
         if resume:
             self.data = json.loads(self.path.read_text())
-            refuse_changed(out_dir, self.data["config"], now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
+            saved = absolute_paths(self.data["config"])  # a run saved before paths were absolute: resolved from here
+            refuse_changed(out_dir, saved, now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
             self.data["config"] = now
         else:
             self.data = {"version": STATE_VERSION, "config": now, "teacher": None, "iterations": {}}
@@ -172,7 +196,7 @@ def _given_teacher(config: NoisyStudentConfig) -> Path | None:
     from effnet.zoo import UnknownModelError, get_info
 
     given = Path(config.teacher).expanduser()
-    if (given / "config.json").is_file():
+    if is_run_dir(given):
         return given.resolve()
     try:
         get_info(config.teacher)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from effnet.resume import Resolved, ResumableOptions
 from effnet.scaling import ALPHA, BETA, GAMMA
+from effnet.train.config import DATASET_DEFAULT_HELP
 
 # 4 classes: on the synthetic task a few thousand images of proxy training get small nets above chance on 4 classes, not on 10
 SYNTHETIC_CLASSES = 4
@@ -49,7 +51,9 @@ def add_study_commands(command: Any) -> None:
         "  effnet grid-search efficientnet_b0 --ray-address 127.0.0.1:6379      # a `ray start --head` cluster ('local': Ray on this machine)",
     )
     add = GRID.add
-    add(p, "baseline", nargs="?", metavar="NAME_OR_SPEC", help="model name (effnet models), spec file (JSON or block string) or block string")
+    add(
+        p, "baseline", nargs="?", metavar="NAME_OR_SPEC", path=Path.is_file, help="model name (effnet models), spec file (JSON or block string) or block string"
+    )
     add(p, "--phi", type=float, default=1.0, help="compound coefficient of the candidates (the paper's step 1: 1)")
     add(p, "--step", type=float, default=0.05, help="grid step of α, β, γ (from 1 upwards)")
     add(p, "--tolerance", type=float, default=0.05, help="keep candidates with |α·β²·γ² - 2| <= this")
@@ -58,9 +62,9 @@ def add_study_commands(command: Any) -> None:
     _add_execution_options(p, GRID, default_out="runs/grid-search")
     for name, kind, default, text in BUDGET_OPTIONS:
         add(p, "--" + name.replace("_", "-"), type=kind, default=default, help=text, shown=str(default))
-    add(p, "--dataset", default="synthetic", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100")
-    add(p, "--data-dir", default="", help="dataset root (folder, cifar)")
-    add(p, "--train-config", metavar="FILE", help="YAML/JSON file of further TrainConfig options for every candidate (e.g. lr, optimizer)")
+    add(p, "--dataset", default="", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown=DATASET_DEFAULT_HELP)
+    add(p, "--data-dir", default="", path=True, help="dataset root (folder, cifar)")
+    add(p, "--train-config", metavar="FILE", path=True, help="YAML/JSON file of further TrainConfig options for every candidate (e.g. lr, optimizer)")
     add(p, "--list", action="store_true", help="only list the grid's candidates with their MACs; train nothing")
     add(p, "--json", action="store_true", help="print the result as JSON")
 
@@ -91,9 +95,9 @@ def add_study_commands(command: Any) -> None:
     s.set_defaults(handler=run_study_scaling)
     add = STUDY.add
     add(s, "--preset", choices=sorted(_presets()), default="mini", help="size of the study (see below)")
-    add(s, "--baseline", metavar="NAME_OR_SPEC", help="your baseline (model name, spec file or block string) instead of the preset's")
-    add(s, "--dataset", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown="the preset's")
-    add(s, "--data-dir", default="", help="dataset root (folder, cifar)")
+    add(s, "--baseline", metavar="NAME_OR_SPEC", path=Path.is_file, help="your baseline (model name, spec file or block string) instead of the preset's")
+    add(s, "--dataset", help="synthetic or shapes (built-in proxy tasks), folder, cifar10 or cifar100", shown="folder with --data-dir, else the preset's")
+    add(s, "--data-dir", default="", path=True, help="dataset root (folder, cifar)")
     add(s, "--seeds", type=int, help="seeds per network", shown="the preset's")
     add(
         s,
@@ -197,10 +201,11 @@ def run_grid_search(args: argparse.Namespace) -> int:
 
     from effnet.spec import NetSpec, SpecError
     from effnet.study.grid import analytic_cost, grid_search, plan_candidates, task_classes
-    from effnet.train.config import read_config_file
+    from effnet.train.config import dataset_for, read_config_file
 
     run = GRID.resolve(args, default_out="runs/grid-search")
     v = run.values
+    v.dataset = dataset_for(v.dataset, v.data_dir)
     if v.phi < 0:
         raise SpecError(f"--phi must be >= 0, got {v.phi:g}; the grid search scales by φ = 1 (twice the baseline's MACs)")
     if v.baseline is None:

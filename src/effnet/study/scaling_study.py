@@ -32,7 +32,7 @@ from effnet.proxy import evaluate_candidate, recipe, task_classes
 from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
 from effnet.spec import NetSpec
 from effnet.study.results import Point, StudyPreset, StudyResult
-from effnet.train.config import GENERATED_DATASETS
+from effnet.train.config import GENERATED_DATASETS, dataset_for
 
 DIMENSIONS = ("width", "depth", "resolution")
 PARTS = ("fig3", "fig4", "table3")  # (a), (b), (c)
@@ -293,7 +293,7 @@ def run_study(
         raise ValueError(f"--budget-minutes must be >= 0 (0: no budget), got {budget_minutes:g}")
     seed_list = list(range(n_seeds))
     train_options = {**preset.train, **(train or {})}
-    dataset = dataset or preset.dataset
+    dataset = dataset_for(dataset, data_dir, preset.dataset)
     if dataset != "synthetic":
         train_options.update(dataset=dataset, data_dir=data_dir)
         if dataset == "folder" and not data_dir:

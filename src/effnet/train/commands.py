@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from effnet.train.config import PRESETS, TrainConfig, read_config_file
+from effnet.train.config import DATASET_DEFAULT_HELP, PRESETS, TrainConfig, absolute_paths, read_config_file
 from effnet.train.finetune import FINETUNE_RECIPE
 
 # What `finetune` starts from when --preset names a recipe instead of the adaptive one: pretrained weights.
@@ -31,11 +31,11 @@ def add_train_commands(command: Any) -> None:
         "train a model with the paper's recipe",
         "Train a named model or a spec file. Defaults are the paper's recipe (RMSProp TF, 0.016 per 256 images,\n"
         "x0.97 every 2.4 epochs, label smoothing 0.1, EMA 0.9999, drop path 0.2, AutoAugment), made for 350 epochs\n"
-        "of ImageNet; --preset proxy is the recipe for minutes-long runs. Without --dataset, the built-in synthetic\n"
-        "proxy task is used.",
+        "of ImageNet; --preset proxy is the recipe for minutes-long runs. --data-dir DIR trains on the image folders in\n"
+        "DIR; with neither --data-dir nor --dataset, on the built-in synthetic proxy task.",
         epilog="examples:\n  effnet train --preset proxy --model efficientnet_b0 --resolution 96 --epochs 5 --out-dir runs/b0\n"
         "  effnet train --resume runs/b0\n"
-        "  torchrun --nproc-per-node 2 -m effnet train --dataset folder --data-dir DATA --sync-bn",
+        "  torchrun --nproc-per-node 2 -m effnet train --data-dir DATA --sync-bn",
     )
     add_config_options(p)
     p = command(
@@ -44,12 +44,14 @@ def add_train_commands(command: Any) -> None:
         "fine-tune pretrained weights on your images",
         "Fine-tune pretrained weights (EfficientNet-Lite0 by default, shipped offline) with a new classifier for your\n"
         "classes. The transfer recipe adapts to the data: batch size and warm-up come from the number of training images\n"
-        "(at least 10 steps per epoch), the new head starts at uniform predictions, BatchNorm keeps its pretrained\n"
-        "statistics, augmentation is mild, SGD with a cosine schedule; the choices are printed at start and saved in\n"
-        "config.json. --preset paper uses the paper's ImageNet recipe instead. --fixres RES adapts the result to a\n"
-        "larger test resolution (FixRes). See docs/finetuning.md.",
-        epilog="examples:\n  effnet finetune --dataset folder --data-dir my_photos --out-dir runs/mine\n"
-        "  effnet finetune --dataset folder --data-dir my_photos --fixres 288 --out-dir runs/mine-fixres\n"
+        "(at least 10 steps per epoch), the new head starts at uniform predictions, augmentation is mild, SGD with a\n"
+        "cosine schedule. BatchNorm is chosen from the data: where the pretrained features already separate the training\n"
+        "images' classes (nearest class mean), its statistics train and the backbone learns at the head's rate; otherwise\n"
+        "its pretrained statistics are kept and the backbone learns at x0.25 (--freeze-bn / --no-freeze-bn decide it).\n"
+        "The choices are printed at start and saved in config.json. --preset paper uses the paper's ImageNet recipe\n"
+        "instead. --fixres RES adapts the result to a larger test resolution (FixRes). See docs/finetuning.md.",
+        epilog="examples:\n  effnet finetune --data-dir my_photos --out-dir runs/mine\n"
+        "  effnet finetune --data-dir my_photos --fixres 288 --out-dir runs/mine-fixres\n"
         "  effnet finetune --resume runs/mine",
     )
     add_config_options(p, FINETUNE_RECIPE, finetune=True)
@@ -107,7 +109,9 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=f"{f.metadata.get('help', '')} (default: {shown})")
         else:
             shown = repr(default)
-            if finetune and f.name in ("batch_size", "warmup_epochs"):
+            if f.name == "dataset":
+                shown = DATASET_DEFAULT_HELP
+            elif finetune and f.name in ("batch_size", "warmup_epochs"):
                 shown = "set from the number of training images"
             elif finetune and f.name in BN_FROM_DATA:
                 shown = BN_FROM_DATA_HELP
@@ -149,7 +153,8 @@ def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
         hint = "it holds a last.pt but no config.json" if (run / CHECKPOINT_NAME).is_file() else "no run was started there"
         raise CheckpointError(f"cannot resume {run}: {hint}; give the run directory that an earlier `effnet train`/`finetune` wrote")
     saved = json.loads(saved_file.read_text())
-    refuse_changed(run, saved, given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
+    given = absolute_paths(given)  # compared as the run recorded them (a run from before: resolved from here)
+    refuse_changed(run, absolute_paths(saved), given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved, **changes, "resume": True, "out_dir": str(run)})
 
@@ -205,7 +210,9 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="efficientnet_b0", help="model name (default: %(default)s)")
     parser.add_argument("--spec", default="", help="NetSpec file instead of a model name")
     parser.add_argument("--weights", default="", help="weights file, or 'default' for the model's pretrained weights")
-    parser.add_argument("--dataset", default="synthetic", help="synthetic, shapes (generated proxy tasks), folder, cifar10 or cifar100 (default: %(default)s)")
+    parser.add_argument(
+        "--dataset", default="", help=f"synthetic, shapes (generated proxy tasks), folder, cifar10 or cifar100 (default: {DATASET_DEFAULT_HELP})"
+    )
     parser.add_argument("--data-dir", default="", help="dataset root (for folder and torchvision datasets)")
     parser.add_argument("--num-classes", type=int, default=0, help="classes (0: from the dataset)")
     parser.add_argument("--val-samples", type=int, default=0, help="validation images (0: 500 of the synthetic task, all of a real dataset)")
@@ -219,7 +226,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Top-1/top-5/loss/per-class accuracy of raw (and EMA, FixRes, for a run) weights at each test resolution.
+    """Top-1/top-5/loss/per-class accuracy (and the class names) of raw (and EMA, FixRes, for a run) weights at each test resolution.
 
     A run is evaluated exactly as its training evaluated it: its spec, its saved preprocessing (the
     pretrained weights' statistics, e.g. TF's for Lite) and its validation split.
@@ -290,7 +297,9 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
             data = validation_data(resolution)
             loader = DataLoader(data.val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=data.collate_fn)
             result = evaluate(model, loader, device, num_classes)
-            rows.append({"weights": label, "resolution": resolution, **result.to_dict()})
+            rows.append(
+                {"weights": label, "resolution": resolution, **result.to_dict(), "class_names": list(getattr(model, "class_names", None) or data.class_names)}
+            )
     return rows
 
 
@@ -303,6 +312,6 @@ def run_eval(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['weights']:<12} {row['resolution']:>10} {row['top1']:>8.2f} {row['top5']:>8.2f} {row['loss']:>8.4f} {row['count']:>7}")
     worst = min(rows, key=lambda r: r["top1"])
-    per_class = ", ".join(f"{i}: {v:.0f}" for i, v in enumerate(worst["per_class"]))
+    per_class = ", ".join(f"{name}: {v:.0f}" for name, v in zip(worst["class_names"], worst["per_class"], strict=True))
     print(f"per-class top-1 % ({worst['weights']} at {worst['resolution']} px): {per_class}")
     return 0

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet._io import absolute_path
+
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
 SCHEDULES = ("exponential", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -20,6 +22,9 @@ AUTO_AUGMENTS = ("autoaugment", "randaugment", "none")
 HEAD_INITS = ("zeros", "tf")
 SYNTHETIC_SAMPLES = (2000, 500)  # train, val images of a generated task unless set
 GENERATED_DATASETS = ("synthetic", "shapes")  # effnet.data.SYNTHETIC_TASKS
+# Fields that name paths, recorded absolute and resolved (config.json, resume): None, always a path; else which values are
+# paths (a model name, block string or 'default' stays as it is)
+PATH_FIELDS: dict[str, Any] = {"data_dir": None, "out_dir": None, "pseudo_labels": None, "spec": Path.is_file, "pretrained": Path.is_file}
 
 
 # Named starting points; explicit options override them.
@@ -78,7 +83,7 @@ class TrainConfig:
     num_classes: int = _f(0, "classes of the task (0: taken from the dataset)")
     resolution: int = _f(0, "training resolution in pixels (0: the model's native one)")
     # data
-    dataset: str = _f("synthetic", "synthetic or shapes (built-in proxy tasks), folder (image folders under --data-dir), cifar10 or cifar100")
+    dataset: str = _f("", "synthetic or shapes (built-in proxy tasks), folder (image folders under --data-dir), cifar10 or cifar100")
     data_dir: str = _f("", "dataset root: train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg with a held-out split")
     train_samples: int = _f(0, "training images: the synthetic task's count, a fixed subset of a real dataset (0: 2000 synthetic, all real)")
     val_samples: int = _f(0, "validation images, likewise (0: 500 synthetic, all real)")
@@ -193,6 +198,9 @@ class TrainConfig:
             raise ValueError("mixup needs class indices, but --pseudo-labels gives label distributions; drop --mixup or the pseudo labels")
         if not 0 <= self.crop_min_area <= 1:
             raise ValueError(f"crop-min-area is a fraction of the image area in [0, 1] (0: the dataset's default), got {self.crop_min_area}")
+        self.dataset = dataset_for(self.dataset, self.data_dir)
+        for name, value in absolute_paths({name: getattr(self, name) for name in PATH_FIELDS}).items():
+            setattr(self, name, value)  # the same run from any working directory, and in config.json as such
         if self.data_on_device and self.dataset not in GENERATED_DATASETS:
             raise ValueError(f"--data-on-device is for the generated tasks ({', '.join(GENERATED_DATASETS)}); {self.dataset} images go through the loader")
         if self.data_on_device and (self.auto_augment != "none" or self.pseudo_labels or self.progressive_stages):
@@ -257,6 +265,29 @@ class TrainConfig:
     def peak_lr(self, world_size: int) -> float:
         """The paper's rule: 0.016 per 256 images of global batch, unless --lr is given."""
         return self.lr if self.lr > 0 else self.lr_per_256 * self.global_batch(world_size) / 256
+
+
+DATASET_DEFAULT_HELP = "folder with --data-dir, else synthetic"
+
+
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig options with the paths among them absolute and resolved (`PATH_FIELDS`): `photos` and `/home/me/photos` compare equal."""
+    return {k: absolute_path(v, PATH_FIELDS[k]) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in values.items()}
+
+
+def dataset_for(dataset: str | None, data_dir: str | os.PathLike[str] | None, default: str = "synthetic") -> str:
+    """The dataset a run uses: the one named; with only a data directory, the image folders there; with neither, `default`.
+
+    A generated task named together with a data directory is a contradiction (the task reads no files): ValueError.
+    """
+    if not dataset:
+        return "folder" if data_dir else default
+    if dataset in GENERATED_DATASETS and data_dir:
+        raise ValueError(
+            f"--data-dir {str(data_dir)!r} names image folders, but --dataset {dataset} is a generated task that reads no files; "
+            "drop --dataset to train on the folders (a data directory means --dataset folder), or drop --data-dir"
+        )
+    return dataset
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""How long a training run will take: its first steps timed, the rest estimated, with advice when that is long."""
+"""How long a training run will take: its first steps timed, the rest estimated (again after the first epoch), with advice when that is long."""
 
 from __future__ import annotations
 
@@ -33,21 +33,32 @@ class StepTimer:
         return len(self.starts) >= self.SKIP + self.MEASURE
 
     def estimate(self, trainer: Any) -> str:
-        cfg = trainer.config
+        """The first estimate, from the first steps (their data loading included)."""
         per_step = (time.perf_counter() - self.starts[self.SKIP]) / (len(self.starts) - self.SKIP)
-        remaining = trainer.steps_per_epoch * cfg.epochs - trainer.global_step
-        evaluations = sum(1 for e in range(trainer.epoch + 1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs)
+        return _line(trainer, "time", per_step, None)
+
+
+def epoch_estimate(trainer: Any, seconds: float, steps: int, eval_seconds: float | None) -> str:
+    """The estimate refreshed after an epoch: `steps` steps in `seconds` of wall time (a machine busy with other work
+    shows here, not in the first steps), and one evaluation in `eval_seconds` when the epoch had one."""
+    return _line(trainer, f"time, measured over epoch {trainer.epoch}", seconds / max(1, steps), eval_seconds)
+
+
+def _line(trainer: Any, label: str, per_step: float, eval_seconds: float | None) -> str:
+    cfg = trainer.config
+    remaining = trainer.steps_per_epoch * cfg.epochs - trainer.global_step
+    evaluations = sum(1 for e in range(trainer.epoch + 1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs)
+    if eval_seconds is None:
         per_image = per_step / (cfg.batch_size * cfg.grad_accum)
         # an eval image costs about a third of a training image (forward only); EMA doubles it
-        eval_seconds = evaluations * len(trainer.data.val) * per_image / 3 * (2 if trainer.ema is not None else 1)
-        total = per_step * remaining + eval_seconds
-        line = (
-            f"time: {per_step:.2f} s/step on this machine ({cfg.batch_size * cfg.grad_accum / per_step:.1f} images/s) -> "
-            f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {cfg.epochs} epochs"
+        eval_seconds = len(trainer.data.val) * per_image / 3 * (2 if trainer.ema is not None else 1)
+    total = per_step * remaining + evaluations * eval_seconds
+    line = (
+        f"{label}: {per_step:.2f} s/step on this machine ({cfg.batch_size * cfg.grad_accum / per_step:.1f} images/s) -> "
+        f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {cfg.epochs} epochs"
+    )
+    if total > StepTimer.LONG:
+        line += (
+            "; for a quicker run: --preset proxy (a recipe for short runs), a smaller --resolution (e.g. 128), fewer --epochs, a GPU, or --max-steps-per-epoch"
         )
-        if total > self.LONG:
-            line += (
-                "; for a quicker run: --preset proxy (a recipe for short runs), a smaller --resolution (e.g. 128), fewer --epochs, "
-                "a GPU, or --max-steps-per-epoch"
-            )
-        return line
+    return line

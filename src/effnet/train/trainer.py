@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from effnet.train.network import batchnorm_eval, freeze_backbone, make_model, ne
 from effnet.train.optim import make_optimizer, make_scheduler
 from effnet.train.progressive import Stage, config_schedule, stage_of
 from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, SPEC_NAME, config_preprocessing
-from effnet.train.timing import StepTimer
+from effnet.train.timing import StepTimer, epoch_estimate
 
 
 class TrainingDiverged(RuntimeError):
@@ -179,6 +180,8 @@ class Trainer:
         self._rng_at_step = rng_state()
         self._last_save = time.monotonic()
         self._timing: StepTimer | None = StepTimer()
+        self._epoch_estimate_due = True  # refreshed once, after the first epoch this process runs
+        self._epoch_start: tuple[float, int] = (0.0, 0)  # when the epoch in progress started here, and at which step
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -373,6 +376,7 @@ class Trainer:
 
     def _run_epoch(self) -> None:
         cfg = self.config
+        self._epoch_start = (time.perf_counter(), self.step_in_epoch)
         self.trained.train()
         if cfg.freeze_backbone:
             train_only_classifier_mode(self.model)
@@ -405,7 +409,7 @@ class Trainer:
             self._rng_at_step = rng_state()
             if self._timing is not None and self._timing.ready():
                 if self.main and cfg.verbose:
-                    print(self._timing.estimate(self), flush=True)
+                    _say(self._timing.estimate(self), bar)  # a line of its own, not inside the progress bar's
                 self._timing = None
             if self.step_in_epoch < self.steps_per_epoch and self._checkpoint_due():
                 self.train_seconds += elapsed
@@ -430,8 +434,11 @@ class Trainer:
             "seconds": round(self.train_seconds, 2),
         }
         last_epoch = self.epoch + 1 == cfg.epochs
+        eval_seconds = None
         if (self.epoch + 1) % cfg.eval_every == 0 or last_epoch:
+            eval_started = time.perf_counter()
             raw, ema = self.evaluate()
+            eval_seconds = time.perf_counter() - eval_started
             row.update({"val_loss": raw.loss, "val_top1": raw.top1, "val_top5": raw.top5, "val_per_class": raw.per_class})
             self.best["top1"] = max(self.best["top1"], raw.top1)
             if ema is not None:
@@ -451,6 +458,13 @@ class Trainer:
             if cfg.verbose:
                 shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
                 print(json.dumps(shown), flush=True)
+        if self._epoch_estimate_due and self.epoch < cfg.epochs:
+            # the first steps' estimate misses what a whole epoch shows (a busy machine, loader starts, checkpoints): again, measured
+            self._epoch_estimate_due = False
+            started, first_step = self._epoch_start
+            seconds = time.perf_counter() - started - (eval_seconds or 0.0)
+            if self.main and cfg.verbose:
+                print(epoch_estimate(self, seconds, self.steps_per_epoch - first_step, eval_seconds), flush=True)
 
     def evaluate(self) -> tuple[EvalResult, EvalResult | None]:
         """Raw and EMA weights on the validation set (every process evaluates the whole set: simple, and val is small)."""
@@ -535,6 +549,15 @@ def _mixup(alpha: float, num_classes: int) -> Any:
     from torchvision.transforms import v2
 
     return v2.MixUp(alpha=alpha, num_classes=num_classes)
+
+
+def _say(line: str, bar: Any) -> None:
+    """Print a line of its own while a progress bar may be drawn (tqdm clears the bar's line, prints, draws it again)."""
+    if bar is not None:
+        bar.write(line)
+        sys.stdout.flush()
+    else:
+        print(line, flush=True)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
