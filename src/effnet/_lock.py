@@ -74,7 +74,10 @@ def lock_directory(directory: str | Path, what: str = "run") -> DirectoryLock:
         import fcntl
     except ImportError:  # not POSIX: no flock
         return DirectoryLock(None)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file: flock works on a read-only descriptor too (the holder is not recorded)
+        fd = os.open(directory / LOCK_NAME, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -111,10 +114,12 @@ def _holder(fd: int) -> dict[str, Any]:
 
 
 def _write_holder(fd: int) -> None:
-    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    argv = ["effnet" if program == "__main__.py" else program, *sys.argv[1:]]  # `python -m effnet` reads as `effnet`
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(argv)[:300], "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    with contextlib.suppress(OSError):  # a read-only descriptor, a full disk: the lock holds without the note
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
 
 
 def _refusal(directory: Path, what: str, holder: dict[str, Any]) -> str:
