@@ -5,7 +5,8 @@ Every command is a thin layer over the library, registered by its group's module
 demo), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
 `effnet.search.commands`, `effnet.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
 `main(argv)` returns the exit status (0 success, 1 nothing classified by `predict`, 2 usage or
-input errors, a run directory in use; 4 a file that could not be written, e.g. on a full disk) and prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
+input errors or a run directory in use, 4 a file that could not be written, e.g. on a full disk) and
+prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
 """
 
 from __future__ import annotations
