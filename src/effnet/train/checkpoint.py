@@ -87,6 +87,17 @@ def state_bytes(state: Any) -> int:
     return len(state) if isinstance(state, str) else 0
 
 
+def atomic_torch_save(path: str | Path, obj: Any, **options: Any) -> None:
+    """`torch.save(obj)` to `path` with `effnet._io.atomic_write` (and its `options`), through a file object: a full disk
+    then surfaces as the OSError it is (saving to a path, torch's writer says only "unexpected pos")."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    atomic_write(path, write, **options)
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any], rng: dict[str, Any] | None = None) -> None:
     """Write `payload` (plus format version and RNG states, `rng` or the current ones) atomically to `path`.
 
@@ -101,12 +112,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], rng: dict[str, An
     replaced = known.get("last") if path.exists() else known.get("previous") if previous_of(path).exists() else None
     if path.exists():
         previous_of(path).unlink(missing_ok=True)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:  # a file object: a full disk then surfaces as the OSError it is
-            torch.save(payload, handle)
-
-    atomic_write(path, write, size=state_bytes(payload), verify=lambda tmp: _read_back(tmp, position), keep=previous_of(path))
+    atomic_torch_save(path, payload, size=state_bytes(payload), verify=lambda tmp: _read_back(tmp, position), keep=previous_of(path))
     atomic_write_text(path.with_name(POSITIONS_NAME), json.dumps({"last": position, "previous": replaced}) + "\n")
 
 
