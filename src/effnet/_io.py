@@ -138,7 +138,7 @@ def write_failure(err: BaseException, path: Path, needed: int, exact: bool = Tru
     kept = f"the previous {path.name} is intact" if path.exists() else f"no partial {path.name} was left"
     if code in DISK_FULL or code is None:
         reason = os.strerror(code) if code is not None else f"the write failed ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-        amount = f"{human(needed)}" if exact else f"more than the {human(needed)} written when it failed"
+        amount = human(needed) if exact else f"more than the {human(needed)} written when it failed" if needed else "more than is free"
         space = f"{human(free)} free there" if free is not None else "free space unknown"
         message = (
             f"cannot write {path}: {reason}. It needs {amount}; {space}. Nothing was lost: {kept}, no temporary file was left. "
