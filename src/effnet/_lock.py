@@ -6,7 +6,7 @@ takes it (with a note) and no PID check can race. The file names its holder (PID
 the refusal a second process gets at once. Under torchrun only rank 0 locks; a process that already
 holds a directory may lock it again (counted); forked children (DataLoader workers) close the lock
 they inherit, so a worker outliving its parent never keeps a directory locked. Read-only commands
-(`eval --run`, `predict --run`, `export --run`) take no lock.
+(`eval --run`, `predict --run`, `rundir.load_run_model`) take no lock.
 """
 
 from __future__ import annotations
