@@ -27,10 +27,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write_text
+from effnet._lock import DirectoryLock, lock_directory
 from effnet.ranking import ranking_warning
 from effnet.resume import changed_keys, save_options, short
 
@@ -99,10 +102,16 @@ class TrialStore:
             self._write()
 
     def _load(self) -> None:
+        torn = None
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            text = self.path.read_text()
+            data = json.loads(text)
+        except OSError as err:
             raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
+        except json.JSONDecodeError as err:
+            data, torn = _salvage(text), len(text)
+            if data is None:
+                raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
         if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
             raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
         saved = _upgrade(data["identity"])
@@ -113,6 +122,15 @@ class TrialStore:
         for item in data["trials"]:
             trial = Trial.from_dict(item)
             self._trials[trial.key] = trial
+        if torn is not None:
+            kept = self.path.with_name(self.path.name + ".torn")
+            os.replace(self.path, kept)
+            self._write()
+            warnings.warn(
+                f"{self.path}: its end is torn ({torn - data['end']} unreadable bytes after {len(self._trials)} complete trial(s); a process killed "
+                f"mid-write, or a copy cut short?); skipped: the complete trials are kept, the rest runs again (the torn file: {kept.name})",
+                stacklevel=4,
+            )
 
     def _write(self) -> None:
         payload = {"version": STATE_VERSION, "identity": self.identity, "trials": [t.to_dict() for t in self._trials.values()]}
@@ -135,6 +153,39 @@ class TrialStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._trials
+
+
+_TRIALS_START = re.compile(r'\s*,\s*"trials"\s*:\s*\[\s*')
+_SEPARATOR = re.compile(r"\s*,\s*")
+
+
+def _salvage(text: str) -> dict[str, Any] | None:
+    """The identity and every complete trial of a store's text cut short anywhere, and where the readable part ends
+    ('end'); None when the identity itself is lost. (`TrialStore._write` writes version, identity, then the trials.)"""
+    decoder = json.JSONDecoder()
+    start = re.search(r'"identity"\s*:\s*', text)
+    try:
+        identity, end = decoder.raw_decode(text, start.end()) if start else (None, 0)
+    except json.JSONDecodeError:
+        return None
+    opening = _TRIALS_START.match(text, end) if start else None
+    if opening is None:
+        return None
+    trials, end = [], opening.end()
+    while True:
+        try:
+            item, after = decoder.raw_decode(text, end)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(item, dict):
+            break
+        trials.append(item)
+        end = after
+        separator = _SEPARATOR.match(text, end)
+        if separator is None:
+            break
+        end = separator.end()
+    return {"identity": identity, "trials": trials, "end": end}
 
 
 def evaluator_name(fn: Callable[..., Any]) -> str:
@@ -169,6 +220,7 @@ class Experiment:
     workers: int = 1
     ray_address: str | None = None
     threads_per_worker: int | None = None
+    lock: DirectoryLock | None = field(default=None, repr=False, compare=False)  # held while the experiment object lives
 
     @classmethod
     def open(
@@ -189,19 +241,26 @@ class Experiment:
         `markers` are the files whose presence means the directory holds such an experiment;
         `options` (the command line's, from `effnet.resume`) are saved there as options.json.
         Raises TrialsError when the directory does not fit: a run there and no `resume`, no run
-        there to resume, or a run of another identity.
+        there to resume, or a run of another identity; `effnet._lock.DirectoryInUse` while another
+        process holds it. The directory stays locked while the Experiment (or a copy) lives; workers
+        never take the lock (they write nothing there).
         """
         if out_dir is None:
             return cls(None, None, workers, ray_address, threads_per_worker)
         out = Path(out_dir)
-        present = [out / name for name in markers if (out / name).exists()]
-        if present and not resume:
-            raise TrialsError(f"{out} already holds a {what} ({present[0]}); pass --resume to continue it or choose another --out-dir")
-        if resume and not present:
-            raise TrialsError(f"--resume: {out} holds no {what} to continue (no {markers[0]}); drop --resume to start one")
-        store = TrialStore(out, identity)
-        save_options(out, options)
-        return cls(out, store, workers, ray_address, threads_per_worker)
+        lock = lock_directory(out, what)
+        try:
+            present = [out / name for name in markers if (out / name).exists()]
+            if present and not resume:
+                raise TrialsError(f"{out} already holds a {what} ({present[0]}); pass --resume to continue it or choose another --out-dir")
+            if resume and not present:
+                raise TrialsError(f"--resume: {out} holds no {what} to continue (no {markers[0]}); drop --resume to start one")
+            store = TrialStore(out, identity)
+            save_options(out, options)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(out, store, workers, ray_address, threads_per_worker, lock)
 
     def stored(self, items: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
         """The keys of `items` whose trials are already in the store (finished by an earlier run)."""

@@ -346,4 +346,5 @@ def save_file(state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata
     from effnet._io import atomic_write
 
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_safetensors(tensors, tmp, metadata=metadata))
+    size = sum(t.numel() * t.element_size() + 100 for t in tensors.values())  # data + its header entry, about
+    atomic_write(path, lambda tmp: save_safetensors(tensors, tmp, metadata=metadata), size=size)

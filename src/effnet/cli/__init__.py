@@ -5,7 +5,8 @@ Every command is a thin layer over the library, registered by its group's module
 demo), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
 `effnet.search.commands`, `effnet.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
 `main(argv)` returns the exit status (0 success, 1 nothing classified by `predict`, 2 usage or
-input errors) and prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
+input errors or a run directory in use, 4 a file that could not be written, e.g. on a full disk) and
+prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.cli.common import CLIError, HelpFormatter
-from effnet.exit_status import INTERRUPTED, USAGE
+from effnet.exit_status import INTERRUPTED, USAGE, WRITE_FAILED
 
 __all__ = ["CLIError", "build_parser", "main", "run"]
 
@@ -76,6 +77,8 @@ def _error_text(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `effnet` command line with `argv` (default: sys.argv[1:]) and return the exit status."""
+    from effnet._io import WriteError
+    from effnet._lock import DirectoryInUse
     from effnet.spec import SpecError
     from effnet.train.checkpoint import CheckpointError
     from effnet.weights import WeightsError
@@ -92,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved_showwarning, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.handler(args)
-    except (CLIError, SpecError, WeightsError, UnknownModelError, CheckpointError, OSError, ValueError) as err:
+    except WriteError as err:  # a full disk: the message says what was needed, what is free and that nothing was lost
+        print(f"effnet: error: {err}", file=sys.stderr)
+        return WRITE_FAILED
+    except (CLIError, SpecError, WeightsError, UnknownModelError, CheckpointError, DirectoryInUse, OSError, ValueError) as err:
         if isinstance(err, BrokenPipeError):
             return _broken_pipe()
         print(f"effnet: error: {_error_text(err)}", file=sys.stderr)

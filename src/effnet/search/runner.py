@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 
-from effnet._io import atomic_write
 from effnet.proxy import recipe
 from effnet.resume import changed_keys, short
 from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
@@ -42,6 +41,7 @@ from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space
 from effnet.search.strategies import STRATEGIES, make_strategy
 from effnet.spec import SpecError
+from effnet.train.checkpoint import atomic_torch_save
 from effnet.train.config import GENERATED_DATASETS
 
 CONFIG_FILE = "search.json"
@@ -162,7 +162,7 @@ def _save_state(path: Path, identity: dict[str, Any], strategy: Any, history: li
         "batches": json.dumps(batches),
         "pending": json.dumps(pending),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_torch_save(path, payload)
 
 
 def _load_state(path: Path) -> dict[str, Any]:

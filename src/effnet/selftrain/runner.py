@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import absolute_path, atomic_write_text
+from effnet._lock import lock_directory
 from effnet.data import DataError, find_images, image_folder_splits
 from effnet.resume import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
@@ -183,7 +184,7 @@ def _train(config: Any, line: str) -> Path:
     out = Path(config.out_dir)
     if (out / "model.safetensors").is_file():
         return out
-    if (out / "last.pt").is_file():
+    if (out / "last.pt").is_file() or (out / "previous.pt").is_file():
         config = dataclasses.replace(config, resume=True)
         line += " (resuming from its checkpoint)"
     _log(line)
@@ -270,7 +271,6 @@ def run_noisy_student(config: NoisyStudentConfig, resume: bool = False, options:
 
 
 def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | None) -> NoisyStudentResult:
-    from effnet.resume import save_options
     from effnet.train.rundir import load_run_model
     from effnet.zoo import resolve_spec
 
@@ -288,15 +288,22 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
     else:
         teacher_spec = resolve_spec(config.teacher)
     check_student_size(teacher_spec, config.student, len(classes))
-    if _main():
-        out.mkdir(parents=True, exist_ok=True)
+    with lock_directory(out, "noisy-student run"):  # rank 0 only; the teacher's and students' runs lock their own
+        return _iterate(config, out, resume, options, given_teacher, classes, len(labeled_train))
+
+
+def _iterate(
+    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int
+) -> NoisyStudentResult:
+    from effnet.resume import save_options
+
     state = _State(out, config, resume)
     if _main():
         save_options(out, options)
-    teacher_run = given_teacher or _train_teacher(config, out, state, len(labeled_train))
+    teacher_run = given_teacher or _train_teacher(config, out, state, labeled)
     records = []
     for k in range(1, config.iterations + 1):
-        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, len(labeled_train)))
+        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, labeled))
         if _main():
             write_summary(out, records)
     return NoisyStudentResult(out, records)

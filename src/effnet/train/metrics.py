@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,26 @@ def write_history(history: list[dict[str, Any]], out_dir: str | Path) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(out / "metrics.csv", buffer.getvalue())
+
+
+def repair_history(out_dir: str | Path, history: list[dict[str, Any]]) -> None:
+    """On resume: metrics.jsonl as the checkpoint's `history` says, with a warning for a torn last line (a kill mid-write,
+    or a copy cut short) that is skipped. Rewritten only when it differs (e.g. after a fall-back to previous.pt)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text(errors="replace").splitlines()
+    rows, unreadable = [], []
+    for number, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            unreadable.append(number)
+    if unreadable:
+        where = "its last line is torn" if unreadable == [len(lines) - 1] else f"{len(unreadable)} line(s) are unreadable"
+        warnings.warn(f"{path}: {where} (a process killed mid-write?); skipped: the metrics are rewritten from the checkpoint's history", stacklevel=3)
+    if unreadable or rows != json.loads(json.dumps(history)):
+        write_history(history, out_dir)
 
 
 def plot_history(history: list[dict[str, Any]], out_dir: str | Path) -> Path | None:

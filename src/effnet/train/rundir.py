@@ -3,7 +3,9 @@
 What a run writes (see `Trainer`): config.json (every option, resolved), spec.json (the network),
 preprocessing.json (the eval preprocessing it validated with), classes.json (class names in
 label order), model.safetensors / ema.safetensors / fixres.safetensors (weights; FixRes also
-writes fixres.json with its test resolution), last.pt (the resumable checkpoint), metrics.
+writes fixres.json with its test resolution), last.pt and previous.pt (the resumable checkpoint and the one
+before it; checkpoints.json says where each was), metrics, and .effnet.lock (held by the process training there,
+`effnet._lock`). Reading a run, as here, needs no lock.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,25 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from effnet._io import atomic_write_text
+from effnet._lock import lock_directory
 from effnet.train import distributed as D
-from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError, check_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from effnet.train.checkpoint import (
+    CHECKPOINT_NAME,
+    PREVIOUS_NAME,
+    CheckpointError,
+    check_compatible,
+    check_space,
+    load_newest,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_bytes,
+)
 from effnet.train.config import TrainConfig
 from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.fixres import run_fixres
-from effnet.train.metrics import plot_history, write_history
+from effnet.train.metrics import plot_history, repair_history, write_history
 from effnet.train.network import batchnorm_eval, freeze_backbone, make_model, network_of, train_only_classifier_mode
 from effnet.train.optim import make_optimizer, make_scheduler
 from effnet.train.progressive import Stage, config_schedule, stage_of
@@ -92,6 +105,8 @@ class Trainer:
         self.dist = D.init_distributed(self.device)
         self.out_dir = Path(config.out_dir)
         self.main = self.dist.is_main
+        # one process per run directory, taken before anything is built (rank 0 only); released at the end of run()
+        self.lock = lock_directory(self.out_dir, "training run")
         if allocator is not None and self.main:
             print(allocator.describe())
         torch.manual_seed(config.seed)
@@ -221,8 +236,10 @@ class Trainer:
             by_time = not D.all_true(not by_time, self.dist, self.device)  # any process's clock decides for all
         return by_steps or by_time
 
-    def load(self, path: Path) -> None:
-        data = load_checkpoint(path)
+    def load(self, path: Path) -> Path:
+        """Restore the checkpoint at `path`, or its previous generation where that one is unreadable; the file used."""
+        data, used = load_newest(path, set_aside=self.main)
+        path = used
         check_compatible(data, self.config.to_dict(), path, self.model.spec.to_json())
         try:
             self.model.load_state_dict(data["model"])
@@ -246,6 +263,7 @@ class Trainer:
             )
         set_rng_state(data["rng"])
         self._rng_at_step = data["rng"]
+        return used
 
     # ------------------------------------------------------------------ data
     def _source_mix(self) -> Any:
@@ -477,15 +495,23 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train to the configured number of epochs (resuming if asked); write weights and a summary."""
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         last = self.out_dir / CHECKPOINT_NAME
         if cfg.resume:
-            self.load(last)
+            used = self.load(last)
             if self.main:
-                print(f"resumed from {last}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
-        elif last.exists():
+                print(f"resumed from {used}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
+                repair_history(self.out_dir, self.history)
+        elif last.exists() or (self.out_dir / PREVIOUS_NAME).exists():
             raise CheckpointError(f"{self.out_dir} already holds a run ({last}); pass --resume to continue it or choose another --out-dir")
         if self.main:
+            self._warn_if_short_of_space()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.json", cfg.to_json() + "\n")
             self.model.spec.save(self.out_dir / "spec.json")
@@ -505,6 +531,13 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return self._finish()
+
+    def _warn_if_short_of_space(self) -> None:
+        """Before the first checkpoint: say so when the disk cannot hold two of them (model, EMA and two optimizer slots per weight)."""
+        model = state_bytes(self.model.state_dict())
+        warning = check_space(self.out_dir, model * (2 if self.ema is not None else 1) + 2 * state_bytes(list(self.model.parameters())))
+        if warning:
+            warnings.warn(warning, stacklevel=3)
 
     def _finish(self) -> TrainResult:
         from effnet.profile import profile_spec
