@@ -103,9 +103,6 @@ def test_train_config_keys_round_trip_and_reject_bad_ones():
         TrainBenchConfig.parse("effnet+turbo")
     with pytest.raises(ValueError, match="add \\+compile"):
         TrainBenchConfig.parse("effnet+budget")
-    with pytest.warns(DeprecationWarning, match="TrainBenchConfig"):
-        from effnet.bench import TrainConfig
-    assert TrainConfig is TrainBenchConfig
 
 
 def test_train_worker_runs_lean_steps():

@@ -53,16 +53,14 @@ def test_scale_is_identity_at_one() -> None:
     assert compound(b0, 0) == b0
 
 
-def test_resolution_multiplier_is_resolution_mult_and_the_old_name_warns() -> None:
+def test_resolution_multiplier_is_resolution_mult() -> None:
     b0 = effnet.get_spec("efficientnet_b0")
     scaled = scale(b0, resolution_mult=1.15)
     assert scaled.resolution == 258 and scaled.stages == b0.stages  # round(224 * 1.15) pixels, nothing else changed
     assert scale(b0, resolution_mult=1.15, image_size=300).resolution == 300  # pixels given exactly win
     assert scale_along(b0, "resolution", 1.15) == scaled and scale_along(b0, "width", 1.1) == scale(b0, width=1.1)
-    with pytest.warns(DeprecationWarning, match="resolution_mult"):
-        assert scale(b0, resolution=1.15) == scaled
-    with pytest.raises(SpecError, match="give the resolution multiplier once"):
-        scale(b0, resolution=1.15, resolution_mult=1.3)
+    with pytest.raises(TypeError, match="resolution"):
+        scale(b0, resolution=1.15)  # the multiplier's name says it is not pixels
     with pytest.raises(SpecError, match="unknown scaling dimension 'compound'"):
         scale_along(b0, "compound", 1.0)
 

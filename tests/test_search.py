@@ -389,18 +389,6 @@ def test_proxy_training_and_naswot_score_a_real_candidate():
     assert 0 < score <= 8 * math.log(units) + 1e-6
 
 
-def test_the_former_name_of_the_search_score_warns_and_still_works():
-    import effnet.search
-    from effnet.search import evaluators
-
-    with pytest.warns(DeprecationWarning, match="now score_candidate"):
-        assert evaluators.evaluate_candidate is score_candidate
-    with pytest.warns(DeprecationWarning):
-        assert effnet.search.evaluate_candidate is score_candidate
-    with pytest.raises(AttributeError):
-        evaluators.no_such_name  # noqa: B018
-
-
 # ------------------------------------------------------------------ bad input
 def test_target_zero_and_unreadable_dataset_fail_before_anything_is_written(tmp_path):
     space = small_space()

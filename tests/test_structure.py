@@ -1,4 +1,4 @@
-"""The shape of the package: no import cycles, a torch-free spec layer, benchmark scripts that import, deprecated aliases that still work."""
+"""The shape of the package: no import cycles, a torch-free spec layer, benchmark scripts that import."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -158,9 +157,6 @@ def test_top_level_names_resolve() -> None:
     for name in effnet.__all__:
         assert getattr(effnet, name) is not None
     assert callable(effnet.profile) and effnet.profile(effnet.get_spec("b0")).params == 5288548
-    code = "import effnet; print(effnet.fast.optimize.__name__, effnet.nn.blocks.__name__, effnet.weights.WeightsError.__name__)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120, check=True)
-    assert run.stdout.split() == ["optimize", "effnet.nn.blocks", "WeightsError"]  # submodules a bare `import effnet` reached before stay reachable
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         effnet.nope  # noqa: B018
     with pytest.raises(TypeError, match=r"use effnet.profile\(name\)"):
@@ -175,20 +171,6 @@ def test_benchmark_scripts_import(script: str) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # runs the imports and definitions, not main()
     assert callable(module.main)
-
-
-def test_old_module_nn_efficient_warns_and_reexports() -> None:
-    from effnet.nn import efficient, lean
-
-    with pytest.warns(DeprecationWarning, match="import use_memory_efficient_ops from effnet.nn.lean"):
-        assert efficient.use_memory_efficient_ops is lean.use_memory_efficient_ops
-    with pytest.warns(DeprecationWarning):
-        from effnet.nn.efficient import LeanConvBnAct
-    assert LeanConvBnAct is lean.LeanConvBnAct
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError):
-            efficient.no_such_name  # noqa: B018
 
 
 def test_the_readme_set_up_commands_are_what_ci_runs() -> None:

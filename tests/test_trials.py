@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from effnet.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, ranking_warning, run_trials
+from effnet.ranking import ranking_warning
+from effnet.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, run_trials
 
 
 def square(params: dict) -> dict:
@@ -85,14 +86,13 @@ def test_the_experiment_skeleton_opens_by_identity_runs_and_resumes(tmp_path):
     in_memory.write("result.txt", "nothing\n")
 
 
-def test_a_store_saved_under_a_moved_evaluator_resumes(tmp_path):
+def test_a_store_of_another_evaluator_is_refused(tmp_path):
     from effnet.proxy import evaluate_candidate
 
     assert evaluator_name(evaluate_candidate) == "effnet.proxy.evaluate_candidate"
-    identity = {"study": "scaling", "evaluator": "effnet.study.training.evaluate_candidate"}  # as runs before effnet.proxy saved it
+    identity = {"study": "scaling", "evaluator": evaluator_name(evaluate_candidate)}
     TrialStore(tmp_path, identity).add(Trial("k", {}, result={"top1": 50.0}))
-    store = TrialStore(tmp_path, {**identity, "evaluator": evaluator_name(evaluate_candidate)})
-    assert store.get("k").result == {"top1": 50.0}
+    assert TrialStore(tmp_path, dict(identity)).get("k").result == {"top1": 50.0}
     with pytest.raises(TrialsError, match="different study"):
         TrialStore(tmp_path, {**identity, "evaluator": "tests.some_other_evaluator"})
 

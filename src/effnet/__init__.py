@@ -60,13 +60,7 @@ def profile(model: Any, resolution: int | None = None) -> Profile:
     return _profile_spec_or_model(get_spec(model) if isinstance(model, str) else model, resolution)
 
 
-# submodules that `import effnet` used to load eagerly: `effnet.fast.optimize` keeps working after a bare `import effnet`
-_LAZY_SUBMODULES = ("factory", "fast", "model", "nn", "weights")
-
-
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"effnet.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'effnet' has no attribute {name!r}")
@@ -76,7 +70,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

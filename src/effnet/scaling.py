@@ -57,7 +57,6 @@ def scale(
     image_size: int | None = None,
     dropout: float | None = None,
     name: str | None = None,
-    resolution: float | None = None,
 ) -> NetSpec:
     """Scale a spec by depth, width and resolution multipliers (the paper's d, w, r).
 
@@ -65,18 +64,7 @@ def scale(
     `image_size` sets it in pixels exactly (overrides `resolution_mult`);
     `dropout` sets the classifier dropout (larger nets use more in the reference).
     A multiplier of 1.0 leaves that dimension exactly as it was.
-    `resolution=` is the old name of `resolution_mult` (deprecated: it read as pixels).
     """
-    if resolution is not None:
-        if resolution_mult != 1.0:
-            raise SpecError("give the resolution multiplier once: resolution_mult= (resolution= is its deprecated old name)")
-        warnings.warn(
-            "scale(resolution=...) is deprecated: the resolution multiplier is now resolution_mult= (NetSpec.resolution is in pixels; "
-            "to set pixels, pass image_size=)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        resolution_mult = resolution
     for label, value in (("depth", depth), ("width", width), ("resolution", resolution_mult)):
         if not value > 0:
             raise SpecError(f"{label} multiplier must be > 0, got {value!r}")

@@ -8,9 +8,7 @@ finished trial. A failing candidate (out of memory, NaN loss, a bug) is recorded
 the others go on.
 
 Workers end with their parent, even when it is killed with SIGKILL (`die_with_parent`), and an
-interrupted run stops the trials still running instead of waiting for them. `ranking_warning`
-(from `effnet.ranking`) says when the scores behind a ranking are too close to chance, or to each
-other, to mean anything.
+interrupted run stops the trials still running instead of waiting for them.
 
 Why Ray core and not Ray Tune: a trial here is one function call with a dict in and a dict out,
 and the search strategy (not a tuner) decides what runs next; `ray.remote` tasks are all we
@@ -41,15 +39,12 @@ from typing import Any
 
 from effnet._io import atomic_write_text
 from effnet._lock import DirectoryLock, lock_directory
-from effnet.ranking import ranking_warning
 from effnet.resume import changed_keys, save_options, short
 
-__all__ = ["Experiment", "Trial", "TrialStore", "TrialsError", "die_with_parent", "evaluator_name", "ranking_warning", "ray_session", "run_trials"]
+__all__ = ["Experiment", "Trial", "TrialStore", "TrialsError", "die_with_parent", "evaluator_name", "ray_session", "run_trials"]
 
 STATE_FILE = "trials.json"
 STATE_VERSION = 1
-# Trial functions that moved, by their old dotted name: a store saved under the old name resumes under the new one.
-MOVED_EVALUATORS = {"effnet.study.training.evaluate_candidate": "effnet.proxy.evaluate_candidate"}
 
 
 class TrialsError(ValueError):
@@ -114,7 +109,7 @@ class TrialStore:
                 raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
         if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
             raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
-        saved = _upgrade(data["identity"])
+        saved = data["identity"]
         if saved != self.identity:
             changed = list(changed_keys(saved, self.identity))
             details = "; ".join(f"{key}: stored {short(old)}, now {short(new)}" for key, old, new in changed[:4]) + (" ..." if len(changed) > 4 else "")
@@ -191,14 +186,6 @@ def _salvage(text: str) -> dict[str, Any] | None:
 def evaluator_name(fn: Callable[..., Any]) -> str:
     """How an experiment's identity names its trial function: module and qualified name."""
     return f"{fn.__module__}.{fn.__qualname__}"
-
-
-def _upgrade(identity: Any) -> Any:
-    """An identity saved by an earlier version, in today's terms (a trial function that moved has its new name)."""
-    name = identity.get("evaluator") if isinstance(identity, dict) else None
-    if isinstance(name, str) and name in MOVED_EVALUATORS:
-        return {**identity, "evaluator": MOVED_EVALUATORS[name]}
-    return identity
 
 
 # ------------------------------------------------------------------ the experiment skeleton

@@ -18,7 +18,6 @@ and time its import themselves.
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
 
 _NAMES = {
@@ -44,9 +43,6 @@ __all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrainConfig":  # the old name, which clashed with effnet.train's TrainConfig
-        warnings.warn("effnet.bench.TrainConfig is deprecated: it is TrainBenchConfig now", DeprecationWarning, stacklevel=2)
-        name = "TrainBenchConfig"
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'effnet.bench' has no attribute {name!r}")

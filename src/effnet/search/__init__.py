@@ -8,8 +8,6 @@
 - `report`: best spec, top-k table, plots, Markdown summary.
 """
 
-from typing import Any
-
 from effnet.search.evaluators import EvaluatorConfig, naswot_score, score_candidate
 from effnet.search.reward import Reward
 from effnet.search.runner import SearchConfig, SearchError, SearchResult, run_search
@@ -39,11 +37,3 @@ __all__ = [
     "run_search",
     "score_candidate",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "evaluate_candidate":  # deprecated: see effnet.search.evaluators
-        from effnet.search import evaluators
-
-        return evaluators.evaluate_candidate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,7 @@
 task imports and calls it); params are JSON-able: ``{"evaluator": {...}, "spec": spec dict,
 "encoding": [...]}``; it returns ``{"accuracy": score, ...}`` (proxy: also the whole
 `effnet.proxy.ProxyResult`, top-1 in percent). A failure raises: the trial runner records it as
-failed and goes on. (`evaluate_candidate` is its former name, deprecated: the grid search's and the
-scaling study's `effnet.proxy.evaluate_candidate` returns top-1 in percent.)
+failed and goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,18 +149,6 @@ def score_candidate(params: dict[str, Any]) -> dict[str, Any]:
     if config.kind == "naswot":
         return {"accuracy": naswot_score(spec, config)}
     return _proxy_train(spec, config)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "evaluate_candidate":
-        warnings.warn(
-            "effnet.search.evaluators.evaluate_candidate is now score_candidate (the search's score, a fraction); "
-            "proxy training with top-1 in percent is effnet.proxy.evaluate_candidate",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return score_candidate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _toy(config: EvaluatorConfig, encoding: list[int]) -> dict[str, Any]:

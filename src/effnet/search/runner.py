@@ -177,7 +177,7 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 def _ranking_warning(records: list[dict[str, Any]], evaluator: EvaluatorConfig, classes: int | None) -> str | None:
     """Say so when the accuracies behind the ranking say nothing (near chance, or all tied: the reward then only prefers fewer MACs)."""
-    from effnet.trials import ranking_warning
+    from effnet.ranking import ranking_warning
 
     if evaluator.kind == "naswot":  # a zero-cost score: no chance level, no noise model
         return None

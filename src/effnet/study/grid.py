@@ -188,7 +188,8 @@ def grid_search(
     `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once
     the directory is checked, so that `--resume DIR` needs nothing else.
     """
-    from effnet.trials import Experiment, evaluator_name, ranking_warning
+    from effnet.ranking import ranking_warning
+    from effnet.trials import Experiment, evaluator_name
 
     if not phi >= 0:
         raise SpecError(f"phi must be >= 0, got {phi!r}; the grid search scales the baseline by φ = 1 (twice its MACs)")
