@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from effnet.resume import ResumeError, short
+from effnet.saved_options import ResumeError, short
 from effnet.spec import NetSpec, SpecError
 from effnet.study.grid import grid_candidates, grid_search
 from effnet.trials import TrialsError

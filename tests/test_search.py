@@ -20,7 +20,7 @@ import torch
 from effnet.data import DataError
 from effnet.model import build
 from effnet.profile import measure, profile_spec
-from effnet.resume import ResumeError
+from effnet.saved_options import ResumeError
 from effnet.search import (
     DIMENSIONS,
     EvaluatorConfig,

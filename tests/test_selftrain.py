@@ -20,7 +20,7 @@ import torch
 
 from effnet.cli import main
 from effnet.data import DataError, MixedSources, SourceMix, batch_split
-from effnet.resume import ResumeError
+from effnet.saved_options import ResumeError
 from effnet.selftrain import Budget, LabelRecord, Noise, NoisyStudentConfig, balanced_counts, label_images, read_labels, run_noisy_student, select
 from effnet.selftrain.balance import default_target
 from effnet.selftrain.runner import NoisyStudentError
@@ -590,7 +590,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     import os
 
     from effnet.cli import build_parser
-    from effnet.resume import save_options
+    from effnet.saved_options import save_options
     from effnet.selftrain.commands import _config
     from effnet.selftrain.runner import _State
 

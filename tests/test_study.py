@@ -337,7 +337,7 @@ def test_cli_study_resumes_from_its_directory_alone(tmp_path, capsys, monkeypatc
     import argparse
     import functools
 
-    from effnet.resume import ResumeError
+    from effnet.saved_options import ResumeError
     from effnet.study import scaling_study
     from effnet.study.commands import add_study_commands
 

@@ -453,7 +453,7 @@ def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_pape
 
 
 def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tmp_path: Path, monkeypatch) -> None:
-    from effnet.resume import ResumeError
+    from effnet.saved_options import ResumeError
     from effnet.train.commands import resume_config
 
     photos = _two_class_folder(tmp_path / "here" / "photos")

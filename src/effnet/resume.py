@@ -12,6 +12,9 @@ A resumable command registers its options here (`ResumableOptions`) and its run 
 - paths (options registered with `path=`) are saved absolute and compared resolved, so a run
   resumes from any working directory, and `photos` given again as `/home/me/photos` is no change.
 
+The saved file and the rule that refuses a changed option are `effnet.saved_options`, which the experiments
+use too; this module is the command-line side.
+
 Options are registered with a default of None, so that "given" can be told from "left out" (an
 option given with its default value still counts as given and must match the saved run).
 """
@@ -19,33 +22,12 @@ option given with its default value still counts as given and must match the sav
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet._io import absolute_path, atomic_write_text
-
-OPTIONS_FILE = "options.json"
-OPTIONS_VERSION = 1
-
-
-class ResumeError(ValueError):
-    """A run cannot be resumed as asked (no run there, another command's run, an option that differs)."""
-
-
-def short(value: Any, limit: int = 40) -> str:
-    """A value as it would be typed, cut to `limit` characters (error messages name values, never dump them)."""
-    if isinstance(value, (list, tuple)):
-        text = " ".join(str(v) for v in value)
-    elif isinstance(value, dict) or value == "":
-        text = json.dumps(value)
-    else:
-        text = str(value)
-    if len(text) <= limit:
-        return text
-    return "..." + text[3 - limit :] if text.startswith(("/", "~")) else text[: limit - 3] + "..."  # a path differs at its end
+from effnet._io import absolute_path
+from effnet.saved_options import OPTIONS_VERSION, ResumeError, load_options, plain_json, refuse_changed
 
 
 @dataclass
@@ -109,7 +91,7 @@ class ResumableOptions:
 
     def resolve(self, args: argparse.Namespace, default_out: str | None = None) -> Resolved:
         """Apply `--resume` and the saved options to the parsed `args` (the rules in the module docstring)."""
-        given = self._absolute({name: _plain(getattr(args, name)) for name in self.defaults if getattr(args, name, None) is not None})
+        given = self._absolute({name: plain_json(getattr(args, name)) for name in self.defaults if getattr(args, name, None) is not None})
         resume = getattr(args, "resume", None)
         out_text = getattr(args, "out_dir", None)
         if resume is None:
@@ -131,65 +113,12 @@ class ResumableOptions:
         if saved.get("command") != self.command:
             raise ResumeError(f"{out} holds a run of `effnet {saved.get('command')}`, not of `effnet {self.command}`; resume it with that command")
         options = saved.get("options", {})
-        kept = self._absolute({name: _plain(options.get(name, self.defaults[name])) for name in given})  # runs saved before paths were absolute
+        kept = self._absolute({name: plain_json(options.get(name, self.defaults[name])) for name in given})  # runs saved before paths were absolute
         refuse_changed(out, kept, given, self.may_change | self.not_saved, lambda name: self.names[name])
         values = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}, **given}
         return Resolved(Path(out), True, argparse.Namespace(**values), given, saved)
 
     def payload(self, values: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         """What `save_options` writes: the command, its options (output-only ones left out) and `extra` (e.g. the contents of input files)."""
-        options = {name: _plain(getattr(values, name)) for name in self.defaults if name not in self.not_saved}
+        options = {name: plain_json(getattr(values, name)) for name in self.defaults if name not in self.not_saved}
         return {"version": OPTIONS_VERSION, "command": self.command, "options": options, **extra}
-
-
-def refuse_changed(out: str | Path, saved: dict[str, Any], given: dict[str, Any], may_change: Iterable[str], flag: Any) -> None:
-    """Raise ResumeError, in one line, when an option given again differs from the saved run's (every long command's rule).
-
-    `flag(name)` is how the option is typed; options in `may_change`, and ones the run never saved, are not compared.
-    """
-    allowed = set(may_change)
-    differ = [
-        f"{flag(name)}: saved {short(saved[name])}, given {short(value)}"
-        for name, value in given.items()
-        if name not in allowed and name in saved and value != saved[name]
-    ]
-    if differ:
-        raise ResumeError(
-            f"cannot resume {out} with other settings ({'; '.join(differ)}); leave the option(s) out to use the saved values, "
-            "or start a new run in another --out-dir"
-        )
-
-
-def load_options(directory: str | Path) -> dict[str, Any] | None:
-    """The options.json of a run directory, or None when there is none."""
-    path = Path(directory) / OPTIONS_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ResumeError(f"cannot read {path}: {err}; give the run's options again after moving the file away") from None
-    if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
-        raise ResumeError(f"{path} is not an effnet options file; move it away and give the run's options again")
-    return data
-
-
-def save_options(directory: str | Path, payload: dict[str, Any] | None) -> None:
-    """Write a run's options (from `ResumableOptions.payload`) atomically; None writes nothing (library calls)."""
-    if payload is not None:
-        atomic_write_text(Path(directory) / OPTIONS_FILE, json.dumps(payload, indent=1) + "\n")
-
-
-def _plain(value: Any) -> Any:
-    """JSON's view of a value (tuples become lists), so that parsed and saved values compare equal."""
-    return json.loads(json.dumps(value))
-
-
-def changed_keys(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any, Any]]:
-    """(dotted key, saved value, new value) for every leaf that differs between two nested dicts."""
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            yield from changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            yield f"{prefix}{key}", a, b

@@ -39,7 +39,7 @@ from typing import Any
 
 from effnet._io import atomic_write_text
 from effnet._lock import DirectoryLock, lock_directory
-from effnet.resume import changed_keys, save_options, short
+from effnet.saved_options import changed_keys, save_options, short
 
 __all__ = ["Experiment", "Trial", "TrialStore", "TrialsError", "die_with_parent", "evaluator_name", "ray_session", "run_trials"]
 

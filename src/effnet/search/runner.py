@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from effnet.proxy import recipe
-from effnet.resume import changed_keys, short
+from effnet.saved_options import changed_keys, short
 from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
 from effnet.search.reward import Reward
 from effnet.search.space import SearchSpace, SearchSpaceError, default_space

@@ -26,7 +26,7 @@ from typing import Any
 from effnet._io import absolute_path, atomic_write_text
 from effnet._lock import lock_directory
 from effnet.data import DataError, find_images, image_folder_splits
-from effnet.resume import refuse_changed
+from effnet.saved_options import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
 from effnet.selftrain.labels import LABELS_NAME, label_images, read_labels
 from effnet.selftrain.recipe import PAPER_NOISE, Budget, Noise, network_values, student_config, teacher_config
@@ -295,7 +295,7 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
 def _iterate(
     config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int
 ) -> NoisyStudentResult:
-    from effnet.resume import save_options
+    from effnet.saved_options import save_options
 
     state = _State(out, config, resume)
     if _main():
