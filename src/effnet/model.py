@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from effnet._fields import reject_unknown
 from effnet.nn.blocks import make_block
 from effnet.nn.layers import ConvBnAct
 from effnet.spec import NetSpec, SpecError
@@ -288,10 +289,7 @@ def build(
     if isinstance(spec, str):
         spec = NetSpec.from_string(spec)
     if overrides:
-        known = set(NetSpec.__dataclass_fields__)
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise SpecError(f"unknown option(s) {unknown} for build(); NetSpec fields are {sorted(known)}")
+        reject_unknown(overrides, NetSpec, "option(s) for build() (it takes NetSpec fields)", error=SpecError)
         spec = spec.replace(**overrides)
     if features_only:
         return EfficientNetFeatures(spec, out_indices)

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet._fields import reject_unknown
+
 BLOCK_KINDS = {
     "ds": "depthwise-separable block (MBConv1 without expansion conv)",
     "ir": "inverted residual bottleneck (MBConv)",
@@ -309,10 +311,7 @@ class NetSpec:
         """Inverse of `to_dict`; stages may be block strings or dicts of StageSpec fields."""
         if not isinstance(data, dict) or "stages" not in data:
             raise SpecError("a NetSpec dict needs a 'stages' list (block strings such as 'ir_r2_k3_s2_e6_c24_se0.25')")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpecError(f"unknown NetSpec field(s) {unknown}; known fields: {sorted(known)}")
+        reject_unknown(data, cls, "NetSpec field(s)", error=SpecError)
         stages = []
         for item in data["stages"]:
             if isinstance(item, str):

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from effnet._fields import reject_unknown
 from effnet.train.config import dataset_for
 
 EVALUATORS = ("proxy", "naswot", "toy")
@@ -64,9 +65,7 @@ class EvaluatorConfig:
         if self.kind == "proxy":
             from effnet.train.config import TrainConfig
 
-            unknown = sorted(set(self.train) - {f.name for f in dataclasses.fields(TrainConfig)})
-            if unknown:
-                raise ValueError(f"unknown training option(s) {unknown} for the proxy evaluator; see `effnet train --help`")
+            reject_unknown(self.train, TrainConfig, "training option(s) of the proxy evaluator", hint="see `effnet train --help`")
         object.__setattr__(self, "toy_target", tuple(int(v) for v in self.toy_target))
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,10 +75,7 @@ class EvaluatorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluatorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown evaluator option(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(data, cls, "evaluator option(s)")
         return cls(**data)
 
     def describe(self) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from effnet._fields import reject_unknown
 from effnet.proxy import recipe
 from effnet.saved_options import changed_keys, short
 from effnet.search.evaluators import EvaluatorConfig, check_data, score_candidate, score_text
@@ -122,10 +123,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SearchError(f"unknown search setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(data, cls, "search setting(s)", error=SearchError)
         return cls(**data)
 
 

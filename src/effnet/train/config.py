@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet._fields import reject_unknown
 from effnet._io import absolute_path
 
 OPTIMIZERS = ("rmsprop_tf", "sgd", "adamw")
@@ -227,11 +228,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
         normalised = {k.replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(normalised) - known)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; see `effnet train --help` for the options")
+        reject_unknown(normalised, cls, "config key(s)", hint="see `effnet train --help` for the options")
         return cls(**normalised)
 
     @classmethod
