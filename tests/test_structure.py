@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,85 @@ def test_the_readme_set_up_commands_are_what_ci_runs() -> None:
     assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0  # parses as POSIX sh
     text = script.read_text()
     assert "nvidia-smi" in text and "download.pytorch.org/whl/cpu" in text and "timeout=5" in text  # the CPU build, never a long hang
+
+
+# ------------------------------------------------------------------ the layer table of docs/architecture.md
+ARCHITECTURE = BENCHMARKS.parent / "docs" / "architecture.md"
+# Imports that point up the table, by (importer, imported): each with the reason it stays. The test fails when one of
+# these is fixed (drop it from here then) as well as when a new one appears.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
+
+
+def layer_table(text: str) -> list[tuple[str, list[str]]]:
+    """The rows of the table under '## Layers', top to bottom: (layer, its module paths relative to src/effnet)."""
+    section = text.split("## Layers", 1)[1]
+    lines = section.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first + 2 :]:  # after the header and the |---| line
+        if not line.startswith("|"):
+            break
+        name, modules = (cell.strip() for cell in line.strip("|").split("|")[:2])
+        rows.append((name, re.findall(r"`([^`]+)`", modules)))
+    return rows
+
+
+def layer_of(module: str, rows: list[tuple[str, list[str]]]) -> list[int]:
+    """The rows `module` (dotted) belongs to: those naming its file, else those naming its nearest folder."""
+    parts = module.split(".")[1:]
+    is_package = not parts or (PACKAGE.joinpath(*parts) / "__init__.py").is_file()
+    file = "/".join([*parts, "__init__"] if is_package and parts else parts or ["__init__"]) + ".py"
+    named = [i for i, (_, paths) in enumerate(rows) if file in paths]
+    if named:
+        return named
+    for depth in range(len(parts) if is_package else len(parts) - 1, 0, -1):
+        found = [i for i, (_, paths) in enumerate(rows) if "/".join(parts[:depth]) + "/" in paths]
+        if found:
+            return found
+    return []
+
+
+def upward_imports(graph: dict[str, set[str]], rows: list[tuple[str, list[str]]]) -> dict[tuple[str, str], str]:
+    """(importer, imported) -> 'its layer -> the higher one' for every import that points up the table."""
+    layer = {module: layer_of(module, rows)[0] for module in graph}
+    return {(m, dep): f"{rows[layer[m]][0]} -> {rows[layer[dep]][0]}" for m, deps in graph.items() for dep in deps if layer[dep] < layer[m]}
+
+
+def test_the_layer_table_parses_as_meant() -> None:
+    rows = layer_table(ARCHITECTURE.read_text())
+    names = [name for name, _ in rows]
+    assert names[0] == "the package" and names[-1] == "under every layer" and "experiments" in names
+
+    def named(module: str) -> list[str]:
+        return [names[i] for i in layer_of(module, rows)]
+
+    assert named("effnet.train.commands") == ["command line"]  # its file beats its folder
+    assert named("effnet.train.trainer") == named("effnet.train") == ["train, data"]
+    assert named("effnet.fast") == named("effnet.fast.kernels") == ["models"]
+    assert named("effnet") == ["the package"] and named("effnet._io") == ["under every layer"]
+    table = "## Layers\n\ntext\n\n| layer | modules | what |\n|---|---|---|\n| top | `a/`, `b.py` | x `y.py` |\n| low | `c.py` | z |\n\n| n | `d.py` |"
+    toy = layer_table(table)
+    assert toy == [("top", ["a/", "b.py"]), ("low", ["c.py"])]  # the second column only, the first table only
+    assert layer_of("effnet.c", toy) == [1] and layer_of("effnet.a.x", toy) == [0] and layer_of("effnet.d", toy) == []
+    graph = {"effnet.b": {"effnet.c"}, "effnet.c": {"effnet.b"}}
+    assert upward_imports(graph, toy) == {("effnet.c", "effnet.b"): "low -> top"}
+
+
+def test_every_module_is_in_exactly_one_layer_and_every_path_exists() -> None:
+    rows = layer_table(ARCHITECTURE.read_text())
+    for _, paths in rows:
+        for path in paths:
+            assert (PACKAGE / path).exists(), f"docs/architecture.md's layer table names {path}, which is not under src/effnet"
+    placed = {module: layer_of(module, rows) for module in _modules()}
+    unplaced = sorted(m for m, found in placed.items() if not found)
+    twice = sorted(m for m, found in placed.items() if len(found) > 1)
+    assert not unplaced, f"modules in no row of docs/architecture.md's layer table (add them to a row): {unplaced}"
+    assert not twice, f"modules in two rows of the layer table: {twice}"
+
+
+def test_no_import_points_up_the_layer_table() -> None:
+    upward = upward_imports(import_graph(), layer_table(ARCHITECTURE.read_text()))
+    new = {edge: why for edge, why in upward.items() if edge not in KNOWN_UPWARD}
+    fixed = sorted(set(KNOWN_UPWARD) - set(upward))
+    assert not new, f"imports that point up docs/architecture.md's layer table (move the code down, or pass the data in): {new}"
+    assert not fixed, f"fixed, so drop them from KNOWN_UPWARD: {fixed}"

@@ -26,7 +26,7 @@ __all__ = ["CLIError", "build_parser", "main", "run"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `effnet` command (all subcommands)."""
-    from effnet import __version__
+    from effnet._version import __version__
     from effnet.cli.bench import add_bench_command
     from effnet.cli.models import add_model_commands
     from effnet.cli.predict import add_demo_command, add_predict_commands
