@@ -13,7 +13,8 @@ import contextlib
 import gc
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -71,6 +72,35 @@ def measure_training(
         value = float(loss.detach())  # synchronises CUDA
         return value
 
+    timed = _timed_steps(step, warmup, steps, cuda)
+    median = statistics.median(timed.times)
+    return {
+        "config": parsed.key,
+        "median_step_s": median,
+        "step_s": timed.times,
+        "first_step_s": timed.first,
+        "images_per_s": batch_size / median,
+        "peak_rise_mb": timed.peak_rise / MB,
+        "cpu_share": round(timed.cpu / (timed.wall * threads), 3) if timed.wall > 0 and not cuda else None,
+        "params": sum(p.numel() for p in model.parameters()),
+        "first_loss": timed.losses[0],
+        "last_loss": timed.losses[-1],
+        "allocator": allocator,
+    }
+
+
+@dataclass
+class _Timed:
+    times: list[float]  # each timed step's seconds
+    losses: list[float]  # every step's, warm-up included
+    first: float  # the first step's seconds (compiles, allocates)
+    wall: float  # seconds of the timed steps together
+    cpu: float  # process CPU seconds of the timed steps
+    peak_rise: float  # bytes: peak memory during the steps less the memory before them
+
+
+def _timed_steps(step: Callable[[], float], warmup: int, steps: int, cuda: bool) -> _Timed:
+    """Run `warmup` + `steps` steps with the garbage collector off; time the last `steps` and watch the memory."""
     gc.collect()
     gc.disable()  # a collection inside one step would be charged to it
     if cuda:
@@ -94,20 +124,7 @@ def measure_training(
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     gc.enable()
     peak = torch.cuda.max_memory_allocated() if cuda else sampler.peak
-    median = statistics.median(times)
-    return {
-        "config": parsed.key,
-        "median_step_s": median,
-        "step_s": times,
-        "first_step_s": first,
-        "images_per_s": batch_size / median,
-        "peak_rise_mb": (peak - before) / MB,
-        "cpu_share": round(cpu / (wall * threads), 3) if wall > 0 and not cuda else None,
-        "params": sum(p.numel() for p in model.parameters()),
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
-        "allocator": allocator,
-    }
+    return _Timed(times, losses, first, wall, cpu, peak - before)
 
 
 def train_model(config: TrainBenchConfig) -> nn.Module:

@@ -121,16 +121,7 @@ def optimize(
         raise TypeError(f"optimize() needs a torch.nn.Module, got {type(model).__name__}")
     if isinstance(model, OptimizedModel):
         raise ValueError("this model is already optimized; pass the original model (OptimizedModel.module is the folded network)")
-    module = model if inplace else copy.deepcopy(model)
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    if fold_bn:
-        fold_batchnorm(module)
-    strip_regularisation(module)
-    squeeze_excite_as_matmul(module)
-    if hasattr(module, "grad_checkpointing"):
-        module.grad_checkpointing = False
+    module = _inference_graph(model if inplace else copy.deepcopy(model), fold_bn)
     param = next(module.parameters(), None)
     device_type = param.device.type if param is not None else "cpu"
     if channels_last:
@@ -145,15 +136,34 @@ def optimize(
             fuse_conv_activation(module)
     fast = OptimizedModel(module, channels_last=channels_last, dtype=resolved, device_type=device_type)
     if compile:
-        options: dict[str, Any] = {}
-        if cudagraphs if cudagraphs is not None else device_type == "cuda":
-            options["triton.cudagraphs"] = True
-        fast.compile_options = options
-        fast.compiled = torch.compile(_Runner(fast), dynamic=dynamic, options=options)
-        if micro_batch is not None and micro_batch < 0:
-            raise ValueError(f"micro_batch must be a batch size >= 1, 0 (automatic) or None (off), got {micro_batch}")
-        fast.micro_batch = (CPU_MICRO_BATCH if device_type == "cpu" else None) if micro_batch == 0 else micro_batch
+        _compile(fast, cudagraphs=cudagraphs, dynamic=dynamic, micro_batch=micro_batch)
     return fast
+
+
+def _inference_graph(module: nn.Module, fold_bn: bool) -> nn.Module:
+    """`module` in eval mode without gradients, BN folded (with `fold_bn`), no dropout or drop path, SE as matmuls."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if fold_bn:
+        fold_batchnorm(module)
+    strip_regularisation(module)
+    squeeze_excite_as_matmul(module)
+    if hasattr(module, "grad_checkpointing"):
+        module.grad_checkpointing = False
+    return module
+
+
+def _compile(fast: OptimizedModel, *, cudagraphs: bool | None, dynamic: bool, micro_batch: int | None) -> None:
+    """Give `fast` its torch.compile'd runner and micro-batch size (optimize's `compile=True`)."""
+    options: dict[str, Any] = {}
+    if cudagraphs if cudagraphs is not None else fast.device_type == "cuda":
+        options["triton.cudagraphs"] = True
+    fast.compile_options = options
+    fast.compiled = torch.compile(_Runner(fast), dynamic=dynamic, options=options)
+    if micro_batch is not None and micro_batch < 0:
+        raise ValueError(f"micro_batch must be a batch size >= 1, 0 (automatic) or None (off), got {micro_batch}")
+    fast.micro_batch = (CPU_MICRO_BATCH if fast.device_type == "cpu" else None) if micro_batch == 0 else micro_batch
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None, device_type: str) -> torch.dtype | None:

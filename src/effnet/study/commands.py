@@ -35,6 +35,12 @@ STUDY = ResumableOptions(
 
 def add_study_commands(command: Any) -> None:
     """Register `grid-search` and `study` with the CLI's `command(name, handler, summary, description, epilog)`."""
+    _add_grid_search_command(command)
+    _add_study_scaling_command(command)
+
+
+def _add_grid_search_command(command: Any) -> None:
+    """`effnet grid-search` and its options."""
     p = command(
         "grid-search",
         run_grid_search,
@@ -68,6 +74,9 @@ def add_study_commands(command: Any) -> None:
     add(p, "--list", action="store_true", help="only list the grid's candidates with their MACs; train nothing")
     add(p, "--json", action="store_true", help="print the result as JSON")
 
+
+def _add_study_scaling_command(command: Any) -> None:
+    """`effnet study scaling` and its options."""
     p = command(
         "study",
         _study_help,
