@@ -12,8 +12,10 @@ import pytest
 from effnet.profile import profile_spec
 from effnet.proxy import evaluate_candidate
 from effnet.spec import NetSpec
-from effnet.study.scaling_study import PRESETS, _wall_estimate, baseline_of, device_name, plan, run_study, stopping_decision
+from effnet.study.invocation import device_name
+from effnet.study.scaling_study import PRESETS, baseline_of, plan, run_study
 from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
+from effnet.study.stopping import _wall_estimate, stopping_decision
 from effnet.train.config import PRESETS as PRESETS_TRAIN
 from effnet.trials import TrialsError
 

@@ -191,6 +191,114 @@ def _ranking_warning(records: list[dict[str, Any]], evaluator: EvaluatorConfig, 
 
 
 # ------------------------------------------------------------------ the loop
+def _resumed_config(config: SearchConfig | None, out: Path) -> SearchConfig:
+    """The saved search's config, or `config` when its identity equals the saved one (only --trials and --workers may change)."""
+    config_path = out / CONFIG_FILE
+    if not config_path.is_file():
+        raise SearchError(f"{out} holds no search to resume (no {CONFIG_FILE}); start one with --out-dir {out}")
+    try:
+        saved = SearchConfig.from_dict(json.loads(config_path.read_text()))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SearchError(f"cannot read {config_path}: {err}") from None
+    if config is None:
+        return saved
+    if config.identity() != saved.identity():
+        diffs = [f"{key} (saved {short(old)}, now {short(new)})" for key, old, new in changed_keys(saved.identity(), config.identity())]
+        raise SearchError(
+            f"{out} holds a different search: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
+            "Resume it with its own settings (only --trials and --workers may change) or choose a new --out-dir; nothing was changed."
+        )
+    return config
+
+
+def _open_experiment(out: Path, config: SearchConfig, resume: bool, **execution: Any) -> Any:
+    """The search's `trials.Experiment` in `out` (checked, locked, options saved), with its search.json written."""
+    from effnet.trials import Experiment, TrialsError
+
+    try:
+        experiment = Experiment.open(out, config.identity(), what="search", resume=resume, markers=(CONFIG_FILE, STATE_FILE), **execution)
+    except TrialsError as err:
+        raise SearchError(str(err)) from None
+    experiment.write(CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    return experiment
+
+
+def _decode(pending: list[list[int]], space: SearchSpace, evaluator: EvaluatorConfig, decoded: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The trial items of a batch of encodings (keyed by the spec's string); each spec is kept in `decoded`."""
+    items = []
+    for encoding in pending:
+        spec = space.decode(encoding)
+        decoded[spec.to_string()] = spec
+        items.append((spec.to_string(), {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": encoding}))
+    return items
+
+
+def _restore(state_path: Path, identity: dict[str, Any], strategy: Any, config_path: Path) -> tuple[list, list, list | None]:
+    """Load the strategy's state; return the saved (history, batches, pending batch)."""
+    state = _load_state(state_path)
+    if json.loads(state["identity"]) != identity:
+        raise SearchError(f"{state_path} belongs to a different search than {config_path}; move one of them away")
+    strategy.load_state_dict(state["strategy"])
+    return json.loads(state["history"]), json.loads(state["batches"]), json.loads(state["pending"])
+
+
+class _Progress:
+    """The line logged per finished trial: its reward, the best so far, the time spent and the ETA."""
+
+    def __init__(self, trials: int, kind: str, reward_fn: Callable[[float, float], float], history: list[dict[str, Any]], decoded: dict[str, Any]) -> None:
+        self.trials, self.kind, self.reward_fn, self.history, self.decoded = trials, kind, reward_fn, history, decoded
+        self.start, self.evaluated, self.in_batch = time.perf_counter(), 0, 0
+        self.best = max((r["reward"] for r in history if r["reward"] is not None), default=None)
+
+    def line(self, trial: Any) -> str:
+        from effnet.profile import profile_spec
+
+        self.evaluated += 1
+        self.in_batch += 1
+        done = len(self.history) + self.in_batch
+        macs = profile_spec(self.decoded[trial.key]).macs
+        if trial.ok:
+            reward = self.reward_fn(trial.result["accuracy"], macs)
+            self.best = reward if self.best is None else max(self.best, reward)
+            outcome = f"reward {reward:.4f} ({score_text(trial.result['accuracy'], self.kind)}, {macs / 1e6:.1f}M MACs)"
+        else:
+            outcome = f"FAILED: {trial.error.splitlines()[0]}"
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.evaluated * max(0, self.trials - done)
+        best = self.best if self.best is None else round(self.best, 4)
+        return f"trial {min(done, self.trials)}/{self.trials} {outcome}; best {best}; {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
+
+
+def _record(
+    history: list[dict[str, Any]], batch: int, strategy: str, encoding: list[int], key: str, trial: Any, spec: Any, reward_fn: Callable, seen: set[str]
+) -> float | None:
+    """Append one told trial to `history` (a repeat of an architecture is marked cached); return its reward (None: failed)."""
+    from effnet.profile import profile_spec
+
+    prof = profile_spec(spec)
+    ok = trial.status == "ok"
+    reward = reward_fn(trial.result["accuracy"], prof.macs) if ok else None
+    history.append(
+        {
+            "trial": len(history),
+            "batch": batch,
+            "strategy": strategy,
+            "key": key,
+            "encoding": encoding,
+            "status": trial.status,
+            "accuracy": trial.result.get("accuracy") if ok else None,
+            "macs": prof.macs,
+            "params": prof.params,
+            "reward": reward,
+            "seconds": 0.0 if key in seen else trial.seconds,
+            "cached": key in seen,
+            "error": trial.error.splitlines()[0] if trial.error else "",
+        }
+    )
+    seen.add(key)
+    return reward
+
+
 def _warm_start(config: SearchConfig, space: SearchSpace, evaluator: EvaluatorConfig, strategy: Any, experiment: Any, log: Callable[[str], None]) -> None:
     """Score `config.warm_start` random architectures with NASWOT (seconds each) and hand the scores to the strategy.
 
@@ -235,88 +343,33 @@ def run_search(
     `log` receives one progress line per finished trial (default: print to stderr). `options` (the
     command line's, from `effnet.resume`) are saved as `out_dir/options.json` next to search.json.
     """
-    from effnet.profile import profile_spec
-    from effnet.trials import Experiment, TrialsError, ray_session
+    from effnet.trials import ray_session
 
     out = Path(out_dir)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     config_path, state_path = out / CONFIG_FILE, out / STATE_FILE
-    if resume:
-        if not config_path.is_file():
-            raise SearchError(f"{out} holds no search to resume (no {CONFIG_FILE}); start one with --out-dir {out}")
-        try:
-            saved = SearchConfig.from_dict(json.loads(config_path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            raise SearchError(f"cannot read {config_path}: {err}") from None
-        if config is None:
-            config = saved
-        elif config.identity() != saved.identity():
-            diffs = [f"{key} (saved {short(old)}, now {short(new)})" for key, old, new in changed_keys(saved.identity(), config.identity())]
-            raise SearchError(
-                f"{out} holds a different search: {'; '.join(diffs[:5])}{' ...' if len(diffs) > 5 else ''}. "
-                "Resume it with its own settings (only --trials and --workers may change) or choose a new --out-dir; nothing was changed."
-            )
-    elif config is None:
+    config = _resumed_config(config, out) if resume else config
+    if config is None:
         raise SearchError("run_search needs a SearchConfig unless it resumes")
     if workers < 1:
         raise SearchError(f"workers must be >= 1, got {workers}")
 
-    reward_fn = config.reward_fn()
-    evaluator = config.evaluator_config()
-    space = config.search_space()
+    reward_fn, evaluator, space = config.reward_fn(), config.evaluator_config(), config.search_space()
     num_classes = check_data(evaluator)  # a dataset that cannot be read fails here, before anything is written
     space = dataclasses.replace(space, resolution=space.resolution or evaluator.resolution, num_classes=space.num_classes or num_classes)
     identity = config.identity()
-    try:
-        experiment = Experiment.open(
-            out,
-            identity,
-            what="search",
-            resume=resume,
-            markers=(CONFIG_FILE, STATE_FILE),
-            options=options,
-            workers=workers,
-            ray_address=ray_address,
-            threads_per_worker=threads_per_worker,
-        )
-    except TrialsError as err:
-        raise SearchError(str(err)) from None
-    experiment.write(CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    experiment = _open_experiment(out, config, resume, options=options, workers=workers, ray_address=ray_address, threads_per_worker=threads_per_worker)
 
     strategy = make_strategy(config.strategy, space.sizes, config.seed, **config.strategy_options)
     history: list[dict[str, Any]] = []
     batches: list[dict[str, Any]] = []
     pending: list[list[int]] | None = None
     if state_path.exists():
-        state = _load_state(state_path)
-        if json.loads(state["identity"]) != identity:
-            raise SearchError(f"{state_path} belongs to a different search than {config_path}; move one of them away")
-        strategy.load_state_dict(state["strategy"])
-        history, batches, pending = json.loads(state["history"]), json.loads(state["batches"]), json.loads(state["pending"])
+        history, batches, pending = _restore(state_path, identity, strategy, config_path)
         log(f"resumed {out}: {len(history)} of {config.trials} trials told, {len(experiment.store)} architectures evaluated")
-
-    start, evaluated, in_batch = time.perf_counter(), 0, 0
     seen = {record["key"] for record in history}
-    best = max((r["reward"] for r in history if r["reward"] is not None), default=None)
-
-    def describe(trial: Any) -> str:
-        nonlocal evaluated, in_batch, best
-        evaluated += 1
-        in_batch += 1
-        done = len(history) + in_batch
-        macs = profile_spec(decoded[trial.key]).macs
-        if trial.ok:
-            reward = reward_fn(trial.result["accuracy"], macs)
-            best = reward if best is None else max(best, reward)
-            outcome = f"reward {reward:.4f} ({score_text(trial.result['accuracy'], evaluator.kind)}, {macs / 1e6:.1f}M MACs)"
-        else:
-            outcome = f"FAILED: {trial.error.splitlines()[0]}"
-        elapsed = time.perf_counter() - start
-        remaining = max(0, config.trials - done)
-        eta = elapsed / evaluated * remaining
-        return f"trial {min(done, config.trials)}/{config.trials} {outcome}; best {best if best is None else round(best, 4)}; {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min"
-
     decoded: dict[str, Any] = {}
+    progress = _Progress(config.trials, evaluator.kind, reward_fn, history, decoded)
     with ray_session(ray_address, workers):
         if config.warm_start and not state_path.exists():
             _warm_start(config, space, evaluator, strategy, experiment, log)
@@ -326,38 +379,13 @@ def run_search(
                 pending = [list(e) for e in strategy.ask(min(config.batch_size, config.trials - len(history)))]
                 # the batch is saved before it is evaluated: a resume evaluates exactly these
                 _save_state(state_path, identity, strategy, history, batches, pending)
-            items, in_batch = [], 0
-            for encoding in pending:
-                spec = space.decode(encoding)
-                decoded[spec.to_string()] = spec
-                items.append((spec.to_string(), {"evaluator": evaluator.to_dict(), "spec": spec.to_dict(), "encoding": encoding}))
-            trials = experiment.run(fn, items, on_trial=lambda trial: log(describe(trial)))
-            rewards = []
-            for encoding, (key, _) in zip(pending, items, strict=True):
-                trial = trials[key]
-                spec = decoded[key]
-                prof = profile_spec(spec)
-                ok = trial.status == "ok"
-                reward = reward_fn(trial.result["accuracy"], prof.macs) if ok else None
-                history.append(
-                    {
-                        "trial": len(history),
-                        "batch": len(batches),
-                        "strategy": config.strategy,
-                        "key": key,
-                        "encoding": encoding,
-                        "status": trial.status,
-                        "accuracy": trial.result.get("accuracy") if ok else None,
-                        "macs": prof.macs,
-                        "params": prof.params,
-                        "reward": reward,
-                        "seconds": 0.0 if key in seen else trial.seconds,
-                        "cached": key in seen,
-                        "error": trial.error.splitlines()[0] if trial.error else "",
-                    }
-                )
-                seen.add(key)
-                rewards.append(reward)
+            items = _decode(pending, space, evaluator, decoded)
+            progress.in_batch = 0
+            trials = experiment.run(fn, items, on_trial=lambda trial: log(progress.line(trial)))
+            rewards = [
+                _record(history, len(batches), config.strategy, encoding, key, trials[key], decoded[key], reward_fn, seen)
+                for encoding, (key, _) in zip(pending, items, strict=True)
+            ]
             strategy.tell([tuple(e) for e in pending], rewards)
             told = [r for r in history[-len(pending) :] if r["reward"] is not None]
             batches.append({"batch": len(batches), "trials": len(history), "best": max((r["reward"] for r in told), default=None), **strategy.stats()})
@@ -365,9 +393,9 @@ def run_search(
             _save_state(state_path, identity, strategy, history, batches, pending)
 
     ok = [r for r in history if r["reward"] is not None]
-    best_record = max(ok, key=lambda r: r["reward"]) if ok else None
-    warning = _ranking_warning(ok, evaluator, space.num_classes)
-    result = SearchResult(out, history, best_record, batches, evaluated, time.perf_counter() - start, evaluator.kind, warning)
+    best_record = max(ok, key=lambda r: r["reward"], default=None)
+    elapsed = time.perf_counter() - progress.start
+    result = SearchResult(out, history, best_record, batches, progress.evaluated, elapsed, evaluator.kind, _ranking_warning(ok, evaluator, space.num_classes))
     if report:
         from effnet.search.report import write_report
 

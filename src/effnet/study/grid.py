@@ -188,27 +188,9 @@ def grid_search(
     `options` (the command line's, from `effnet.resume`) are saved as `out_dir/options.json` once
     the directory is checked, so that `--resume DIR` needs nothing else.
     """
-    from effnet.ranking import ranking_warning
     from effnet.trials import Experiment, evaluator_name
 
-    if not phi >= 0:
-        raise SpecError(f"phi must be >= 0, got {phi!r}; the grid search scales the baseline by φ = 1 (twice its MACs)")
-    if phi == 0:
-        raise SpecError("phi = 0 scales nothing: every candidate would be the baseline; use phi = 1 (the paper's step 1)")
-    if not seeds:
-        raise ValueError("give at least one seed")
-    grid = grid_candidates(step, tolerance)
-    if not grid:
-        raise ValueError(f"no (α, β, γ) on a grid of step {step:g} lies within {tolerance:g} of α·β²·γ² = {CONSTRAINT:g}; raise --tolerance or lower --step")
-    worst = max(abs(a * b**2 * g**2 - CONSTRAINT) for a, b, g in grid)
-    if worst > 0.1 + 1e-9:  # the paper-like default tolerances (<= 0.1) stay quiet
-        message = (
-            f"tolerance {tolerance:g} admits candidates with α·β²·γ² far from {CONSTRAINT:g} (up to {worst:.3f} away): they do not double MACs "
-            "per unit φ, so their accuracies are not compared at equal cost (a tolerance of about 0.05-0.1 keeps them comparable)"
-        )
-        warnings.warn(message, stacklevel=2)
-        if log:
-            log(f"warning: {message}")
+    _check_grid(phi, step, tolerance, seeds, log)
     train = dict(train or {})
     num_classes = task_classes(train)
     candidates = plan_candidates(baseline, phi, step, tolerance, num_classes)
@@ -238,6 +220,41 @@ def grid_search(
     if log and experiment.store is not None and len(experiment.store):
         log(f"resuming: {len(experiment.store)} training run(s) already finished in {experiment.store.path}")
 
+    trials = experiment.run(evaluate, _trial_items(candidates, seeds, train, preset, phi), progress="grid search" if progress else None)
+    for c in candidates:
+        for seed in seeds:
+            c.record(int(seed), trials[_key(c.alpha, c.beta, c.gamma, int(seed))])
+    ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
+    result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct, _warning(candidates, trials, train, len(seeds), num_classes))
+    experiment.write("grid.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    experiment.write("grid.md", grid_markdown(result, baseline) + "\n")
+    return result
+
+
+def _check_grid(phi: float, step: float, tolerance: float, seeds: Sequence[int], log: Callable[[str], None] | None) -> None:
+    """Refuse a grid search that cannot mean anything; warn when the tolerance admits candidates of unequal cost."""
+    if not phi >= 0:
+        raise SpecError(f"phi must be >= 0, got {phi!r}; the grid search scales the baseline by φ = 1 (twice its MACs)")
+    if phi == 0:
+        raise SpecError("phi = 0 scales nothing: every candidate would be the baseline; use phi = 1 (the paper's step 1)")
+    if not seeds:
+        raise ValueError("give at least one seed")
+    grid = grid_candidates(step, tolerance)
+    if not grid:
+        raise ValueError(f"no (α, β, γ) on a grid of step {step:g} lies within {tolerance:g} of α·β²·γ² = {CONSTRAINT:g}; raise --tolerance or lower --step")
+    worst = max(abs(a * b**2 * g**2 - CONSTRAINT) for a, b, g in grid)
+    if worst > 0.1 + 1e-9:  # the paper-like default tolerances (<= 0.1) stay quiet
+        message = (
+            f"tolerance {tolerance:g} admits candidates with α·β²·γ² far from {CONSTRAINT:g} (up to {worst:.3f} away): they do not double MACs "
+            "per unit φ, so their accuracies are not compared at equal cost (a tolerance of about 0.05-0.1 keeps them comparable)"
+        )
+        warnings.warn(message, stacklevel=3)
+        if log:
+            log(f"warning: {message}")
+
+
+def _trial_items(candidates: list[GridCandidate], seeds: Sequence[int], train: dict[str, Any], preset: str, phi: float) -> list[tuple[str, dict[str, Any]]]:
+    """(key, params) of every training run: each candidate with each seed."""
     items = []
     for c in candidates:
         depth, width, resolution = c.alpha**phi, c.beta**phi, c.gamma**phi
@@ -256,22 +273,20 @@ def grid_search(
                 "resolution": resolution,
             }
             items.append((_key(c.alpha, c.beta, c.gamma, int(seed)), params))
-    trials = experiment.run(evaluate, items, progress="grid search" if progress else None)
-    for c in candidates:
-        for seed in seeds:
-            c.record(int(seed), trials[_key(c.alpha, c.beta, c.gamma, int(seed))])
-    ranking = sorted(candidates, key=lambda c: (not c.scores, -(c.accuracy.mean if c.accuracy else 0.0), c.macs, abs(c.product - CONSTRAINT)))
+    return items
+
+
+def _warning(candidates: list[GridCandidate], trials: dict[str, Any], train: dict[str, Any], seeds: int, num_classes: int | None) -> str | None:
+    """`ranking_warning` of the candidates' mean accuracies, with chance from the task's classes."""
+    from effnet.ranking import ranking_warning
+
     classes = next((int(t.result["classes"]) for t in trials.values() if t.ok and t.result.get("classes")), num_classes)
     synthetic = train.get("dataset", "synthetic") in GENERATED_DATASETS
-    warning = ranking_warning(
+    return ranking_warning(
         [c.accuracy.mean for c in candidates if c.accuracy],
         chance=100.0 / classes if classes else None,
-        samples=int(train["val_samples"]) * len(seeds) if synthetic and train.get("val_samples") else None,  # other datasets: at most that many
+        samples=int(train["val_samples"]) * seeds if synthetic and train.get("val_samples") else None,  # other datasets: at most that many
     )
-    result = GridResult(ranking, baseline_macs, phi, step, tolerance, distinct, warning)
-    experiment.write("grid.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    experiment.write("grid.md", grid_markdown(result, baseline) + "\n")
-    return result
 
 
 def grid_markdown(result: GridResult, baseline: NetSpec) -> str:

@@ -35,7 +35,7 @@ class StudyPreset:
     targets: tuple[float, ...]  # (c): MACs targets as multiples of the baseline's
     workers: int = 2
     dataset: str = "synthetic"  # the task trained on unless --dataset says otherwise
-    # the stopping rule the preset runs with unless told otherwise (`scaling_study.stopping_decision`): after `seeds`,
+    # the stopping rule the preset runs with unless told otherwise (`stopping.stopping_decision`): after `seeds`,
     # grow the unresolved Table 3 comparisons until every half-width <= until_half_width, within max_seeds and budget_minutes
     until_half_width: float | None = None
     max_seeds: int = 30

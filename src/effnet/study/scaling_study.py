@@ -17,21 +17,21 @@ Results are stored after every training run (`trials.json`), so `--resume` conti
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import platform
-import resource
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from effnet.proxy import evaluate_candidate, recipe, task_classes
 from effnet.scaling import ALPHA, BETA, GAMMA, scale, scale_along
 from effnet.spec import NetSpec
+from effnet.study.invocation import cpu_times, device_name, images_per_run, own_cpu_seconds, previous_runs
 from effnet.study.results import Point, StudyPreset, StudyResult
+from effnet.study.stopping import stopping_decision, trial_key
 from effnet.train.config import GENERATED_DATASETS, dataset_for
 
 DIMENSIONS = ("width", "depth", "resolution")
@@ -205,24 +205,6 @@ def plan(
     return points
 
 
-def _cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine from /proc/stat (0, 0 where there is none)."""
-    try:
-        with open("/proc/stat") as handle:
-            fields = [int(v) for v in handle.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    total = sum(fields[:8])
-    return total - fields[3] - fields[4], total
-
-
-def _own_cpu_seconds() -> float:
-    """CPU seconds used by this process and its finished children (the worker processes)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def run_study(
     preset: StudyPreset,
     *,
@@ -265,33 +247,89 @@ def run_study(
     from effnet.trials import Experiment, evaluator_name
 
     started = time.perf_counter()
-    cpu0, busy0 = _own_cpu_seconds(), _cpu_times()
+    cpu0, busy0 = own_cpu_seconds(), cpu_times()
+    _check_constraint(alpha, beta, gamma, log)
+    rule = _Rule.of(preset, seeds, until_half_width, max_seeds, budget_minutes, parts)
+    dataset, train_options, num_classes = _training(preset, train, dataset, data_dir)
+    baseline = baseline_of(preset, baseline_spec, num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constraint was checked (and warned about) once above
+        points = plan(preset, baseline, alpha, beta, gamma, targets, parts)
+
+    identity = {"study": "scaling", "preset": preset.name, "baseline": baseline.to_dict(), "train": train_options}
+    identity.update(alpha=alpha, beta=beta, gamma=gamma, evaluator=evaluator_name(evaluate), recipe=recipe())
+    run_workers = workers if workers is not None else preset.workers
+    experiment = Experiment.open(
+        out_dir, identity, what="study", resume=resume, options=options, workers=run_workers, ray_address=ray_address, threads_per_worker=threads_per_worker
+    )
+    seed_list = list(range(rule.seeds))
+    run = _Runs(experiment, evaluate, points, train_options, rule.seeds)
+    if log:
+        _log_plan(log, preset, baseline, points, run, rule)
+    stopping = run.until_resolved(
+        rule,
+        lambda: StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset),
+        workers=run_workers or 1,
+        started=started,
+        progress=progress,
+        log=log,
+    )
+    wall = time.perf_counter() - started
+    machine = _machine(run, train_options, run_workers, cpu0, busy0, wall)
+    runs = _runs_so_far(Path(out_dir), resume, machine, wall)
+    result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options, stopping)
+    write_report(result, out_dir)
+    return result
+
+
+def _check_constraint(alpha: float, beta: float, gamma: float, log: Callable[[str], None] | None) -> None:
+    """Warn when α·β²·γ² is far from 2: compound scaling then does not double MACs per unit φ."""
     product = alpha * beta**2 * gamma**2
     if abs(product - 2.0) > 0.1:
         message = f"alpha * beta^2 * gamma^2 = {product:.3f} is far from 2: compound scaling then does not double MACs per unit phi"
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, stacklevel=3)
         if log:
             log(f"warning: {message}")
-    n_seeds = preset.seeds if seeds is None else seeds
-    if n_seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
-    explicit_rule = until_half_width is not None
-    until_half_width = preset.until_half_width if until_half_width is None else until_half_width
-    max_seeds = preset.max_seeds if max_seeds is None else max_seeds
-    budget_minutes = preset.budget_minutes if budget_minutes is None else budget_minutes
-    if until_half_width is not None and until_half_width < 0:
-        raise ValueError(f"--until-half-width must be > 0 points (0: fixed seeds), got {until_half_width:g}")
-    if not until_half_width or ("table3" not in parts and not explicit_rule):
-        until_half_width = None  # off, or the preset's rule on a run without Table 3's comparisons
-    if until_half_width is not None:
-        if "table3" not in parts:
-            raise ValueError(f"--until-half-width needs the table3 part (got parts {', '.join(parts)})")
-        n_seeds = max(n_seeds, 2)  # a spread needs two seeds
-        if max_seeds < n_seeds:
-            raise ValueError(f"--max-seeds {max_seeds} is below the {n_seeds} seeds the study starts with")
-    if budget_minutes is not None and budget_minutes < 0:
-        raise ValueError(f"--budget-minutes must be >= 0 (0: no budget), got {budget_minutes:g}")
-    seed_list = list(range(n_seeds))
+
+
+@dataclass
+class _Rule:
+    """The seeds a study starts with and its stopping rule (`until_half_width` None: fixed seeds), checked."""
+
+    seeds: int
+    until_half_width: float | None
+    max_seeds: int
+    budget_minutes: float | None
+
+    @classmethod
+    def of(
+        cls, preset: StudyPreset, seeds: int | None, until_half_width: float | None, max_seeds: int | None, budget_minutes: float | None, parts: Sequence[str]
+    ) -> _Rule:
+        """The preset's values where the caller's are None; errors name the command-line option."""
+        n_seeds = preset.seeds if seeds is None else seeds
+        if n_seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
+        explicit_rule = until_half_width is not None
+        until_half_width = preset.until_half_width if until_half_width is None else until_half_width
+        max_seeds = preset.max_seeds if max_seeds is None else max_seeds
+        budget_minutes = preset.budget_minutes if budget_minutes is None else budget_minutes
+        if until_half_width is not None and until_half_width < 0:
+            raise ValueError(f"--until-half-width must be > 0 points (0: fixed seeds), got {until_half_width:g}")
+        if not until_half_width or ("table3" not in parts and not explicit_rule):
+            until_half_width = None  # off, or the preset's rule on a run without Table 3's comparisons
+        if until_half_width is not None:
+            if "table3" not in parts:
+                raise ValueError(f"--until-half-width needs the table3 part (got parts {', '.join(parts)})")
+            n_seeds = max(n_seeds, 2)  # a spread needs two seeds
+            if max_seeds < n_seeds:
+                raise ValueError(f"--max-seeds {max_seeds} is below the {n_seeds} seeds the study starts with")
+        if budget_minutes is not None and budget_minutes < 0:
+            raise ValueError(f"--budget-minutes must be >= 0 (0: no budget), got {budget_minutes:g}")
+        return cls(n_seeds, until_half_width, max_seeds, budget_minutes)
+
+
+def _training(preset: StudyPreset, train: dict[str, Any] | None, dataset: str | None, data_dir: str) -> tuple[str, dict[str, Any], int | None]:
+    """(the dataset, the TrainConfig options of every run, the task's classes) from the preset and the caller's choices."""
     train_options = {**preset.train, **(train or {})}
     dataset = dataset_for(dataset, data_dir, preset.dataset)
     if dataset != "synthetic":
@@ -302,234 +340,111 @@ def run_study(
         train_options.pop("data_on_device", None)
     # a generated task has the preset's class count unless told otherwise; real data has its own
     num_classes = train_options.setdefault("num_classes", preset.num_classes) if dataset in GENERATED_DATASETS else task_classes(train_options)
-    baseline = baseline_of(preset, baseline_spec, num_classes)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the constraint was checked (and warned about) once above
-        points = plan(preset, baseline, alpha, beta, gamma, targets, parts)
+    return dataset, train_options, num_classes
 
-    identity = {
-        "study": "scaling",
-        "preset": preset.name,
-        "baseline": baseline.to_dict(),
-        "train": train_options,
-        "alpha": alpha,
-        "beta": beta,
-        "gamma": gamma,
-        "evaluator": evaluator_name(evaluate),
-        "recipe": recipe(),
-    }
-    run_workers = workers if workers is not None else preset.workers
-    experiment = Experiment.open(
-        out_dir, identity, what="study", resume=resume, options=options, workers=run_workers, ray_address=ray_address, threads_per_worker=threads_per_worker
-    )
-    unique: dict[str, Point] = {}
-    for p in points:
-        unique.setdefault(p.key, p)
-    # biggest networks first: a pool then ends with short runs instead of one long straggler
-    order = sorted(unique.values(), key=lambda p: -p.macs)
 
-    seeds_of = {key: n_seeds for key in unique}  # each network's seeds are 0 .. n-1; the stopping rule grows some
+class _Runs:
+    """The study's training runs: every distinct network at its seeds, grown by the stopping rule."""
 
-    def items_now() -> list[tuple[str, dict[str, Any]]]:
+    def __init__(self, experiment: Any, evaluate: Callable[[dict[str, Any]], dict[str, Any]], points: list[Point], train: dict[str, Any], seeds: int) -> None:
+        self.experiment, self.evaluate, self.points, self.train = experiment, evaluate, points, train
+        self.unique: dict[str, Point] = {}
+        for p in points:
+            self.unique.setdefault(p.key, p)
+        # biggest networks first: a pool then ends with short runs instead of one long straggler
+        self.order = sorted(self.unique.values(), key=lambda p: -p.macs)
+        self.seeds_of = {key: seeds for key in self.unique}  # each network's seeds are 0 .. n-1; the stopping rule grows some
+        self.items = self.items_now()
+        self.already = experiment.stored(self.items)
+        self.trials: dict[str, Any] = {}
+
+    def items_now(self) -> list[tuple[str, dict[str, Any]]]:
         return [
-            (trial_key(p.key, s), {"spec": p.spec.to_dict(), "train": train_options, "seed": s, "label": p.label})
-            for s in range(max(seeds_of.values()))
-            for p in order
-            if s < seeds_of[p.key]
+            (trial_key(p.key, s), {"spec": p.spec.to_dict(), "train": self.train, "seed": s, "label": p.label})
+            for s in range(max(self.seeds_of.values()))
+            for p in self.order
+            if s < self.seeds_of[p.key]
         ]
 
-    items = items_now()
-    already = experiment.stored(items)
-    if log:
-        log(
-            f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
-            f"{len(points)} points, {len(unique)} distinct networks x {n_seeds} seeds = {len(items)} training runs"
-            + (f" ({len(already)} already done)" if len(experiment.store) else "")
-            + (
-                f"; the seeds of unresolved comparisons grow until every compound - row half-width <= {until_half_width:g} points "
-                f"(at most {max_seeds}" + (f", within {budget_minutes:g} min)" if budget_minutes else ")")
-                if until_half_width
-                else ""
+    def until_resolved(
+        self, rule: _Rule, so_far: Callable[[], StudyResult], *, workers: int, started: float, progress: bool, log: Callable[[str], None] | None
+    ) -> dict[str, Any] | None:
+        """Train, record, and while the stopping rule asks for more seeds grow them; returns the rule's record (None: fixed seeds)."""
+        stopping, rounds = None, []  # rounds: what the stopping rule saw and grew, in order
+        while True:
+            self.trials = self.experiment.run(self.evaluate, self.items, progress="study" if progress else None)
+            for p in self.points:
+                for s in range(self.seeds_of[p.key]):
+                    p.record(s, self.trials[trial_key(p.key, s)])
+            if rule.until_half_width is None:
+                return stopping
+            run_seconds = {key: [self.trials[trial_key(key, s)].seconds for s in range(n)] for key, n in self.seeds_of.items()}
+            seconds_left = rule.budget_minutes * 60 - (time.perf_counter() - started) if rule.budget_minutes else None
+            stopping, grow = stopping_decision(
+                so_far(),
+                rule.until_half_width,
+                rule.max_seeds,
+                run_seconds={key: sum(v) / len(v) for key, v in run_seconds.items()},
+                stored=lambda key: bool(self.experiment.stored([(key, {})])),
+                workers=workers,
+                seconds_left=seconds_left,
             )
+            if not grow:
+                stopping["rounds"] = rounds
+                return stopping
+            grown = ", ".join(f"{name} to {n}" for name, n in stopping["growth"].items())
+            rounds.append(f"{stopping['reason']}: grew {grown} seeds")
+            if log:
+                log(f"stopping rule: {stopping['reason']}; growing {grown} seeds")
+            self.seeds_of.update(grow)
+            known = {key for key, _ in self.items}
+            self.items = self.items_now()
+            self.already |= self.experiment.stored([item for item in self.items if item[0] not in known])
+
+
+def _runs_so_far(out_dir: Path, resume: bool, machine: dict[str, Any], wall: float) -> list[dict[str, Any]]:
+    """study.json's invocation records: a resumed study's earlier ones, and this one unless it trained nothing."""
+    runs = previous_runs(out_dir) if resume else []
+    # a resume that trained nothing (the report regenerated) is not an invocation worth listing
+    if machine["runs_trained_now"] or not runs:
+        runs.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": round(wall, 1), **machine})
+    return runs
+
+
+def _log_plan(log: Callable[[str], None], preset: StudyPreset, baseline: NetSpec, points: list[Point], run: _Runs, rule: _Rule) -> None:
+    """The study's plan in a few lines: networks, seeds, runs, the stopping rule and each matched-MACs point."""
+    log(
+        f"scaling study '{preset.name}': baseline {baseline.name or 'custom'} at {baseline.resolution} px, {points[0].macs / 1e6:.2f}M MACs; "
+        f"{len(points)} points, {len(run.unique)} distinct networks x {rule.seeds} seeds = {len(run.items)} training runs"
+        + (f" ({len(run.already)} already done)" if len(run.experiment.store) else "")
+        + (
+            f"; the seeds of unresolved comparisons grow until every compound - row half-width <= {rule.until_half_width:g} points "
+            f"(at most {rule.max_seeds}" + (f", within {rule.budget_minutes:g} min)" if rule.budget_minutes else ")")
+            if rule.until_half_width
+            else ""
         )
-        for p in points:
-            if p.part == "matched":
-                log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
-    stopping, rounds = None, []  # rounds: what the stopping rule saw and grew, in order
-    while True:
-        trials = experiment.run(evaluate, items, progress="study" if progress else None)
-        trials_seconds = sum(t.seconds for t in trials.values())
-        for p in points:
-            for s in range(seeds_of[p.key]):
-                p.record(s, trials[trial_key(p.key, s)])
-        if until_half_width is None:
-            break
-        so_far = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset)
-        run_seconds = {key: [trials[trial_key(key, s)].seconds for s in range(n)] for key, n in seeds_of.items()}
-        seconds_left = budget_minutes * 60 - (time.perf_counter() - started) if budget_minutes else None
-        stopping, grow = stopping_decision(
-            so_far,
-            until_half_width,
-            max_seeds,
-            run_seconds={key: sum(v) / len(v) for key, v in run_seconds.items()},
-            stored=lambda key: bool(experiment.stored([(key, {})])),
-            workers=run_workers or 1,
-            seconds_left=seconds_left,
-        )
-        if not grow:
-            stopping["rounds"] = rounds
-            break
-        grown = ", ".join(f"{name} to {n}" for name, n in stopping["growth"].items())
-        rounds.append(f"{stopping['reason']}: grew {grown} seeds")
-        if log:
-            log(f"stopping rule: {stopping['reason']}; growing {grown} seeds")
-        seeds_of.update(grow)
-        known = {key for key, _ in items}
-        items = items_now()
-        already |= experiment.stored([item for item in items if item[0] not in known])
-    busy1 = _cpu_times()
-    wall = time.perf_counter() - started
+    )
+    for p in points:
+        if p.part == "matched":
+            log(f"  matched {p.target_macs / 1e6:.2f}M MACs: {p.label:<16} {p.macs / 1e6:.2f}M ({100 * (p.macs - p.target_macs) / p.target_macs:+.1f}%)")
+
+
+def _machine(run: _Runs, train_options: dict[str, Any], workers: int | None, cpu0: float, busy0: tuple[int, int], wall: float) -> dict[str, Any]:
+    """What this invocation used and trained (study.json's `runs` record, less its time stamp and wall time)."""
+    busy1 = cpu_times()
     machine = {
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
-        "workers": run_workers,
-        "own_cpu_seconds": round(_own_cpu_seconds() - cpu0, 1),
+        "workers": workers,
+        "own_cpu_seconds": round(own_cpu_seconds() - cpu0, 1),
         "machine_busy_share": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 3) if busy1[1] > busy0[1] else None,
-        "runs_trained_now": len(items) - len(already),
-        "runs_resumed": len(already),
-        "training_seconds_sum": round(trials_seconds, 1),
+        "runs_trained_now": len(run.items) - len(run.already),
+        "runs_resumed": len(run.already),
+        "training_seconds_sum": round(sum(t.seconds for t in run.trials.values()), 1),
         "device": device_name(train_options),
     }
     images = images_per_run(train_options)
     if images is not None:
         machine["training_images"] = images * machine["runs_trained_now"]
         machine["images_per_second"] = round(machine["training_images"] / wall, 1) if wall > 0 else None
-    runs = _previous_runs(Path(out_dir)) if resume else []
-    # a resume that trained nothing (the report regenerated) is not an invocation worth listing
-    if machine["runs_trained_now"] or not runs:
-        runs.append({"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_seconds": round(wall, 1), **machine})
-    result = StudyResult(preset, baseline, points, seed_list, alpha, beta, gamma, dataset, wall, machine, runs, train_options, stopping)
-    write_report(result, out_dir)
-    return result
-
-
-def images_per_run(train_options: dict[str, Any]) -> int | None:
-    """Training images one run of the study sees (epochs x whole batches of its training images); None for real data
-    without a set image count."""
-    samples, epochs, batch = train_options.get("train_samples"), train_options.get("epochs"), train_options.get("batch_size")
-    if not (samples and epochs and batch):
-        return None
-    return int(epochs) * (int(samples) // int(batch)) * int(batch)
-
-
-def device_name(train_options: dict[str, Any]) -> str:
-    """The device the trainings run on, as its maker names it ("cpu" without CUDA or when the options say so)."""
-    import torch
-
-    wanted = str(train_options.get("device", "auto"))
-    if wanted != "cpu" and torch.cuda.is_available():
-        index = torch.device(wanted).index if wanted.startswith("cuda") else None
-        return torch.cuda.get_device_name(index or 0)
-    return "cpu"
-
-
-def stopping_decision(
-    result: StudyResult,
-    half_width: float,
-    max_seeds: int,
-    *,
-    run_seconds: dict[str, float] | None = None,
-    workers: int = 1,
-    seconds_left: float | None = None,
-    stored: Callable[[str], bool] | None = None,
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """The stopping rule's step: (the record of where it stands, {network key: the seeds to grow it to}; {} to stop).
-
-    Each "compound - row" comparison whose 95% half-width exceeds `half_width` asks for the seeds its observed spread
-    needs (at least one more than it has, at most `max_seeds`) for both its networks; compound takes the most any of
-    its comparisons asks. With `seconds_left`, the growth is cut back one seed at a time (for every comparison at
-    once) until its runs, at `run_seconds` (network key -> seconds per run) on `workers` in parallel, fit in it;
-    runs that `stored` ("KEY-seedN" -> bool) says an earlier invocation finished cost nothing."""
-    from effnet.study.stats import seeds_for_half_width
-
-    targets = sorted({p.target_macs for p in result.part("matched") if p.target_macs})
-
-    def name(p: Point) -> str:  # the same label recurs at every target
-        return f"{p.label} at {p.target_macs / 1e6:.2f}M MACs" if len(targets) > 1 and p.target_macs else p.label
-
-    comparisons = []  # (row, compound, interval, half-width: inf where there is no spread yet)
-    for target in targets:
-        compound = next((p for p in result.part("matched") if p.target_macs == target and p.label == "compound"), None)
-        for row in result.matched_rows():
-            diff = row.get("compound_minus")
-            if row["target_macs"] == target and diff is not None and compound is not None:
-                width = diff.half_width if diff.n >= 2 and not math.isnan(diff.half_width) else math.inf
-                comparisons.append((row["point"], compound, diff, width))
-    widest = max((c[3] for c in comparisons), default=math.inf)
-    record: dict[str, Any] = {
-        "rule": f"the seeds of each compound - row comparison grow until its 95% half-width <= {half_width:g} points, at most {max_seeds} seeds"
-        + (" within the time budget" if seconds_left is not None else ""),
-        "half_width": half_width,
-        "max_seeds": max_seeds,
-        "seeds": {name(p): p.seeds_trained for c in comparisons for p in c[:2]},
-        "widest": round(widest, 2) if math.isfinite(widest) else None,
-    }
-    if widest <= half_width:
-        return {**record, "reason": f"every half-width <= {half_width:g} (widest {widest:.1f})", "met": True}, {}
-    wanted = []  # (row, compound, seeds asked for) of each unresolved comparison below the cap
-    for row, compound, diff, width in comparisons:
-        have = min(row.seeds_trained, compound.seeds_trained)
-        if width > half_width and have < max_seeds:
-            needed = seeds_for_half_width(diff.std, half_width, most=max_seeds) if math.isfinite(width) else have + 1
-            wanted.append((row, compound, have, min(max_seeds, max(have + 1, needed))))
-    if not wanted:
-        return {**record, "reason": f"{max_seeds} seeds reached with the widest half-width {widest:.1f} > {half_width:g}", "met": False}, {}
-    points = {p.key: p for c in comparisons for p in c[:2]}
-    asked_most = max(want - have for _, _, have, want in wanted)
-    for most_added in range(asked_most, 0, -1):
-        grow: dict[str, int] = {}
-        for row, compound, have, want in wanted:
-            for p in (row, compound):
-                grow[p.key] = max(grow.get(p.key, p.seeds_trained), min(want, have + most_added))
-        grow = {key: n for key, n in grow.items() if n > points[key].seeds_trained}
-        runs = [
-            (run_seconds or {}).get(key, 0.0)
-            for key, n in grow.items()
-            for seed in range(points[key].seeds_trained, n)
-            if not (stored and stored(trial_key(key, seed)))
-        ]
-        estimate = _wall_estimate(runs, workers)
-        if seconds_left is None or estimate <= seconds_left:
-            asked = ", ".join(f"{name(row)} {want}" for row, _, _, want in wanted)
-            cut = "" if most_added == asked_most else f", cut to +{most_added} by the time budget"
-            reason = f"widest half-width {widest:.1f} > {half_width:g}; the observed spreads ask for {asked}{cut}"
-            growth = {name(points[key]): n for key, n in grow.items()}
-            return {**record, "reason": reason, "met": False, "estimated_seconds": round(estimate, 1), "growth": growth}, grow
-    reason = f"the time budget: one more seed of the unresolved comparisons would not finish in the {max(seconds_left or 0.0, 0.0) / 60:.1f} min left (widest half-width {widest:.1f} > {half_width:g})"
-    return {**record, "reason": reason, "met": False}, {}
-
-
-def trial_key(network: str, seed: int) -> str:
-    """The trial store's key of one training run: a network (`Point.key`) at one seed."""
-    return f"{network}-seed{seed}"
-
-
-def _wall_estimate(seconds: list[float], workers: int) -> float:
-    """Wall seconds of runs on `workers` in parallel, longest first to the least loaded (how a pool finishes them)."""
-    loads = [0.0] * max(1, workers)
-    for run in sorted(seconds, reverse=True):
-        loads[loads.index(min(loads))] += run
-    return max(loads)
-
-
-def _previous_runs(out_dir: Path) -> list[dict[str, Any]]:
-    """The invocation records of an earlier study.json in `out_dir` (so a resumed study's report keeps the first run's timing)."""
-    try:
-        data = json.loads((out_dir / "study.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    if isinstance(data.get("runs"), list):
-        return [run for run in data["runs"] if run.get("runs_trained_now", 1)]
-    if "wall_seconds" in data:  # written before invocation records existed: one run
-        return [{"wall_seconds": data["wall_seconds"], **data.get("machine", {})}]
-    return []
+    return machine
