@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,53 @@ def test_no_import_points_up_the_layer_table() -> None:
     fixed = sorted(set(KNOWN_UPWARD) - set(upward))
     assert not new, f"imports that point up docs/architecture.md's layer table (move the code down, or pass the data in): {new}"
     assert not fixed, f"fixed, so drop them from KNOWN_UPWARD: {fixed}"
+
+
+# ------------------------------------------------------------------ sizes: modules < 500 lines, functions <= 80
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+# Each with its reason; the test fails when one of these fits (drop it from here then) as well as when a new one is too long.
+KNOWN_TOO_LONG = {
+    "zoo.py": "the spec tables (B0-B7, EfficientNetV2, Lite, Table 3's rows): data, allowed by issue 29",
+    "train/trainer.py": "becomes a trainer of small parts (issue 29, item 2, a change of its own)",
+    "train/trainer.py:Trainer.__init__": "setup from a prepared run (issue 29, items 1-2, a change of its own)",
+}
+
+
+def _long_functions(node: ast.AST, prefix: str = "") -> dict[str, int]:
+    """'Qualified.name' -> lines (from its def to its last line) of every function in `node` over MAX_FUNCTION_LINES;
+    nested functions count in theirs and on their own."""
+    found = {}
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            qualified = f"{prefix}{child.name}"
+            lines = child.end_lineno - child.lineno + 1
+            if not isinstance(child, ast.ClassDef) and lines > MAX_FUNCTION_LINES:
+                found[qualified] = lines
+            found |= _long_functions(child, f"{qualified}.")
+    return found
+
+
+def too_long() -> dict[str, int]:
+    """'path' -> lines of every module of MAX_MODULE_LINES or more, 'path:Qualified.name' -> lines of every function over MAX_FUNCTION_LINES."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name, text = path.relative_to(PACKAGE).as_posix(), path.read_text()
+        if len(text.splitlines()) >= MAX_MODULE_LINES:
+            found[name] = len(text.splitlines())
+        found |= {f"{name}:{function}": lines for function, lines in _long_functions(ast.parse(text)).items()}
+    return found
+
+
+def test_the_size_check_sees_functions_methods_and_nested_ones() -> None:
+    body = "\n".join(["x = 1"] * MAX_FUNCTION_LINES)
+    code = f"def short():\n    pass\n\n\nclass A:\n    def long(self):\n{textwrap.indent(body, ' ' * 8)}\n\n        def inner():\n{textwrap.indent(body, ' ' * 12)}\n"
+    assert _long_functions(ast.parse(code)) == {"A.long": 2 * MAX_FUNCTION_LINES + 3, "A.long.inner": MAX_FUNCTION_LINES + 1}
+
+
+def test_no_module_or_function_is_too_long() -> None:
+    found = too_long()
+    new = {name: lines for name, lines in found.items() if name not in KNOWN_TOO_LONG}
+    fits = sorted(set(KNOWN_TOO_LONG) - set(found))
+    assert not new, f"modules of {MAX_MODULE_LINES} lines or more, functions over {MAX_FUNCTION_LINES} (split them into named steps): {new}"
+    assert not fits, f"these fit now, so drop them from KNOWN_TOO_LONG: {fits}"
