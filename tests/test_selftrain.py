@@ -598,7 +598,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     out = tmp_path / "ns"
     monkeypatch.chdir(task)
     relative = ["--teacher", os.path.relpath(teacher_run), "--student", os.path.relpath(tiny_spec), "--out-dir", os.path.relpath(out)]
-    (config, _), options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
+    config, _, options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
     absolute = {"labeled": str(task / "labeled"), "unlabeled": str(task / "unlabeled"), "teacher": str(teacher_run), "student": tiny_spec, "out_dir": str(out)}
     assert {name: getattr(config, name) for name in absolute} == absolute
     assert {name: options["options"][name] for name in ("labeled", "unlabeled", "teacher", "student")} == {
@@ -615,7 +615,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
         ["--labeled", str(task / "labeled"), "--teacher", str(teacher_run)],
         ["--unlabeled", os.path.relpath(task / "unlabeled"), "--student", tiny_spec],
     ):
-        (again, resuming), _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
+        again, resuming, _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
         assert resuming and again.to_dict() == config.to_dict()
         _State(out, again, resume=True)  # the run's own identity check agrees
     with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):

@@ -62,7 +62,9 @@ def lock_directory(directory: str | Path, what: str = "run") -> DirectoryLock:
 
     Raises DirectoryInUse when another process holds it. Stale temp files of a killed writer are removed.
     """
-    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 writes the files and holds the lock for all
+    from effnet.train.distributed import is_main_process
+
+    if not is_main_process():  # torchrun: rank 0 writes the files and holds the lock for all
         return DirectoryLock(None)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

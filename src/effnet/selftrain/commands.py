@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from effnet.resume import ResumableOptions
 from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
@@ -99,8 +98,16 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
 
 
-def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The NoisyStudentConfig of the command line (after --resume) and the options.json payload."""
+class CommandLineRun(NamedTuple):
+    """What the command line asks for: the run's config, whether it continues one, and the options.json payload."""
+
+    config: Any  # NoisyStudentConfig
+    resuming: bool
+    options: dict[str, Any]
+
+
+def _config(args: argparse.Namespace) -> CommandLineRun:
+    """The NoisyStudentConfig of the command line (after --resume), whether it resumes, and the options.json payload."""
     from effnet.selftrain.recipe import Budget, Noise
     from effnet.selftrain.runner import NoisyStudentConfig, NoisyStudentError
     from effnet.train.config import read_config_file
@@ -141,7 +148,7 @@ def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         device=v.device,
         progress=v.progress,
     )
-    return (config, run.resuming), NOISY.payload(v, train_config_contents=extra)
+    return CommandLineRun(config, run.resuming, NOISY.payload(v, train_config_contents=extra))
 
 
 def run_noisy_student_command(args: argparse.Namespace) -> int:
@@ -150,7 +157,7 @@ def run_noisy_student_command(args: argparse.Namespace) -> int:
     from effnet.selftrain.runner import run_noisy_student
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
 
-    (config, resuming), options = _config(args)
+    config, resuming, options = _config(args)
     try:
         result = run_noisy_student(config, resume=resuming, options=options)
     except TrainingInterrupted as err:
@@ -159,6 +166,8 @@ def run_noisy_student_command(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"effnet: error: {err}", file=sys.stderr)
         return DIVERGED
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+    from effnet.train.distributed import is_main_process
+
+    if is_main_process():  # under torchrun, one summary
         print(result.summary())
     return 0

@@ -15,13 +15,13 @@ of the strongest setting torchvision can express; the paper's own noise was stro
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from effnet.data import SourceMix, batch_split
 from effnet.train.config import TrainConfig
-from effnet.train.finetune import FINETUNE_RECIPE, WARMUP_FRACTION, batch_for
+from effnet.train.distributed import world_size
+from effnet.train.finetune import FINETUNE_RECIPE, WARMUP_FRACTION, batch_for, plan_finetune
 
 PAPER_RATIO = 3.0
 # Options the pipeline owns: a --train-config file may not set them.
@@ -88,21 +88,34 @@ def default_ratio(labeled: int, pseudo: int) -> float:
     return min(PAPER_RATIO, pseudo / labeled)
 
 
-def network_values(network: str, pretrained: str = "auto") -> dict[str, Any]:
-    """TrainConfig's model/spec/pretrained for a model name or a spec (file or block string); `pretrained`: auto, default, none or a file."""
+@dataclass(frozen=True)
+class Network:
+    """A teacher's or student's network, resolved once: TrainConfig's model/spec/pretrained values, and its NetSpec."""
+
+    values: dict[str, Any]
+    spec: Any
+
+    @property
+    def name(self) -> str:
+        return self.values["spec"] or self.values["model"]
+
+
+def resolve_network(network: str, pretrained: str = "auto") -> Network:
+    """A model name or a spec (file or block string), resolved once (`effnet.zoo.resolve_spec`), with the weights it
+    starts from; `pretrained`: auto, default, none or a file."""
     from effnet.zoo import UnknownModelError, get_info, resolve_spec
 
     try:
         info = get_info(network)
     except UnknownModelError:
-        resolve_spec(network)  # a spec file or block string, or a clear error naming the closest models
+        spec = resolve_spec(network)  # a spec file or block string, or a clear error naming the closest models
         if pretrained not in ("auto", "none", ""):
             raise ValueError(f"pretrained weights ({pretrained!r}) apply to named models, not to the spec {network!r}; drop the option") from None
-        return {"model": FINETUNE_RECIPE["model"], "spec": network, "pretrained": ""}
+        return Network({"model": FINETUNE_RECIPE["model"], "spec": network, "pretrained": ""}, spec)
     weights = {"auto": "default" if info.weights else "", "none": "", "": ""}.get(pretrained, pretrained)
     if weights == "default" and not info.weights:
         raise ValueError(f"{info.name} has no pretrained weights to start from; use --student-pretrained none (train from scratch) or a weights file")
-    return {"model": info.name, "spec": "", "pretrained": weights}
+    return Network({"model": info.name, "spec": "", "pretrained": weights}, resolve_spec(info.name))
 
 
 def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolution: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -119,13 +132,16 @@ def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolu
 def teacher_config(
     model: str, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
 ) -> tuple[TrainConfig, str]:
-    """Step 1, "train a teacher on the labelled images": the fine-tune recipe from `model`'s pretrained weights."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    values = _base(network_values(model, "default"), labeled, out_dir, seed, resolution, extra or {})
-    batch = budget.batch_size or batch_for(images, world)
-    steps_per_epoch = max(1, images // (batch * world))
-    values.update(batch_size=batch, **budget.values(steps_per_epoch))
-    values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
+    """Step 1, "train a teacher on the labelled images": the fine-tune recipe and plan (`plan_finetune`) from `model`'s
+    pretrained weights."""
+    world = world_size()
+    values = _base(resolve_network(model, "default").values, labeled, out_dir, seed, resolution, extra or {})
+    plan = plan_finetune(images, epochs=budget.epochs, world_size=world, batch_size=budget.batch_size or None)
+    steps_per_epoch, length = plan.steps_per_epoch, budget.values(plan.steps_per_epoch)
+    plan = plan_finetune(
+        images, epochs=length["epochs"], world_size=world, batch_size=plan.batch_size, max_steps_per_epoch=length.get("max_steps_per_epoch", 0)
+    )
+    values.update(batch_size=plan.batch_size, warmup_epochs=plan.warmup_epochs, **length)
     values.update(extra or {})
     config = TrainConfig.from_dict(values)
     line = f"teacher {config.model} (pretrained): {images} labelled images -> batch {config.batch_size}, {steps_per_epoch} steps/epoch, {_length(config, steps_per_epoch)}"
@@ -133,7 +149,7 @@ def teacher_config(
 
 
 def student_config(
-    network: str,
+    network: str | Network,
     *,
     labeled: str,
     labeled_images: int,
@@ -148,9 +164,11 @@ def student_config(
     resolution: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, str]:
-    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `ratio` pseudo-labelled per labelled image (0: `default_ratio`)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    values = _base(network_values(network, pretrained), labeled, out_dir, seed, resolution, extra or {})
+    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `ratio` pseudo-labelled per labelled image (0: `default_ratio`).
+    `network`: a model name or spec, or a `Network` resolved already (then `pretrained` is its own)."""
+    world = world_size()
+    resolved = network if isinstance(network, Network) else resolve_network(network, pretrained)
+    values = _base(resolved.values, labeled, out_dir, seed, resolution, extra or {})
     ratio = ratio or default_ratio(labeled_images, pseudo_images)
     batch = max(2, budget.batch_size or batch_for(labeled_images + pseudo_images, world))
     split = batch_split(batch, ratio)

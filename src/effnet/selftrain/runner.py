@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,10 @@ from effnet.data import DataError, find_images, image_folder_splits
 from effnet.resume import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
 from effnet.selftrain.labels import LABELS_NAME, label_images, read_labels
-from effnet.selftrain.recipe import PAPER_NOISE, Budget, Noise, network_values, student_config, teacher_config
+from effnet.selftrain.recipe import PAPER_NOISE, Budget, Network, Noise, resolve_network, student_config, teacher_config
 from effnet.selftrain.report import evaluate_run, iteration_record, write_iteration_report, write_summary
 from effnet.train import distributed as D
+from effnet.train.rundir import RunLayout
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
@@ -46,7 +46,7 @@ class NoisyStudentError(ValueError):
 
 def is_run_dir(path: Path) -> bool:
     """Whether `path` is a training run directory (it has the config.json every run writes first)."""
-    return (path / "config.json").is_file()
+    return RunLayout(path).is_run()
 
 
 # The config's paths, recorded absolute (resolved) so that a run resumes from any working directory: field -> which values are paths
@@ -125,7 +125,7 @@ class NoisyStudentResult:
 
 
 def _main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return D.is_main_process()
 
 
 def _sync(device: str) -> None:
@@ -173,22 +173,24 @@ class _State:
         self.save()
 
 
-def _train(config: Any, line: str) -> Path:
+def _train(config: Any, line: str, network: Any = None) -> Path:
     """Train (or continue) a run: finished runs are kept, a checkpoint is resumed (the trainer's own resume).
+    `network`: the NetSpec the config names, resolved already.
 
     `Trainer.run`, not `train`: under torchrun the process group stays up for the next step (creating a gloo group
     again after destroying one fails now and then with "Connection refused"); `run_noisy_student` ends it.
     """
+    from effnet.train.prepared import prepare_run
     from effnet.train.trainer import Trainer
 
     out = Path(config.out_dir)
-    if (out / "model.safetensors").is_file():
+    if RunLayout(out).finished():
         return out
-    if (out / "last.pt").is_file() or (out / "previous.pt").is_file():
+    if RunLayout(out).has_checkpoint():
         config = dataclasses.replace(config, resume=True)
         line += " (resuming from its checkpoint)"
     _log(line)
-    Trainer(config).run()
+    Trainer(prepare_run(config, resolved=network)).run()
     return out
 
 
@@ -243,13 +245,12 @@ def check_teacher(teacher: Any, classes: list[str], labeled: str) -> None:
         )
 
 
-def check_student_size(teacher_spec: Any, student: str, num_classes: int) -> None:
+def check_student_size(teacher_spec: Any, student: Network, num_classes: int) -> None:
     """A warning when the student has fewer parameters than the teacher (effnet.profile): the paper's students are equal or larger."""
     from effnet.profile import profile_spec
-    from effnet.zoo import resolve_spec
 
     teacher_params = profile_spec(teacher_spec.replace(num_classes=num_classes)).params
-    student_params = profile_spec(resolve_spec(student).replace(num_classes=num_classes)).params
+    student_params = profile_spec(student.spec.replace(num_classes=num_classes)).params
     if student_params < teacher_params:
         warnings.warn(
             f"the student {student} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
@@ -267,7 +268,7 @@ def run_noisy_student(config: NoisyStudentConfig, resume: bool = False, options:
     try:
         return _run(config, resume, options)
     finally:
-        D.cleanup(D.DistInfo(world_size=int(os.environ.get("WORLD_SIZE", "1"))))
+        D.cleanup(D.launched())
 
 
 def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | None) -> NoisyStudentResult:
@@ -279,7 +280,7 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
     classes = list(labeled_train.classes)
     # refuse bad input before anything is written or trained
     find_images(config.unlabeled, "unlabelled")
-    network_values(config.student, config.student_pretrained)
+    student = resolve_network(config.student, config.student_pretrained)  # once: every iteration's student is this network
     given_teacher = _given_teacher(config)
     if given_teacher is not None:
         teacher = load_run_model(given_teacher)
@@ -287,13 +288,13 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
         teacher_spec = teacher.spec
     else:
         teacher_spec = resolve_spec(config.teacher)
-    check_student_size(teacher_spec, config.student, len(classes))
+    check_student_size(teacher_spec, student, len(classes))
     with lock_directory(out, "noisy-student run"):  # rank 0 only; the teacher's and students' runs lock their own
-        return _iterate(config, out, resume, options, given_teacher, classes, len(labeled_train))
+        return _iterate(config, out, resume, options, given_teacher, classes, len(labeled_train), student)
 
 
 def _iterate(
-    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int
+    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int, student: Network
 ) -> NoisyStudentResult:
     from effnet.resume import save_options
 
@@ -303,13 +304,15 @@ def _iterate(
     teacher_run = given_teacher or _train_teacher(config, out, state, labeled)
     records = []
     for k in range(1, config.iterations + 1):
-        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, labeled))
+        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, labeled, student))
         if _main():
             write_summary(out, records)
     return NoisyStudentResult(out, records)
 
 
-def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, classes: list[str], labeled_images: int) -> dict[str, Any]:
+def _iteration(
+    config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, classes: list[str], labeled_images: int, student: Network
+) -> dict[str, Any]:
     """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
     folder = out / f"iter{k}"
     labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
@@ -342,7 +345,7 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         state.mark(k, "selection")
     selected = json.loads(selected_file.with_suffix(".json").read_text())
     train_config, line = student_config(
-        config.student,
+        student,
         labeled=config.labeled,
         labeled_images=labeled_images,
         pseudo_file=str(selected_file.resolve()),
@@ -351,13 +354,12 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         budget=config.budget,
         noise=config.noise,
         ratio=config.ratio,
-        pretrained=config.student_pretrained,
         seed=config.seed,
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
-    if not (state.done(k, "student") and (student_dir / "model.safetensors").is_file()):
-        _train(train_config, f"iteration {k}: {line}")
+    if not (state.done(k, "student") and RunLayout(student_dir).finished()):
+        _train(train_config, f"iteration {k}: {line}", student.spec)
         _sync(config.device)
         state.mark(k, "student")
     report_file = folder / "report.json"

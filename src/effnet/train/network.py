@@ -36,8 +36,7 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
     if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
         raise ValueError("--pretrained applies to named models, not to --spec files")
     pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
-    drop_rate = options.pop("dropout", None)
-    return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
+    return create_model(config.model, pretrained=pretrained, **options)
 
 
 def network_of(config: TrainConfig) -> Any:
