@@ -495,9 +495,10 @@ def test_bad_input_gets_a_clear_message(teacher_run: Path, task: Path, tiny_spec
     smaller = tmp_path / "smaller.json"
     NetSpec.from_string("ds_r1_k3_s1_e1_c8", stem_channels=8, head_channels=32, resolution=32, name="smaller").save(smaller)
     with pytest.warns(UserWarning, match=r"the student .*smaller.json \(0\.00M parameters\) is smaller than the teacher \(0\.04M\)"):
+        from effnet.selftrain.recipe import resolve_network
         from effnet.selftrain.runner import check_student_size
 
-        check_student_size(load_run_model(teacher_run).spec, str(smaller), 3)
+        check_student_size(load_run_model(teacher_run).spec, resolve_network(str(smaller)), 3)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything was written
 
     with pytest.raises(NoisyStudentError, match="neither a training run directory .* nor a model name"):

@@ -69,6 +69,27 @@ def add_selftrain_commands(command: Any) -> None:
         help="pseudo-labelled images per labelled image in each batch",
         shown="the paper's 3, or the pseudo-labelled/labelled proportion when smaller",
     )
+    _add_training_options(p)
+    add(p, "--label-batch-size", type=int, default=64, help="images per batch when labelling and evaluating")
+    add(p, "--chunk-size", type=int, default=1024, help="images per resumable labelling chunk")
+    add(p, "--workers", type=int, default=2, help="data-loader worker processes")
+    add(p, "--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--out-dir", default=None, help="run directory: state, labels, student runs and reports (default: runs/noisy-student)")
+    NOISY.add_resume(p)
+    add(p, "--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
+
+
+class CommandLineRun(NamedTuple):
+    """What the command line asks for: the run's config, whether it continues one, and the options.json payload."""
+
+    config: Any  # NoisyStudentConfig
+    resuming: bool
+    options: dict[str, Any]
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """The student's noise and every training's length, batch, resolution and further options."""
+    add = NOISY.add
     add(p, "--randaugment-magnitude", type=float, default=27.0, help="student noise: RandAugment magnitude on torchvision's 0-30 scale (0: off)")
     add(p, "--dropout", type=float, default=0.5, help="student noise: dropout before the classifier")
     add(p, "--drop-path", type=float, default=0.2, help="student noise: stochastic depth of the last block (survival 0.8)")
@@ -89,21 +110,6 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--resolution", type=int, default=0, help="training resolution in pixels", shown="each model's own")
     add(p, "--seed", type=int, default=0, help="random seed of every training")
     add(p, "--train-config", metavar="FILE", path=True, help="YAML/JSON file of further TrainConfig options for every training (e.g. lr, optimizer)")
-    add(p, "--label-batch-size", type=int, default=64, help="images per batch when labelling and evaluating")
-    add(p, "--chunk-size", type=int, default=1024, help="images per resumable labelling chunk")
-    add(p, "--workers", type=int, default=2, help="data-loader worker processes")
-    add(p, "--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--out-dir", default=None, help="run directory: state, labels, student runs and reports (default: runs/noisy-student)")
-    NOISY.add_resume(p)
-    add(p, "--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
-
-
-class CommandLineRun(NamedTuple):
-    """What the command line asks for: the run's config, whether it continues one, and the options.json payload."""
-
-    config: Any  # NoisyStudentConfig
-    resuming: bool
-    options: dict[str, Any]
 
 
 def _config(args: argparse.Namespace) -> CommandLineRun:

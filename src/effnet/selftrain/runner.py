@@ -20,7 +20,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from effnet._io import absolute_path, atomic_write_text
 from effnet._lock import lock_directory
@@ -173,7 +173,18 @@ class _State:
         self.save()
 
 
-def _train(config: Any, line: str, network: Any = None) -> Path:
+class Labelled(NamedTuple):
+    """The labelled folder's training and validation images, found once (`image_folder_splits`) for every training and evaluation of a run."""
+
+    train: Any
+    val: Any
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.train.classes)
+
+
+def _train(config: Any, line: str, labelled: Labelled, network: Any = None) -> Path:
     """Train (or continue) a run: finished runs are kept, a checkpoint is resumed (the trainer's own resume).
     `network`: the NetSpec the config names, resolved already.
 
@@ -190,7 +201,7 @@ def _train(config: Any, line: str, network: Any = None) -> Path:
         config = dataclasses.replace(config, resume=True)
         line += " (resuming from its checkpoint)"
     _log(line)
-    Trainer(prepare_run(config, resolved=network)).run()
+    Trainer(prepare_run(config, resolved=network, splits=tuple(labelled))).run()
     return out
 
 
@@ -208,19 +219,19 @@ def _given_teacher(config: NoisyStudentConfig) -> Path | None:
     return None
 
 
-def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labeled_images: int) -> Path:
+def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelled: Labelled) -> Path:
     """Step 1, when the teacher is a model name: its pretrained weights fine-tuned on the labelled images."""
     train_config, line = teacher_config(
         config.teacher,
         labeled=config.labeled,
-        images=labeled_images,
+        images=len(labelled.train),
         out_dir=str(out / "teacher"),
         budget=config.budget,
         seed=config.seed,
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
-    run = _train(train_config, line).resolve()
+    run = _train(train_config, line, labelled).resolve()
     _sync(config.device)
     state.data["teacher"] = str(run)
     state.save()
@@ -253,7 +264,7 @@ def check_student_size(teacher_spec: Any, student: Network, num_classes: int) ->
     student_params = profile_spec(student.spec.replace(num_classes=num_classes)).params
     if student_params < teacher_params:
         warnings.warn(
-            f"the student {student} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
+            f"the student {student.name} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
             "needs an equal-or-larger student (the paper's students are never smaller), so it may not beat its teacher",
             stacklevel=3,
         )
@@ -276,8 +287,11 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
     from effnet.zoo import resolve_spec
 
     out = Path(config.out_dir)
-    labeled_train, _ = image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", 0.1))
-    classes = list(labeled_train.classes)
+    from effnet.train.config import TrainConfig
+
+    # the labelled folder, scanned once: its split is every training's (TrainConfig's val_fraction) and every evaluation's
+    labelled = Labelled(*image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", TrainConfig.val_fraction)))
+    classes = labelled.classes
     # refuse bad input before anything is written or trained
     find_images(config.unlabeled, "unlabelled")
     student = resolve_network(config.student, config.student_pretrained)  # once: every iteration's student is this network
@@ -290,29 +304,27 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
         teacher_spec = resolve_spec(config.teacher)
     check_student_size(teacher_spec, student, len(classes))
     with lock_directory(out, "noisy-student run"):  # rank 0 only; the teacher's and students' runs lock their own
-        return _iterate(config, out, resume, options, given_teacher, classes, len(labeled_train), student)
+        return _iterate(config, out, resume, options, given_teacher, labelled, student)
 
 
 def _iterate(
-    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int, student: Network
+    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, labelled: Labelled, student: Network
 ) -> NoisyStudentResult:
     from effnet.resume import save_options
 
     state = _State(out, config, resume)
     if _main():
         save_options(out, options)
-    teacher_run = given_teacher or _train_teacher(config, out, state, labeled)
+    teacher_run = given_teacher or _train_teacher(config, out, state, labelled)
     records = []
     for k in range(1, config.iterations + 1):
-        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, labeled, student))
+        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", labelled, student))
         if _main():
             write_summary(out, records)
     return NoisyStudentResult(out, records)
 
 
-def _iteration(
-    config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, classes: list[str], labeled_images: int, student: Network
-) -> dict[str, Any]:
+def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, labelled: Labelled, student: Network) -> dict[str, Any]:
     """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
     folder = out / f"iter{k}"
     labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
@@ -334,20 +346,20 @@ def _iteration(
         if _main():
             selection = select(
                 read_labels(labels_file),
-                len(classes),
+                len(labelled.classes),
                 threshold=config.confidence_threshold,
                 balance=config.balance,
                 per_class=config.per_class,
                 soft=config.soft,
             )
-            write_selection(selection, selected_file, classes)
+            write_selection(selection, selected_file, labelled.classes)
         _sync(config.device)
         state.mark(k, "selection")
     selected = json.loads(selected_file.with_suffix(".json").read_text())
     train_config, line = student_config(
         student,
         labeled=config.labeled,
-        labeled_images=labeled_images,
+        labeled_images=len(labelled.train),
         pseudo_file=str(selected_file.resolve()),
         pseudo_images=selected["images"],
         out_dir=str(student_dir),
@@ -359,7 +371,7 @@ def _iteration(
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
     if not (state.done(k, "student") and RunLayout(student_dir).finished()):
-        _train(train_config, f"iteration {k}: {line}", student.spec)
+        _train(train_config, f"iteration {k}: {line}", labelled, student.spec)
         _sync(config.device)
         state.mark(k, "student")
     report_file = folder / "report.json"
@@ -367,7 +379,13 @@ def _iteration(
         return json.loads(report_file.read_text())
     record: dict[str, Any] = {}
     if _main():
-        evaluation = {"batch_size": config.label_batch_size, "workers": config.workers, "device": config.device, "train_options": config.train_options}
+        evaluation = {
+            "batch_size": config.label_batch_size,
+            "workers": config.workers,
+            "device": config.device,
+            "train_options": config.train_options,
+            "splits": tuple(labelled),
+        }
         record = iteration_record(
             k,
             teacher=evaluate_run(teacher, config.labeled, **evaluation),

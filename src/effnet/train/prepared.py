@@ -112,14 +112,15 @@ class PreparedRun:
         return dataclasses.replace(self, config=config, layout=layout, _model=self._model if keep else None)
 
 
-def prepare_run(config: TrainConfig, spec: Any = None, *, resolved: Any = None) -> PreparedRun:
+def prepare_run(config: TrainConfig, spec: Any = None, *, resolved: Any = None, splits: Any = None) -> PreparedRun:
     """Resolve `config` once: its network (`spec`, a NetSpec, when given, else the one the config names), resolution,
     preprocessing, datasets and run directory.
 
     A spec given in memory is the run's: the config then names the run's spec.json (written with the run's other
     files, `RunLayout.write_description`), so that the run directory alone describes and resumes the run.
     `resolved`: the NetSpec that config.spec / config.model name, when the caller resolved it already (the config is
-    kept as it is).
+    kept as it is). `splits`: the image folder's train and validation images, when the caller scanned it already
+    (`effnet.data.image_folder_splits` with the config's val_fraction).
     """
     from effnet.data import build_datasets
     from effnet.train.network import network_of
@@ -146,5 +147,6 @@ def prepare_run(config: TrainConfig, spec: Any = None, *, resolved: Any = None) 
         train_scale=config.crop_scale(),
         randaugment_magnitude=config.randaugment_magnitude,
         pseudo_labels=config.pseudo_labels or None,
+        splits=splits,
     )
     return PreparedRun(config, spec, resolution, preprocessing, data, layout)
