@@ -130,12 +130,13 @@ def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolu
 
 
 def teacher_config(
-    model: str, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
+    model: str | Network, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
 ) -> tuple[TrainConfig, str]:
     """Step 1, "train a teacher on the labelled images": the fine-tune recipe and plan (`plan_finetune`) from `model`'s
-    pretrained weights."""
+    pretrained weights (a model name, or a `Network` resolved already)."""
     world = world_size()
-    values = _base(resolve_network(model, "default").values, labeled, out_dir, seed, resolution, extra or {})
+    network = model if isinstance(model, Network) else resolve_network(model, "default")
+    values = _base(network.values, labeled, out_dir, seed, resolution, extra or {})
     plan = plan_finetune(images, epochs=budget.epochs, world_size=world, batch_size=budget.batch_size or None)
     steps_per_epoch, length = plan.steps_per_epoch, budget.values(plan.steps_per_epoch)
     plan = plan_finetune(

@@ -219,10 +219,10 @@ def _given_teacher(config: NoisyStudentConfig) -> Path | None:
     return None
 
 
-def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelled: Labelled) -> Path:
+def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelled: Labelled, teacher: Network) -> Path:
     """Step 1, when the teacher is a model name: its pretrained weights fine-tuned on the labelled images."""
     train_config, line = teacher_config(
-        config.teacher,
+        teacher,
         labeled=config.labeled,
         images=len(labelled.train),
         out_dir=str(out / "teacher"),
@@ -231,7 +231,7 @@ def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelle
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
-    run = _train(train_config, line, labelled).resolve()
+    run = _train(train_config, line, labelled, teacher.spec).resolve()
     _sync(config.device)
     state.data["teacher"] = str(run)
     state.save()
@@ -283,11 +283,10 @@ def run_noisy_student(config: NoisyStudentConfig, resume: bool = False, options:
 
 
 def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | None) -> NoisyStudentResult:
+    from effnet.train.config import TrainConfig
     from effnet.train.rundir import load_run_model
-    from effnet.zoo import resolve_spec
 
     out = Path(config.out_dir)
-    from effnet.train.config import TrainConfig
 
     # the labelled folder, scanned once: its split is every training's (TrainConfig's val_fraction) and every evaluation's
     labelled = Labelled(*image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", TrainConfig.val_fraction)))
@@ -295,27 +294,28 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
     # refuse bad input before anything is written or trained
     find_images(config.unlabeled, "unlabelled")
     student = resolve_network(config.student, config.student_pretrained)  # once: every iteration's student is this network
-    given_teacher = _given_teacher(config)
-    if given_teacher is not None:
-        teacher = load_run_model(given_teacher)
-        check_teacher(teacher, classes, config.labeled)
-        teacher_spec = teacher.spec
+    teacher: Path | Network | None = _given_teacher(config)  # a run directory, or (None) a model to fine-tune first
+    if teacher is not None:
+        model = load_run_model(teacher)
+        check_teacher(model, classes, config.labeled)
+        teacher_spec = model.spec
     else:
-        teacher_spec = resolve_spec(config.teacher)
+        teacher = resolve_network(config.teacher, "default")
+        teacher_spec = teacher.spec
     check_student_size(teacher_spec, student, len(classes))
     with lock_directory(out, "noisy-student run"):  # rank 0 only; the teacher's and students' runs lock their own
-        return _iterate(config, out, resume, options, given_teacher, labelled, student)
+        return _iterate(config, out, resume, options, teacher, labelled, student)
 
 
 def _iterate(
-    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, labelled: Labelled, student: Network
+    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, teacher: Path | Network, labelled: Labelled, student: Network
 ) -> NoisyStudentResult:
     from effnet.resume import save_options
 
     state = _State(out, config, resume)
     if _main():
         save_options(out, options)
-    teacher_run = given_teacher or _train_teacher(config, out, state, labelled)
+    teacher_run = teacher if isinstance(teacher, Path) else _train_teacher(config, out, state, labelled, teacher)
     records = []
     for k in range(1, config.iterations + 1):
         records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", labelled, student))
