@@ -63,7 +63,7 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--per-class", type=int, default=0, help="balancing target per class", shown="the mean per-class count after filtering")
     add(
         p,
-        "--unlabeled-ratio",
+        "--pseudo-label-ratio",
         type=float,
         default=0.0,
         help="pseudo-labelled images per labelled image in each batch",
@@ -141,7 +141,7 @@ def _config(args: argparse.Namespace) -> CommandLineRun:
         confidence_threshold=v.confidence_threshold,
         balance=v.balance,
         per_class=v.per_class,
-        ratio=v.unlabeled_ratio,
+        pseudo_label_ratio=v.pseudo_label_ratio,
         noise=noise,
         student_pretrained=v.student_pretrained,
         budget=Budget(v.epochs, v.steps, v.batch_size),

@@ -3,7 +3,7 @@
 Both start from the fine-tune recipe (`effnet.train.finetune`: SGD, cosine, batch size from the image
 count, BatchNorm statistics kept from pretraining). The student adds the paper's noise (Xie et al. 2020,
 Section 3): RandAugment on its input, dropout 0.5 before the classifier and stochastic depth with
-survival 0.8 at the last block (drop path 0.2), and it sees `ratio` pseudo-labelled images per labelled
+survival 0.8 at the last block (drop path 0.2), and it sees `pseudo_label_ratio` pseudo-labelled images per labelled
 one in every batch (the paper: 3 for most students, 14 for L2).
 
 The paper's RandAugment magnitude, 27, is on TF's scale, where 10 is AutoAugment's strongest setting and
@@ -159,18 +159,18 @@ def student_config(
     out_dir: str,
     budget: Budget,
     noise: Noise = PAPER_NOISE,
-    ratio: float = 0.0,
+    pseudo_label_ratio: float = 0.0,
     pretrained: str = "auto",
     seed: int = 0,
     resolution: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, str]:
-    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `ratio` pseudo-labelled per labelled image (0: `default_ratio`).
+    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `pseudo_label_ratio` pseudo-labelled per labelled image (0: `default_ratio`).
     `network`: a model name or spec, or a `Network` resolved already (then `pretrained` is its own)."""
     world = world_size()
     resolved = network if isinstance(network, Network) else resolve_network(network, pretrained)
     values = _base(resolved.values, labeled, out_dir, seed, resolution, extra or {})
-    ratio = ratio or default_ratio(labeled_images, pseudo_images)
+    ratio = pseudo_label_ratio or default_ratio(labeled_images, pseudo_images)
     batch = max(2, budget.batch_size or batch_for(labeled_images + pseudo_images, world))
     split = batch_split(batch, ratio)
     mix = SourceMix((labeled_images, pseudo_images), split)

@@ -79,7 +79,7 @@ class NoisyStudentConfig:
     confidence_threshold: float = PAPER_THRESHOLD
     balance: bool = True
     per_class: int = 0  # balancing target (0: the mean per-class count after filtering)
-    ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
+    pseudo_label_ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
     noise: Noise = PAPER_NOISE
     student_pretrained: str = "auto"  # auto (a named model's pretrained weights when it has some), default, none, or a weights file
     budget: Budget = field(default_factory=Budget)
@@ -101,8 +101,8 @@ class NoisyStudentConfig:
             self.budget = Budget(**self.budget)
         if self.iterations < 1:
             raise NoisyStudentError(f"iterations must be >= 1, got {self.iterations}")
-        if self.ratio < 0:
-            raise NoisyStudentError(f"the unlabelled batch ratio must be > 0 (0: automatic), got {self.ratio}")
+        if self.pseudo_label_ratio < 0:
+            raise NoisyStudentError(f"the pseudo-label ratio must be > 0 (0: automatic), got {self.pseudo_label_ratio}")
         if self.label_batch_size < 1 or self.chunk_size < 1:
             raise NoisyStudentError("the labelling batch size and chunk size must be >= 1")
 
@@ -365,7 +365,7 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         out_dir=str(student_dir),
         budget=config.budget,
         noise=config.noise,
-        ratio=config.ratio,
+        pseudo_label_ratio=config.pseudo_label_ratio,
         seed=config.seed,
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},

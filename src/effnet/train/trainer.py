@@ -69,7 +69,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.prepared = run if isinstance(run, PreparedRun) else prepare_run(config, spec)
-        self.config = self.prepared.config
+        self.config = config = self.prepared.config  # a spec given in memory: the config names the run's spec.json
         self.writer = RunWriter(self.prepared.layout, self.dist, self.device)
         self.resolution = self.prepared.resolution
         self.preprocessing = self.prepared.preprocessing
