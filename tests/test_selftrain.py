@@ -442,7 +442,16 @@ def _config_literal(task: Path, teacher_run: Path, tiny_spec: str, out: Path) ->
 # ---------------------------------------------------------------------------- the command, its report, bad input
 
 
-def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys) -> None:
+def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    import effnet.data
+    import effnet.selftrain.runner
+    import effnet.zoo
+
+    scans, resolved = [], []  # the labelled folder is scanned once, the student resolved once, for every training and evaluation
+    real_scan, real_resolve = effnet.data.image_folder_splits, effnet.zoo.resolve_spec
+    for module in (effnet.data, effnet.selftrain.runner):
+        monkeypatch.setattr(module, "image_folder_splits", lambda root, **k: scans.append(str(root)) or real_scan(root, **k))
+    monkeypatch.setattr(effnet.zoo, "resolve_spec", lambda name, *a, **k: resolved.append(str(name)) or real_resolve(name, *a, **k))
     out = tmp_path / "ns"
     (tmp_path / "train.yaml").write_text("deterministic: true\nverbose: false\n")
     common = ["--resolution", "32", "--epochs", "1", "--batch-size", "8", "--label-batch-size", "8", "--workers", "0", "--no-progress"]
@@ -452,6 +461,7 @@ def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: P
     )
     printed = capsys.readouterr()
     assert status == 0, printed.err
+    assert scans == [str(task / "labeled")] and resolved.count(tiny_spec) == 1
     assert "iteration 1: teacher" in printed.out and "report:" in printed.out
     record = json.loads((out / "iter1" / "report.json").read_text())
     p = record["pseudo_labels"]
