@@ -32,7 +32,7 @@ from effnet.data import build_datasets
 from effnet.study.stats import mean_ci
 from effnet.train.config import preset
 from effnet.train.evaluate import evaluate as evaluate_model
-from effnet.train.finetune import describe, finetune_config
+from effnet.train.finetune import describe, prepare_finetune
 from effnet.train.trainer import train
 from effnet.zoo import get_preprocessing
 
@@ -123,12 +123,12 @@ def effnet_run(
     given = {"dataset": "folder", "data_dir": str(data_dir), "epochs": epochs, "seed": seed, "out_dir": str(out_dir), "progress": False, "workers": workers}
     given.update({"train_samples": train_cap or 0, "val_samples": val_cap or 0, "resolution": resolution or 0, **variant})
     if mode == "finetune":
-        config, plan = finetune_config(**given)
-        line, images = describe(plan, config), plan.images
+        run, plan = prepare_finetune(given)  # the prepared run: its folder scanned once, for the plan and the training
+        line, images = describe(plan, run.config), plan.images
     else:
-        config, line, images = preset("proxy", model=MODEL, **given), "effnet train --preset proxy", None
+        run, line, images = preset("proxy", model=MODEL, **given), "effnet train --preset proxy", None
     started = time.perf_counter()
-    result = train(config)
+    result = train(run)
     history = [
         {"epoch": row["epoch"], "val_top1": row["val_top1"], "val_loss": row["val_loss"], "ema_val_top1": row.get("ema_val_top1")} for row in result.history
     ]

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 import effnet
 from effnet.data import build_datasets
-from effnet.train.finetune import finetune_config
+from effnet.train.finetune import prepare_finetune
 from effnet.train.trainer import train
 from effnet.zoo import get_preprocessing
 
@@ -54,20 +54,22 @@ def plain_epoch(data_dir: Path, *, batch: int, workers: int, channels_last: bool
 
 def effnet_epoch(data_dir: Path, out_dir: Path, *, batch: int, workers: int, train_cap: int, **changes: object) -> float:
     """Images/s of one `effnet finetune` epoch (the trainer's own count: data and steps, no evaluation)."""
-    config, _ = finetune_config(
-        dataset="folder",
-        data_dir=str(data_dir),
-        epochs=1,
-        batch_size=batch,
-        workers=workers,
-        out_dir=str(out_dir),
-        progress=False,
-        verbose=False,
-        train_samples=train_cap,
-        val_samples=8,
-        **changes,
+    run, _ = prepare_finetune(
+        {
+            "dataset": "folder",
+            "data_dir": str(data_dir),
+            "epochs": 1,
+            "batch_size": batch,
+            "workers": workers,
+            "out_dir": str(out_dir),
+            "progress": False,
+            "verbose": False,
+            "train_samples": train_cap,
+            "val_samples": 8,
+            **changes,
+        }
     )
-    return train(config).images_per_second
+    return train(run).images_per_second
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from effnet.cli import main
 from effnet.exit_status import WRITE_FAILED
 from effnet.train import train
 from effnet.train.checkpoint import PREVIOUS_NAME, load_checkpoint, save_checkpoint
+from effnet.train.distributed import is_main_process
 from effnet.trials import Experiment, Trial, TrialsError, TrialStore, run_trials
 
 # a process that holds a directory's lock until its stdin closes, then writes a file there, as a run's last act
@@ -93,9 +94,10 @@ def test_a_second_process_is_refused_at_once_and_the_first_finishes_intact(tiny_
         # read-only commands need no lock: the run's model is evaluated while the directory is held
         assert main(["eval", "--run", str(run), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)[0]["count"] == 16
-        # under torchrun only rank 0 locks: the other ranks do not wait on it
+        # under torchrun only rank 0 locks: the other ranks do not wait on it (callers pass is_main_process())
         monkeypatch.setenv("RANK", "1")
-        assert not lock_directory(run).held
+        assert not is_main_process()
+        assert not lock_directory(run, main_process=is_main_process()).held
         monkeypatch.delenv("RANK")
     finally:
         child.stdin.close()

@@ -139,3 +139,30 @@ def test_predict_with_a_run_uses_its_classes_and_preprocessing(tuned_run: tuple[
     assert main(["predict", *map(str, images), "--run", str(run), "--topk", "1", "--json"]) == 0
     labels = [row["top"][0]["label"] for row in json.loads(capsys.readouterr().out)]
     assert labels == ["cat", "coffee", "rocket"]
+
+
+def test_finetune_prepares_the_run_once_and_trains_the_network_it_measured(tiny_photos: Path, tmp_path: Path, monkeypatch) -> None:
+    """The folder is scanned once and the pretrained network built once, for the plan, the separability measure and the
+    trainer; the trainer then starts exactly as one that built everything itself (same weights, same RNG state)."""
+    import effnet.data
+    import effnet.factory
+    from effnet.train.finetune import prepare_finetune
+    from effnet.train.trainer import Trainer
+
+    scans, builds = [], []
+    real_scan, real_create = effnet.data.image_folder_splits, effnet.factory.create_model
+    monkeypatch.setattr(effnet.data, "image_folder_splits", lambda root, **k: scans.append(str(root)) or real_scan(root, **k))
+    monkeypatch.setattr(effnet.factory, "create_model", lambda name, **k: builds.append(name) or real_create(name, **k))
+    given = {"data_dir": str(tiny_photos), "resolution": 64, "epochs": 1, "workers": 0, "progress": False, "out_dir": str(tmp_path / "run")}
+    run, plan = prepare_finetune(given)
+    measured = run.model()
+    shared = Trainer(run)
+    shared.lock.release()
+    assert shared.model is measured and shared.data is run.data
+    assert scans == [str(tiny_photos)] and builds == ["efficientnet_lite0"]
+    assert plan.images == len(shared.data.train) == 48 and plan.separability is not None and plan.separability.images == 48
+    rng_shared = torch.get_rng_state()
+    fresh = Trainer(run.config)  # prepares the run again: a second scan and build
+    fresh.lock.release()
+    assert torch.equal(torch.get_rng_state(), rng_shared)
+    assert all(torch.equal(a, b) for a, b in zip(shared.model.state_dict().values(), fresh.model.state_dict().values(), strict=True))

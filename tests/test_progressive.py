@@ -98,10 +98,10 @@ def test_mixup_trains_on_soft_targets(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_resume_in_the_middle_of_a_stage_is_bitwise_equal(tmp_path: Path, monkeypatch) -> None:
-    import effnet.train.trainer as trainer_module
+    import effnet.train.writer as writer_module  # what writes a run's checkpoints
 
     snapshots: list[Path] = []
-    real_save = trainer_module.save_checkpoint
+    real_save = writer_module.save_checkpoint
 
     def keep_copies(path, payload, rng=None):  # keep every checkpoint the uninterrupted run writes
         real_save(path, payload, rng=rng)
@@ -109,10 +109,10 @@ def test_resume_in_the_middle_of_a_stage_is_bitwise_equal(tmp_path: Path, monkey
         shutil.copyfile(path, copy)
         snapshots.append(copy)
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", keep_copies)
+    monkeypatch.setattr(writer_module, "save_checkpoint", keep_copies)
     config, spec = _config(tmp_path / "straight", checkpoint_every=3)
     straight = train(config, spec)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(writer_module, "save_checkpoint", real_save)
     # the checkpoint at global step 9: epoch 3 (the second stage), step 1 of 4
     middle = torch.load(snapshots[[i for i, p in enumerate(snapshots) if torch.load(p, weights_only=True)["global_step"] == 9][0]], weights_only=True)
     assert (middle["epoch"], middle["step_in_epoch"], middle["progressive_stage"]) == (2, 1, 1)

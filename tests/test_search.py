@@ -466,7 +466,7 @@ def test_cli_search_with_zero_cost_score_and_resume(tmp_path, capsys):
     # the best spec is what `effnet scale` and `effnet train --spec` read
     from effnet.cli import main
     from effnet.train.config import TrainConfig
-    from effnet.train.trainer import make_model
+    from effnet.train.network import make_model
 
     assert main(["scale", str(out / "best_spec.json"), "--phi", "0.5"]) == 0
     model = make_model(TrainConfig(spec=str(out / "best_spec.json")), 3)

@@ -442,7 +442,16 @@ def _config_literal(task: Path, teacher_run: Path, tiny_spec: str, out: Path) ->
 # ---------------------------------------------------------------------------- the command, its report, bad input
 
 
-def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys) -> None:
+def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    import effnet.data
+    import effnet.selftrain.runner
+    import effnet.zoo
+
+    scans, resolved = [], []  # the labelled folder is scanned once, the student resolved once, for every training and evaluation
+    real_scan, real_resolve = effnet.data.image_folder_splits, effnet.zoo.resolve_spec
+    for module in (effnet.data, effnet.selftrain.runner):
+        monkeypatch.setattr(module, "image_folder_splits", lambda root, **k: scans.append(str(root)) or real_scan(root, **k))
+    monkeypatch.setattr(effnet.zoo, "resolve_spec", lambda name, *a, **k: resolved.append(str(name)) or real_resolve(name, *a, **k))
     out = tmp_path / "ns"
     (tmp_path / "train.yaml").write_text("deterministic: true\nverbose: false\n")
     common = ["--resolution", "32", "--epochs", "1", "--batch-size", "8", "--label-batch-size", "8", "--workers", "0", "--no-progress"]
@@ -452,6 +461,7 @@ def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: P
     )
     printed = capsys.readouterr()
     assert status == 0, printed.err
+    assert scans == [str(task / "labeled")] and resolved.count(tiny_spec) == 1
     assert "iteration 1: teacher" in printed.out and "report:" in printed.out
     record = json.loads((out / "iter1" / "report.json").read_text())
     p = record["pseudo_labels"]
@@ -495,9 +505,10 @@ def test_bad_input_gets_a_clear_message(teacher_run: Path, task: Path, tiny_spec
     smaller = tmp_path / "smaller.json"
     NetSpec.from_string("ds_r1_k3_s1_e1_c8", stem_channels=8, head_channels=32, resolution=32, name="smaller").save(smaller)
     with pytest.warns(UserWarning, match=r"the student .*smaller.json \(0\.00M parameters\) is smaller than the teacher \(0\.04M\)"):
+        from effnet.selftrain.recipe import resolve_network
         from effnet.selftrain.runner import check_student_size
 
-        check_student_size(load_run_model(teacher_run).spec, str(smaller), 3)
+        check_student_size(load_run_model(teacher_run).spec, resolve_network(str(smaller)), 3)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything was written
 
     with pytest.raises(NoisyStudentError, match="neither a training run directory .* nor a model name"):
@@ -598,7 +609,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     out = tmp_path / "ns"
     monkeypatch.chdir(task)
     relative = ["--teacher", os.path.relpath(teacher_run), "--student", os.path.relpath(tiny_spec), "--out-dir", os.path.relpath(out)]
-    (config, _), options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
+    config, _, options = _config(parse(["noisy-student", "--labeled", "labeled", "--unlabeled", "unlabeled", *relative]))
     absolute = {"labeled": str(task / "labeled"), "unlabeled": str(task / "unlabeled"), "teacher": str(teacher_run), "student": tiny_spec, "out_dir": str(out)}
     assert {name: getattr(config, name) for name in absolute} == absolute
     assert {name: options["options"][name] for name in ("labeled", "unlabeled", "teacher", "student")} == {
@@ -615,7 +626,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
         ["--labeled", str(task / "labeled"), "--teacher", str(teacher_run)],
         ["--unlabeled", os.path.relpath(task / "unlabeled"), "--student", tiny_spec],
     ):
-        (again, resuming), _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
+        again, resuming, _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
         assert resuming and again.to_dict() == config.to_dict()
         _State(out, again, resume=True)  # the run's own identity check agrees
     with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from effnet.data.shapes import ShapesTask
 from effnet.train.config import TrainConfig
 from effnet.train.finetune import BN_TRAINING, BN_TRAINING_MIN_SEPARABILITY, FINETUNE_RECIPE, chooses_bn_mode, describe, finetune_values
+from effnet.train.prepared import prepare_run
 from effnet.train.separability import Separability, nearest_class_mean_accuracy, pretrained_separability
 
 
@@ -84,7 +85,7 @@ def _shapes_folder(root: Path) -> Path:
 
 def test_pretrained_features_separate_photos_of_distinct_objects_but_not_the_shapes_task(tiny_photos: Path, tmp_path: Path) -> None:
     def measured(folder: Path) -> Separability:
-        return pretrained_separability(TrainConfig.from_dict({**FINETUNE_RECIPE, "dataset": "folder", "data_dir": str(folder), "resolution": 128}))
+        return pretrained_separability(prepare_run(TrainConfig.from_dict({**FINETUNE_RECIPE, "dataset": "folder", "data_dir": str(folder), "resolution": 128})))
 
     photos = measured(tiny_photos)  # crops of three CC0 photos: a cat, a coffee cup, a rocket
     shapes = measured(_shapes_folder(tmp_path / "shapes"))  # 16 classes by relation x stripes x shape, unlike ImageNet's
@@ -100,6 +101,6 @@ def test_a_folder_with_one_image_per_class_leaves_the_recipe_as_it_is(tiny_photo
             (tmp_path / split / folder.name).mkdir(parents=True)
             shutil.copy(sorted(folder.iterdir())[0], tmp_path / split / folder.name / "only.jpg")
     config = TrainConfig.from_dict({**FINETUNE_RECIPE, "dataset": "folder", "data_dir": str(tmp_path), "resolution": 64})
-    assert pretrained_separability(config) is None
+    assert pretrained_separability(prepare_run(config)) is None
     values, plan = finetune_values(3, {}, separability=None)
     assert values["freeze_bn"] == FINETUNE_RECIPE["freeze_bn"] and plan.separability is None

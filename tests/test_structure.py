@@ -280,8 +280,6 @@ MAX_FUNCTION_LINES = 80
 # Each with its reason; the test fails when one of these fits (drop it from here then) as well as when a new one is too long.
 KNOWN_TOO_LONG = {
     "zoo.py": "the spec tables (B0-B7, EfficientNetV2, Lite, Table 3's rows): data, allowed by issue 29",
-    "train/trainer.py": "becomes a trainer of small parts (issue 29, item 2, a change of its own)",
-    "train/trainer.py:Trainer.__init__": "setup from a prepared run (issue 29, items 1-2, a change of its own)",
 }
 
 

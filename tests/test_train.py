@@ -258,7 +258,7 @@ def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_
     assert resolve_config(parse(["train", "--dataset", "cifar10", "--data-dir", photos]), "train")[0].dataset == "cifar10"  # its download root
     # finetune plans from the folder's 10 training images (BN mode given, so no separability measurement)
     tuned, plan = resolve_config(parse(["finetune", "--data-dir", photos, "--no-freeze-bn", "--backbone-lr-scale", "1"]), "finetune")
-    assert tuned.dataset == "folder" and plan.startswith("10 images")
+    assert tuned.config.dataset == "folder" and len(tuned.data.train) == 10 and plan.startswith("10 images")  # the run, prepared once
     assert search_config(parse(["search", "--data-dir", photos, "--out-dir", str(tmp_path / "s")])).evaluator["dataset"] == "folder"
     # eval: the folder's validation split (10% held out per class: 1 + 1 images), per class by name
     assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0", "--json"]) == 0
@@ -397,13 +397,12 @@ def test_a_time_estimate_is_printed_before_long_work(tiny_spec: str, tmp_path: P
     train(quick(tiny_spec, tmp_path / "run", epochs=1, train_samples=128, batch_size=8))
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("time:"))
     assert "s/step on this machine" in line and "for the remaining 12 steps" in line and "quicker" not in line
-    from effnet.train.timing import StepTimer
+    from effnet.train.timing import Progress, StepTimer
 
     timer = StepTimer()
     timer.starts = [0.0, time.perf_counter() - 3 * 30.0]  # 30 s per step, 10,000 steps to go: days
-    fake = type("T", (), {"config": TrainConfig(epochs=350), "steps_per_epoch": 30, "global_step": 500, "epoch": 16, "ema": None})()
-    fake.data = type("D", (), {"val": [0] * 500})()
-    text = timer.estimate(fake)
+    progress = Progress(epoch=16, global_step=500, steps_per_epoch=30, epochs=350, eval_every=1, images_per_step=128, val_images=500, ema=False)
+    text = timer.estimate(progress)
     assert "days" in text and "--preset proxy" in text
 
 

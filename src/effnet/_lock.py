@@ -57,12 +57,14 @@ class DirectoryLock:
         self.release()
 
 
-def lock_directory(directory: str | Path, what: str = "run") -> DirectoryLock:
+def lock_directory(directory: str | Path, what: str = "run", *, main_process: bool = True) -> DirectoryLock:
     """Lock `directory` (created if missing) for this process, `what` (e.g. "training run") naming it in messages.
 
     Raises DirectoryInUse when another process holds it. Stale temp files of a killed writer are removed.
+    `main_process` False (torchrun's other ranks, from `train.distributed.is_main_process`) takes no lock: rank 0
+    writes the files and holds the lock for all.
     """
-    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 writes the files and holds the lock for all
+    if not main_process:
         return DirectoryLock(None)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

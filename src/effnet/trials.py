@@ -93,8 +93,10 @@ class Experiment:
         """
         if out_dir is None:
             return cls(None, None, workers, ray_address, threads_per_worker)
+        from effnet.train.distributed import is_main_process  # torch: imported when an experiment opens
+
         out = Path(out_dir)
-        lock = lock_directory(out, what)
+        lock = lock_directory(out, what, main_process=is_main_process())
         try:
             present = [out / name for name in markers if (out / name).exists()]
             if present and not resume:

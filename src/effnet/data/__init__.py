@@ -144,6 +144,7 @@ def build_datasets(
     train_scale: tuple[float, float] | None = None,
     randaugment_magnitude: float = 9,
     pseudo_labels: str | os.PathLike[str] | None = None,
+    splits: tuple[Dataset, Dataset] | None = None,
 ) -> DataBundle:
     """Train and validation data for training at `resolution`.
 
@@ -157,7 +158,8 @@ def build_datasets(
     (default per dataset, `TRAIN_MIN_AREA`), seeded per sample by `seed`. Val: the eval
     `preprocessing` (default `Preprocessing.for_resolution`) at `resolution`. `pseudo_labels`: a
     pseudo-label file (`effnet.data.mixed.read_pseudo_labels`) whose images join the training set,
-    after its own images; every training label is then a distribution over the classes.
+    after its own images; every training label is then a distribution over the classes. `splits`: for "folder", the
+    train and validation images `image_folder_splits` found already (so that a folder is scanned once per run).
 
     Raises DataError (a ValueError) for an unknown dataset, unusable folders, a class count
     that does not match the data, or a download that failed.
@@ -179,7 +181,7 @@ def build_datasets(
         if dataset == "folder":
             if data_dir is None:
                 raise DataError("dataset 'folder' needs a data directory (data_dir / --data-dir) holding train/CLASS/*.jpg and val/CLASS/*.jpg, or CLASS/*.jpg")
-            train, val = image_folder_splits(data_dir, val_fraction=val_fraction)
+            train, val = splits if splits is not None else image_folder_splits(data_dir, val_fraction=val_fraction)
             source = f"image folders under {data_dir}"
         else:
             train, val = _torchvision_dataset(dataset, data_dir)

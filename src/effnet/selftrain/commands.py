@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from effnet.resume import ResumableOptions
 from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
@@ -64,7 +63,7 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--per-class", type=int, default=0, help="balancing target per class", shown="the mean per-class count after filtering")
     add(
         p,
-        "--unlabeled-ratio",
+        "--pseudo-label-ratio",
         type=float,
         default=0.0,
         help="pseudo-labelled images per labelled image in each batch",
@@ -80,8 +79,16 @@ def add_selftrain_commands(command: Any) -> None:
     add(p, "--no-progress", dest="progress", action="store_false", default=True, help="no progress bars")
 
 
-def _add_training_options(p: Any) -> None:
-    """The student's noise and every training's budget."""
+class CommandLineRun(NamedTuple):
+    """What the command line asks for: the run's config, whether it continues one, and the options.json payload."""
+
+    config: Any  # NoisyStudentConfig
+    resuming: bool
+    options: dict[str, Any]
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """The student's noise and every training's length, batch, resolution and further options."""
     add = NOISY.add
     add(p, "--randaugment-magnitude", type=float, default=27.0, help="student noise: RandAugment magnitude on torchvision's 0-30 scale (0: off)")
     add(p, "--dropout", type=float, default=0.5, help="student noise: dropout before the classifier")
@@ -105,8 +112,8 @@ def _add_training_options(p: Any) -> None:
     add(p, "--train-config", metavar="FILE", path=True, help="YAML/JSON file of further TrainConfig options for every training (e.g. lr, optimizer)")
 
 
-def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The NoisyStudentConfig of the command line (after --resume) and the options.json payload."""
+def _config(args: argparse.Namespace) -> CommandLineRun:
+    """The NoisyStudentConfig of the command line (after --resume), whether it resumes, and the options.json payload."""
     from effnet.selftrain.recipe import Budget, Noise
     from effnet.selftrain.runner import NoisyStudentConfig, NoisyStudentError
     from effnet.train.config import read_config_file
@@ -134,7 +141,7 @@ def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         confidence_threshold=v.confidence_threshold,
         balance=v.balance,
         per_class=v.per_class,
-        ratio=v.unlabeled_ratio,
+        pseudo_label_ratio=v.pseudo_label_ratio,
         noise=noise,
         student_pretrained=v.student_pretrained,
         budget=Budget(v.epochs, v.steps, v.batch_size),
@@ -147,7 +154,7 @@ def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         device=v.device,
         progress=v.progress,
     )
-    return (config, run.resuming), NOISY.payload(v, train_config_contents=extra)
+    return CommandLineRun(config, run.resuming, NOISY.payload(v, train_config_contents=extra))
 
 
 def run_noisy_student_command(args: argparse.Namespace) -> int:
@@ -156,7 +163,7 @@ def run_noisy_student_command(args: argparse.Namespace) -> int:
     from effnet.selftrain.runner import run_noisy_student
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
 
-    (config, resuming), options = _config(args)
+    config, resuming, options = _config(args)
     try:
         result = run_noisy_student(config, resume=resuming, options=options)
     except TrainingInterrupted as err:
@@ -165,6 +172,8 @@ def run_noisy_student_command(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"effnet: error: {err}", file=sys.stderr)
         return DIVERGED
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+    from effnet.train.distributed import is_main_process
+
+    if is_main_process():  # under torchrun, one summary
         print(result.summary())
     return 0

@@ -3,7 +3,7 @@
 Both start from the fine-tune recipe (`effnet.train.finetune`: SGD, cosine, batch size from the image
 count, BatchNorm statistics kept from pretraining). The student adds the paper's noise (Xie et al. 2020,
 Section 3): RandAugment on its input, dropout 0.5 before the classifier and stochastic depth with
-survival 0.8 at the last block (drop path 0.2), and it sees `ratio` pseudo-labelled images per labelled
+survival 0.8 at the last block (drop path 0.2), and it sees `pseudo_label_ratio` pseudo-labelled images per labelled
 one in every batch (the paper: 3 for most students, 14 for L2).
 
 The paper's RandAugment magnitude, 27, is on TF's scale, where 10 is AutoAugment's strongest setting and
@@ -15,13 +15,13 @@ of the strongest setting torchvision can express; the paper's own noise was stro
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from effnet.data import SourceMix, batch_split
 from effnet.train.config import TrainConfig
-from effnet.train.finetune import FINETUNE_RECIPE, WARMUP_FRACTION, batch_for
+from effnet.train.distributed import world_size
+from effnet.train.finetune import FINETUNE_RECIPE, WARMUP_FRACTION, batch_for, plan_finetune
 
 PAPER_RATIO = 3.0
 # Options the pipeline owns: a --train-config file may not set them.
@@ -88,21 +88,34 @@ def default_ratio(labeled: int, pseudo: int) -> float:
     return min(PAPER_RATIO, pseudo / labeled)
 
 
-def network_values(network: str, pretrained: str = "auto") -> dict[str, Any]:
-    """TrainConfig's model/spec/pretrained for a model name or a spec (file or block string); `pretrained`: auto, default, none or a file."""
+@dataclass(frozen=True)
+class Network:
+    """A teacher's or student's network, resolved once: TrainConfig's model/spec/pretrained values, and its NetSpec."""
+
+    values: dict[str, Any]
+    spec: Any
+
+    @property
+    def name(self) -> str:
+        return self.values["spec"] or self.values["model"]
+
+
+def resolve_network(network: str, pretrained: str = "auto") -> Network:
+    """A model name or a spec (file or block string), resolved once (`effnet.zoo.resolve_spec`), with the weights it
+    starts from; `pretrained`: auto, default, none or a file."""
     from effnet.zoo import UnknownModelError, get_info, resolve_spec
 
     try:
         info = get_info(network)
     except UnknownModelError:
-        resolve_spec(network)  # a spec file or block string, or a clear error naming the closest models
+        spec = resolve_spec(network)  # a spec file or block string, or a clear error naming the closest models
         if pretrained not in ("auto", "none", ""):
             raise ValueError(f"pretrained weights ({pretrained!r}) apply to named models, not to the spec {network!r}; drop the option") from None
-        return {"model": FINETUNE_RECIPE["model"], "spec": network, "pretrained": ""}
+        return Network({"model": FINETUNE_RECIPE["model"], "spec": network, "pretrained": ""}, spec)
     weights = {"auto": "default" if info.weights else "", "none": "", "": ""}.get(pretrained, pretrained)
     if weights == "default" and not info.weights:
         raise ValueError(f"{info.name} has no pretrained weights to start from; use --student-pretrained none (train from scratch) or a weights file")
-    return {"model": info.name, "spec": "", "pretrained": weights}
+    return Network({"model": info.name, "spec": "", "pretrained": weights}, resolve_spec(info.name))
 
 
 def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolution: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -117,15 +130,19 @@ def _base(network: dict[str, Any], labeled: str, out_dir: str, seed: int, resolu
 
 
 def teacher_config(
-    model: str, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
+    model: str | Network, *, labeled: str, images: int, out_dir: str, budget: Budget, seed: int = 0, resolution: int = 0, extra: dict[str, Any] | None = None
 ) -> tuple[TrainConfig, str]:
-    """Step 1, "train a teacher on the labelled images": the fine-tune recipe from `model`'s pretrained weights."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    values = _base(network_values(model, "default"), labeled, out_dir, seed, resolution, extra or {})
-    batch = budget.batch_size or batch_for(images, world)
-    steps_per_epoch = max(1, images // (batch * world))
-    values.update(batch_size=batch, **budget.values(steps_per_epoch))
-    values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
+    """Step 1, "train a teacher on the labelled images": the fine-tune recipe and plan (`plan_finetune`) from `model`'s
+    pretrained weights (a model name, or a `Network` resolved already)."""
+    world = world_size()
+    network = model if isinstance(model, Network) else resolve_network(model, "default")
+    values = _base(network.values, labeled, out_dir, seed, resolution, extra or {})
+    plan = plan_finetune(images, epochs=budget.epochs, world_size=world, batch_size=budget.batch_size or None)
+    steps_per_epoch, length = plan.steps_per_epoch, budget.values(plan.steps_per_epoch)
+    plan = plan_finetune(
+        images, epochs=length["epochs"], world_size=world, batch_size=plan.batch_size, max_steps_per_epoch=length.get("max_steps_per_epoch", 0)
+    )
+    values.update(batch_size=plan.batch_size, warmup_epochs=plan.warmup_epochs, **length)
     values.update(extra or {})
     config = TrainConfig.from_dict(values)
     line = f"teacher {config.model} (pretrained): {images} labelled images -> batch {config.batch_size}, {steps_per_epoch} steps/epoch, {_length(config, steps_per_epoch)}"
@@ -133,7 +150,7 @@ def teacher_config(
 
 
 def student_config(
-    network: str,
+    network: str | Network,
     *,
     labeled: str,
     labeled_images: int,
@@ -142,16 +159,18 @@ def student_config(
     out_dir: str,
     budget: Budget,
     noise: Noise = PAPER_NOISE,
-    ratio: float = 0.0,
+    pseudo_label_ratio: float = 0.0,
     pretrained: str = "auto",
     seed: int = 0,
     resolution: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, str]:
-    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `ratio` pseudo-labelled per labelled image (0: `default_ratio`)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    values = _base(network_values(network, pretrained), labeled, out_dir, seed, resolution, extra or {})
-    ratio = ratio or default_ratio(labeled_images, pseudo_images)
+    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `pseudo_label_ratio` pseudo-labelled per labelled image (0: `default_ratio`).
+    `network`: a model name or spec, or a `Network` resolved already (then `pretrained` is its own)."""
+    world = world_size()
+    resolved = network if isinstance(network, Network) else resolve_network(network, pretrained)
+    values = _base(resolved.values, labeled, out_dir, seed, resolution, extra or {})
+    ratio = pseudo_label_ratio or default_ratio(labeled_images, pseudo_images)
     batch = max(2, budget.batch_size or batch_for(labeled_images + pseudo_images, world))
     split = batch_split(batch, ratio)
     mix = SourceMix((labeled_images, pseudo_images), split)

@@ -17,9 +17,17 @@ from effnet.selftrain.labels import LabelRecord, read_labels
 
 
 def evaluate_run(
-    run: str | Path, labeled: str, *, batch_size: int = 64, workers: int = 2, device: str = "auto", train_options: dict | None = None
+    run: str | Path,
+    labeled: str,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str = "auto",
+    train_options: dict | None = None,
+    splits: Any = None,
 ) -> dict[str, Any]:
-    """A run's final weights on the labelled validation split: network, params, top-1 (percent) and image count."""
+    """A run's final weights on the labelled validation split: network, params, top-1 (percent) and image count.
+    `splits`: the labelled folder's train and validation images, scanned already (`image_folder_splits`)."""
     from torch.utils.data import DataLoader
 
     from effnet.data import build_datasets
@@ -39,6 +47,7 @@ def evaluate_run(
         auto_augment="none",
         val_samples=options.get("val_samples") or None,
         val_fraction=options.get("val_fraction", 0.1),
+        splits=splits,
     )
     torch_device = resolve_device(device)
     loader = DataLoader(data.val, batch_size=batch_size, num_workers=workers, collate_fn=data.collate_fn)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from effnet._io import absolute_path, atomic_write_text
 from effnet._lock import lock_directory
@@ -29,9 +28,10 @@ from effnet.data import DataError, find_images, image_folder_splits
 from effnet.saved_options import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
 from effnet.selftrain.labels import LABELS_NAME, label_images, read_labels
-from effnet.selftrain.recipe import PAPER_NOISE, Budget, Noise, network_values, student_config, teacher_config
+from effnet.selftrain.recipe import PAPER_NOISE, Budget, Network, Noise, resolve_network, student_config, teacher_config
 from effnet.selftrain.report import evaluate_run, iteration_record, write_iteration_report, write_summary
 from effnet.train import distributed as D
+from effnet.train.rundir import RunLayout
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
@@ -46,7 +46,7 @@ class NoisyStudentError(ValueError):
 
 def is_run_dir(path: Path) -> bool:
     """Whether `path` is a training run directory (it has the config.json every run writes first)."""
-    return (path / "config.json").is_file()
+    return RunLayout(path).is_run()
 
 
 # The config's paths, recorded absolute (resolved) so that a run resumes from any working directory: field -> which values are paths
@@ -79,7 +79,7 @@ class NoisyStudentConfig:
     confidence_threshold: float = PAPER_THRESHOLD
     balance: bool = True
     per_class: int = 0  # balancing target (0: the mean per-class count after filtering)
-    ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
+    pseudo_label_ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
     noise: Noise = PAPER_NOISE
     student_pretrained: str = "auto"  # auto (a named model's pretrained weights when it has some), default, none, or a weights file
     budget: Budget = field(default_factory=Budget)
@@ -101,8 +101,8 @@ class NoisyStudentConfig:
             self.budget = Budget(**self.budget)
         if self.iterations < 1:
             raise NoisyStudentError(f"iterations must be >= 1, got {self.iterations}")
-        if self.ratio < 0:
-            raise NoisyStudentError(f"the unlabelled batch ratio must be > 0 (0: automatic), got {self.ratio}")
+        if self.pseudo_label_ratio < 0:
+            raise NoisyStudentError(f"the pseudo-label ratio must be > 0 (0: automatic), got {self.pseudo_label_ratio}")
         if self.label_batch_size < 1 or self.chunk_size < 1:
             raise NoisyStudentError("the labelling batch size and chunk size must be >= 1")
 
@@ -125,7 +125,7 @@ class NoisyStudentResult:
 
 
 def _main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return D.is_main_process()
 
 
 def _sync(device: str) -> None:
@@ -173,22 +173,35 @@ class _State:
         self.save()
 
 
-def _train(config: Any, line: str) -> Path:
+class Labelled(NamedTuple):
+    """The labelled folder's training and validation images, found once (`image_folder_splits`) for every training and evaluation of a run."""
+
+    train: Any
+    val: Any
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.train.classes)
+
+
+def _train(config: Any, line: str, labelled: Labelled, network: Any = None) -> Path:
     """Train (or continue) a run: finished runs are kept, a checkpoint is resumed (the trainer's own resume).
+    `network`: the NetSpec the config names, resolved already.
 
     `Trainer.run`, not `train`: under torchrun the process group stays up for the next step (creating a gloo group
     again after destroying one fails now and then with "Connection refused"); `run_noisy_student` ends it.
     """
+    from effnet.train.prepared import prepare_run
     from effnet.train.trainer import Trainer
 
     out = Path(config.out_dir)
-    if (out / "model.safetensors").is_file():
+    if RunLayout(out).finished():
         return out
-    if (out / "last.pt").is_file() or (out / "previous.pt").is_file():
+    if RunLayout(out).has_checkpoint():
         config = dataclasses.replace(config, resume=True)
         line += " (resuming from its checkpoint)"
     _log(line)
-    Trainer(config).run()
+    Trainer(prepare_run(config, resolved=network, splits=tuple(labelled))).run()
     return out
 
 
@@ -206,19 +219,19 @@ def _given_teacher(config: NoisyStudentConfig) -> Path | None:
     return None
 
 
-def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labeled_images: int) -> Path:
+def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelled: Labelled, teacher: Network) -> Path:
     """Step 1, when the teacher is a model name: its pretrained weights fine-tuned on the labelled images."""
     train_config, line = teacher_config(
-        config.teacher,
+        teacher,
         labeled=config.labeled,
-        images=labeled_images,
+        images=len(labelled.train),
         out_dir=str(out / "teacher"),
         budget=config.budget,
         seed=config.seed,
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
-    run = _train(train_config, line).resolve()
+    run = _train(train_config, line, labelled, teacher.spec).resolve()
     _sync(config.device)
     state.data["teacher"] = str(run)
     state.save()
@@ -243,16 +256,15 @@ def check_teacher(teacher: Any, classes: list[str], labeled: str) -> None:
         )
 
 
-def check_student_size(teacher_spec: Any, student: str, num_classes: int) -> None:
+def check_student_size(teacher_spec: Any, student: Network, num_classes: int) -> None:
     """A warning when the student has fewer parameters than the teacher (effnet.profile): the paper's students are equal or larger."""
     from effnet.profile import profile_spec
-    from effnet.zoo import resolve_spec
 
     teacher_params = profile_spec(teacher_spec.replace(num_classes=num_classes)).params
-    student_params = profile_spec(resolve_spec(student).replace(num_classes=num_classes)).params
+    student_params = profile_spec(student.spec.replace(num_classes=num_classes)).params
     if student_params < teacher_params:
         warnings.warn(
-            f"the student {student} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
+            f"the student {student.name} ({student_params / 1e6:.2f}M parameters) is smaller than the teacher ({teacher_params / 1e6:.2f}M); Noisy Student "
             "needs an equal-or-larger student (the paper's students are never smaller), so it may not beat its teacher",
             stacklevel=3,
         )
@@ -267,49 +279,52 @@ def run_noisy_student(config: NoisyStudentConfig, resume: bool = False, options:
     try:
         return _run(config, resume, options)
     finally:
-        D.cleanup(D.DistInfo(world_size=int(os.environ.get("WORLD_SIZE", "1"))))
+        D.cleanup(D.launched())
 
 
 def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | None) -> NoisyStudentResult:
+    from effnet.train.config import TrainConfig
     from effnet.train.rundir import load_run_model
-    from effnet.zoo import resolve_spec
 
     out = Path(config.out_dir)
-    labeled_train, _ = image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", 0.1))
-    classes = list(labeled_train.classes)
+
+    # the labelled folder, scanned once: its split is every training's (TrainConfig's val_fraction) and every evaluation's
+    labelled = Labelled(*image_folder_splits(config.labeled, val_fraction=config.train_options.get("val_fraction", TrainConfig.val_fraction)))
+    classes = labelled.classes
     # refuse bad input before anything is written or trained
     find_images(config.unlabeled, "unlabelled")
-    network_values(config.student, config.student_pretrained)
-    given_teacher = _given_teacher(config)
-    if given_teacher is not None:
-        teacher = load_run_model(given_teacher)
-        check_teacher(teacher, classes, config.labeled)
-        teacher_spec = teacher.spec
+    student = resolve_network(config.student, config.student_pretrained)  # once: every iteration's student is this network
+    teacher: Path | Network | None = _given_teacher(config)  # a run directory, or (None) a model to fine-tune first
+    if teacher is not None:
+        model = load_run_model(teacher)
+        check_teacher(model, classes, config.labeled)
+        teacher_spec = model.spec
     else:
-        teacher_spec = resolve_spec(config.teacher)
-    check_student_size(teacher_spec, config.student, len(classes))
-    with lock_directory(out, "noisy-student run"):  # rank 0 only; the teacher's and students' runs lock their own
-        return _iterate(config, out, resume, options, given_teacher, classes, len(labeled_train))
+        teacher = resolve_network(config.teacher, "default")
+        teacher_spec = teacher.spec
+    check_student_size(teacher_spec, student, len(classes))
+    with lock_directory(out, "noisy-student run", main_process=D.is_main_process()):  # rank 0 only; the teacher's and students' runs lock their own
+        return _iterate(config, out, resume, options, teacher, labelled, student)
 
 
 def _iterate(
-    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, given_teacher: Path | None, classes: list[str], labeled: int
+    config: NoisyStudentConfig, out: Path, resume: bool, options: Any, teacher: Path | Network, labelled: Labelled, student: Network
 ) -> NoisyStudentResult:
     from effnet.saved_options import save_options
 
     state = _State(out, config, resume)
     if _main():
         save_options(out, options)
-    teacher_run = given_teacher or _train_teacher(config, out, state, labeled)
+    teacher_run = teacher if isinstance(teacher, Path) else _train_teacher(config, out, state, labelled, teacher)
     records = []
     for k in range(1, config.iterations + 1):
-        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", classes, labeled))
+        records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", labelled, student))
         if _main():
             write_summary(out, records)
     return NoisyStudentResult(out, records)
 
 
-def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, classes: list[str], labeled_images: int) -> dict[str, Any]:
+def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, labelled: Labelled, student: Network) -> dict[str, Any]:
     """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
     folder = out / f"iter{k}"
     labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
@@ -331,33 +346,32 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         if _main():
             selection = select(
                 read_labels(labels_file),
-                len(classes),
+                len(labelled.classes),
                 threshold=config.confidence_threshold,
                 balance=config.balance,
                 per_class=config.per_class,
                 soft=config.soft,
             )
-            write_selection(selection, selected_file, classes)
+            write_selection(selection, selected_file, labelled.classes)
         _sync(config.device)
         state.mark(k, "selection")
     selected = json.loads(selected_file.with_suffix(".json").read_text())
     train_config, line = student_config(
-        config.student,
+        student,
         labeled=config.labeled,
-        labeled_images=labeled_images,
+        labeled_images=len(labelled.train),
         pseudo_file=str(selected_file.resolve()),
         pseudo_images=selected["images"],
         out_dir=str(student_dir),
         budget=config.budget,
         noise=config.noise,
-        ratio=config.ratio,
-        pretrained=config.student_pretrained,
+        pseudo_label_ratio=config.pseudo_label_ratio,
         seed=config.seed,
         resolution=config.resolution,
         extra={**config.train_options, "workers": config.workers, "device": config.device, "progress": config.progress},
     )
-    if not (state.done(k, "student") and (student_dir / "model.safetensors").is_file()):
-        _train(train_config, f"iteration {k}: {line}")
+    if not (state.done(k, "student") and RunLayout(student_dir).finished()):
+        _train(train_config, f"iteration {k}: {line}", labelled, student.spec)
         _sync(config.device)
         state.mark(k, "student")
     report_file = folder / "report.json"
@@ -365,7 +379,13 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         return json.loads(report_file.read_text())
     record: dict[str, Any] = {}
     if _main():
-        evaluation = {"batch_size": config.label_batch_size, "workers": config.workers, "device": config.device, "train_options": config.train_options}
+        evaluation = {
+            "batch_size": config.label_batch_size,
+            "workers": config.workers,
+            "device": config.device,
+            "train_options": config.train_options,
+            "splits": tuple(labelled),
+        }
         record = iteration_record(
             k,
             teacher=evaluate_run(teacher, config.labeled, **evaluation),

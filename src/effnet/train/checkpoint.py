@@ -25,10 +25,8 @@ import numpy as np
 import torch
 
 from effnet._io import atomic_write, atomic_write_text, free_bytes, human
+from effnet.train.rundir import CHECKPOINT_NAME, POSITIONS_NAME, PREVIOUS_NAME  # noqa: F401 (names of a run directory: rundir's)
 
-CHECKPOINT_NAME = "last.pt"
-PREVIOUS_NAME = "previous.pt"
-POSITIONS_NAME = "checkpoints.json"  # where each generation was: what a fall-back to previous.pt costs
 FORMAT_VERSION = 1
 POSITION_KEYS = ("epoch", "step_in_epoch", "global_step")
 

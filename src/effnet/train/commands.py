@@ -145,23 +145,25 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
     """The saved config of the run in `run_dir`, with `given` options that may change on resume; any other that differs is refused."""
     from effnet.resume import refuse_changed
-    from effnet.train.checkpoint import CHECKPOINT_NAME, CheckpointError
+    from effnet.train.checkpoint import CheckpointError
+    from effnet.train.rundir import RunLayout
 
     run = Path(run_dir)
-    saved_file = run / "config.json"
-    if not saved_file.is_file():
-        hint = "it holds a last.pt but no config.json" if (run / CHECKPOINT_NAME).is_file() else "no run was started there"
+    layout = RunLayout(run)
+    if not layout.is_run():
+        hint = f"it holds a {layout.checkpoint.name} but no {layout.config.name}" if layout.checkpoint.is_file() else "no run was started there"
         raise CheckpointError(f"cannot resume {run}: {hint}; give the run directory that an earlier `effnet train`/`finetune` wrote")
-    saved = json.loads(saved_file.read_text())
+    saved = json.loads(layout.config.read_text())
     given = absolute_paths(given)  # compared as the run recorded them (a run from before: resolved from here)
     refuse_changed(run, absolute_paths(saved), given, RESUME_MAY_CHANGE, lambda name: "--" + name.replace("_", "-"))
     changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved, **changes, "resume": True, "out_dir": str(run)})
 
 
-def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[TrainConfig, str]:
-    """The run's TrainConfig and a line describing the adaptive choices ('' when there are none)."""
-    from effnet.train.finetune import count_training_images, describe, finetune_values, measure_separability
+def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[Any, str]:
+    """The run, a TrainConfig or (for the adaptive fine-tune recipe) a `PreparedRun` that planning scanned once, and a
+    line describing the adaptive choices ('' when there are none)."""
+    from effnet.train.finetune import describe, prepare_finetune
 
     given = chosen_options(args)
     resume = vars(args).get("resume")
@@ -174,27 +176,23 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[Tr
         return TrainConfig.from_dict(given), ""
     if getattr(args, "preset", None):  # a named recipe, with pretrained weights
         return TrainConfig.from_dict({**FINETUNE_BASE, **given}), ""
-    import os
+    from effnet.train.distributed import world_size
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    recipe = TrainConfig.from_dict({**FINETUNE_RECIPE, **given})
-    values, plan = finetune_values(count_training_images(recipe), given, world_size, measure_separability(recipe, given))
-    config = TrainConfig.from_dict(values)
-    return config, describe(plan, config)
+    run, plan = prepare_finetune(given, world_size())
+    return run, describe(plan, run.config)
 
 
 def run_train(args: argparse.Namespace, command: str = "train") -> int:
     """Train (or fine-tune) and print the summary; interrupted and diverged runs end with a message."""
-    import os
-
     from effnet.exit_status import DIVERGED, INTERRUPTED
+    from effnet.train.distributed import is_main_process
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted, train
 
-    config, plan_line = resolve_config(args, command)
-    if plan_line and int(os.environ.get("RANK", "0")) == 0:
+    run, plan_line = resolve_config(args, command)
+    if plan_line and is_main_process():
         print(f"fine-tuning: {plan_line}", flush=True)
     try:
-        result = train(config)
+        result = train(run)
     except TrainingInterrupted as err:
         print(f"effnet: {err}", file=sys.stderr)
         return INTERRUPTED
@@ -242,7 +240,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     native: dict[str, int] = {}
     if args.run:
         run = rundir.check_run(args.run)
-        config = TrainConfig.from_dict(json.loads((run / rundir.CONFIG_NAME).read_text()))
+        config = rundir.read_config(run)
         base = rundir.run_preprocessing(run)
         weights = {kind: str(path) for kind, path in rundir.weights_of(run).items()}
         if not weights:

@@ -29,21 +29,37 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched() -> DistInfo:
+    """What torchrun says about this process (RANK, WORLD_SIZE, LOCAL_RANK; one process when unset), before any process
+    group exists: the one place that reads them."""
+    return DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def world_size() -> int:
+    """Processes of this run (torchrun's WORLD_SIZE; 1 without torchrun)."""
+    return launched().world_size
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or the only one): the one that writes files and prints."""
+    return launched().is_main
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group torchrun set up (no-op when run as a single process)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    info = launched()
+    if info.world_size <= 1:
         return DistInfo()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), info.local_rank)
 
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks this process's GPU under torchrun (LOCAL_RANK), else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            return torch.device("cuda", launched().local_rank)
         return torch.device("cpu")
     return torch.device(name)
 

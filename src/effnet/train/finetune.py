@@ -6,7 +6,7 @@ opposite: enough optimizer steps per epoch, a new head that starts at uniform pr
 a BatchNorm mode suited to the data (statistics trained where the pretrained features already
 separate the classes, kept from pretraining elsewhere), no AutoAugment, and a schedule measured
 in steps. `FINETUNE_RECIPE` holds the fixed part; `plan_finetune` derives
-the rest from the number of training images, and every choice is printed and saved with the run.
+the rest from the number of training images (`prepare_finetune` counts them in the prepared run), and every choice is printed and saved with the run.
 """
 
 from __future__ import annotations
@@ -84,8 +84,11 @@ def batch_for(images: int, world_size: int = 1, grad_accum: int = 1) -> int:
     return max(low, min(high, batch))
 
 
-def plan_finetune(images: int, *, epochs: int, world_size: int = 1, grad_accum: int = 1, batch_size: int | None = None) -> FinetunePlan:
-    """Batch size (unless given), steps and warm-up for `images` training images over `epochs`."""
+def plan_finetune(
+    images: int, *, epochs: int, world_size: int = 1, grad_accum: int = 1, batch_size: int | None = None, max_steps_per_epoch: int = 0
+) -> FinetunePlan:
+    """Batch size (unless given), steps and warm-up for `images` training images over `epochs` (of at most
+    `max_steps_per_epoch` steps, when given)."""
     if images < 1:
         raise ValueError("the training set is empty: nothing to fine-tune on")
     batch = batch_size or batch_for(images, world_size, grad_accum)
@@ -94,6 +97,8 @@ def plan_finetune(images: int, *, epochs: int, world_size: int = 1, grad_accum: 
         batch = max(1, images // (world_size * grad_accum))
         per_step = batch * world_size * grad_accum
     steps = max(1, images // per_step)
+    if max_steps_per_epoch:
+        steps = min(steps, max_steps_per_epoch)
     warmup = int(round(WARMUP_FRACTION * steps * epochs))
     return FinetunePlan(images, world_size, batch, steps, epochs, warmup)
 
@@ -127,43 +132,28 @@ def finetune_values(
     return values, plan
 
 
-def count_training_images(config: Any) -> int:
-    """Images in the training split a TrainConfig describes, found without decoding any."""
-    from effnet.data import build_datasets
+def prepare_finetune(given: Mapping[str, Any], world_size: int = 1) -> tuple[Any, FinetunePlan]:
+    """The fine-tuning run `given` options ask for, prepared once (`effnet.train.prepared`): the recipe, adapted to the
+    training set's size and, where it is the data's to choose, the BatchNorm mode to the pretrained features'
+    separability; the folder is scanned and the pretrained network built once, here, for the trainer to use.
 
-    train_samples, _ = config.sample_counts()
-    data = build_datasets(
-        config.dataset,
-        data_dir=config.data_dir or None,
-        resolution=32,
-        auto_augment="none",
-        num_classes=config.num_classes or None,
-        train_samples=train_samples,
-        val_samples=1,
-        val_fraction=config.val_fraction,
-    )
-    return len(data.train)
+    >>> run, plan = prepare_finetune({"data_dir": "my_photos"})  # doctest: +SKIP
+    >>> print(describe(plan, run.config)); train(run)            # doctest: +SKIP
+    """
+    from effnet.train.config import TrainConfig
+    from effnet.train.prepared import prepare_run
+    from effnet.train.separability import pretrained_separability
+
+    recipe = prepare_run(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
+    separability = pretrained_separability(recipe) if chooses_bn_mode(given) else None
+    values, plan = finetune_values(len(recipe.labelled_train), given, world_size, separability)
+    return recipe.with_config(TrainConfig.from_dict(values)), plan
 
 
 def finetune_config(world_size: int = 1, **given: Any) -> tuple[Any, FinetunePlan]:
-    """A TrainConfig for fine-tuning: the recipe, adapted to the training set's size, with `given` options on top.
-
-    >>> config, plan = finetune_config(dataset="folder", data_dir="my_photos")  # doctest: +SKIP
-    >>> print(describe(plan, config)); train(config)                           # doctest: +SKIP
-    """
-    from effnet.train.config import TrainConfig
-
-    recipe = TrainConfig.from_dict({**FINETUNE_RECIPE, **given})
-    images = count_training_images(recipe)
-    values, plan = finetune_values(images, given, world_size, measure_separability(recipe, given))
-    return TrainConfig.from_dict(values), plan
-
-
-def measure_separability(recipe: Any, given: Mapping[str, Any]) -> Separability | None:
-    """The pretrained features' separability on the training images, when the BatchNorm mode is the data's to choose."""
-    from effnet.train.separability import pretrained_separability
-
-    return pretrained_separability(recipe) if chooses_bn_mode(given) else None
+    """`prepare_finetune`'s TrainConfig and plan (`train(config)` then prepares the run again; `train(run)` does not)."""
+    run, plan = prepare_finetune(given, world_size)
+    return run.config, plan
 
 
 def describe(plan: FinetunePlan, config: Any) -> str:

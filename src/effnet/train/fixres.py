@@ -12,7 +12,6 @@ same images. The backbone's convolutions are not touched.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from effnet._io import atomic_write_text
 from effnet.train.evaluate import EvalResult, evaluate, unpack
 
 
@@ -184,37 +182,31 @@ def fixres(
     return adapted, FixResResult(resolution, train_resolution, at_train, before, after, seen)
 
 
-def run_fixres(trainer: Any) -> FixResResult:
-    """FixRes at --fixres pixels: adapted copy saved as fixres.safetensors, accuracies before/after in fixres.json."""
+def run_fixres(model: nn.Module, run: Any, *, device: torch.device, workers: int = 0) -> tuple[nn.Module, FixResResult]:
+    """FixRes at --fixres pixels for `model`, trained in the prepared run `run` (`effnet.train.prepared.PreparedRun`):
+    its training images, validation split, preprocessing and options. The adapted copy and the accuracies before/after."""
     from effnet.data import TransformedDataset, eval_transform
-    from effnet.weights import save_file
 
-    cfg = trainer.config
-    at_test = eval_transform(trainer.preprocessing.replace(resolution=cfg.fixres))
+    cfg = run.config
+    at_test = eval_transform(run.preprocessing.replace(resolution=cfg.fixres))
     adapted, outcome = fixres(
-        trainer.model,
-        train_base=trainer.data.train.base,
-        val_at_test=trainer._val_loader(TransformedDataset(trainer.data.val.base, at_test)),
-        val_at_train=trainer._val_loader(),
+        model,
+        train_base=run.data.train.base,
+        val_at_test=run.val_loader(workers, TransformedDataset(run.data.val.base, at_test)),
+        val_at_train=run.val_loader(workers),
         test_transform=at_test,
         resolution=cfg.fixres,
-        train_resolution=trainer.resolution,
-        num_classes=trainer.num_classes,
-        device=trainer.device,
-        collate_fn=trainer.data.collate_fn,
+        train_resolution=run.resolution,
+        num_classes=run.num_classes,
+        device=device,
+        collate_fn=run.data.collate_fn,
         batch_size=cfg.batch_size,
         epochs=cfg.fixres_epochs,
         lr=0.16 * cfg.batch_size / 256,
         label_smoothing=cfg.label_smoothing,
         seed=cfg.seed,
-        workers=trainer.workers,
+        workers=workers,
         channels_last=cfg.channels_last,
         all_statistics=not cfg.freeze_bn,
     )
-    if trainer.main:
-        metadata = {"spec": trainer.model.spec.to_json(), "resolution": str(cfg.fixres)}
-        save_file(adapted.state_dict(), trainer.out_dir / "fixres.safetensors", metadata=metadata)
-        atomic_write_text(trainer.out_dir / "fixres.json", json.dumps(outcome.to_dict(), indent=2) + "\n")
-        if cfg.verbose:
-            print(outcome.summary(), flush=True)
-    return outcome
+    return adapted, outcome

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write, atomic_write_text
+from effnet.train.rundir import METRICS_CSV_NAME, METRICS_NAME, PLOT_NAME
 
 PLOTTED = (("loss", ("train_loss", "val_loss", "ema_val_loss")), ("top-1 accuracy (%)", ("train_top1", "val_top1", "ema_val_top1")), ("learning rate", ("lr",)))
 
@@ -17,7 +18,7 @@ PLOTTED = (("loss", ("train_loss", "val_loss", "ema_val_loss")), ("top-1 accurac
 def write_history(history: list[dict[str, Any]], out_dir: str | Path) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the whole history (atomic, so resume never duplicates rows)."""
     out = Path(out_dir)
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    atomic_write_text(out / METRICS_NAME, "".join(json.dumps(row) + "\n" for row in history))
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns and not isinstance(row[k], (list, dict))]
@@ -25,13 +26,13 @@ def write_history(history: list[dict[str, Any]], out_dir: str | Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
-    atomic_write_text(out / "metrics.csv", buffer.getvalue())
+    atomic_write_text(out / METRICS_CSV_NAME, buffer.getvalue())
 
 
 def repair_history(out_dir: str | Path, history: list[dict[str, Any]]) -> None:
     """On resume: metrics.jsonl as the checkpoint's `history` says, with a warning for a torn last line (a kill mid-write,
     or a copy cut short) that is skipped. Rewritten only when it differs (e.g. after a fall-back to previous.pt)."""
-    path = Path(out_dir) / "metrics.jsonl"
+    path = Path(out_dir) / METRICS_NAME
     if not path.is_file():
         return
     lines = path.read_text(errors="replace").splitlines()
@@ -69,7 +70,7 @@ def plot_history(history: list[dict[str, Any]], out_dir: str | Path) -> Path | N
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(out_dir) / "training.png"
+    path = Path(out_dir) / PLOT_NAME
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path

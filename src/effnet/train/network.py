@@ -12,7 +12,8 @@ from effnet.train.config import TrainConfig
 
 def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Module:
     """The network to train, with the recipe's settings: `spec` (default: the config's, see `network_of`), or, when the
-    config asks for pretrained weights, its named model with them (`spec` is then that model's, as `Trainer` resolves it)."""
+    config asks for pretrained weights, its named model with them, built by `create_model` as the weights need (TF
+    padding, BN eps); `spec` (the prepared run's) then only decided the resolution."""
     from effnet.factory import create_model
     from effnet.model import build
 
@@ -33,11 +34,10 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
 
             zero_init_residuals(model)
         return model
-    if config.spec:  # a spec given to Trainer is named here too (the run's spec.json)
+    if config.spec:  # a spec given in memory is named here too (the run's spec.json, `prepare_run`)
         raise ValueError("--pretrained applies to named models, not to --spec files")
     pretrained: bool | str = True if config.pretrained in ("default", "true", "1") else config.pretrained
-    drop_rate = options.pop("dropout", None)
-    return create_model(config.model, pretrained=pretrained, drop_rate=drop_rate, **options)
+    return create_model(config.model, pretrained=pretrained, **options)
 
 
 def network_of(config: TrainConfig) -> Any:

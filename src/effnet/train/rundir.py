@@ -11,16 +11,102 @@ before it; checkpoints.json says where each was), metrics, and .effnet.lock (hel
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from effnet._io import atomic_write_text
 from effnet.train.config import TrainConfig
 
+# Every file name of a run directory, here only: writers and readers go through these and `RunLayout`.
 CONFIG_NAME = "config.json"
 SPEC_NAME = "spec.json"
 PREPROCESSING_NAME = "preprocessing.json"
 CLASSES_NAME = "classes.json"
+SUMMARY_NAME = "summary.json"
+METRICS_NAME = "metrics.jsonl"
+METRICS_CSV_NAME = "metrics.csv"
+PLOT_NAME = "training.png"
+FIXRES_NAME = "fixres.json"
+CHECKPOINT_NAME = "last.pt"
+PREVIOUS_NAME = "previous.pt"
+POSITIONS_NAME = "checkpoints.json"  # where each checkpoint generation was: what a fall-back to previous.pt costs
 WEIGHT_KINDS = ("model", "ema", "fixres")
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of the run directory `root`: where the trainer writes and every reader looks."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def spec(self) -> Path:
+        return self.root / SPEC_NAME
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.root / PREPROCESSING_NAME
+
+    @property
+    def classes(self) -> Path:
+        return self.root / CLASSES_NAME
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY_NAME
+
+    @property
+    def fixres(self) -> Path:
+        return self.root / FIXRES_NAME
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / CHECKPOINT_NAME
+
+    @property
+    def previous(self) -> Path:
+        return self.root / PREVIOUS_NAME
+
+    def weights(self, kind: str = "model") -> Path:
+        """model.safetensors, ema.safetensors or fixres.safetensors."""
+        if kind not in WEIGHT_KINDS:
+            raise ValueError(f"unknown weights kind {kind!r}; expected one of {', '.join(WEIGHT_KINDS)}")
+        return self.root / f"{kind}.safetensors"
+
+    def is_run(self) -> bool:
+        """Whether a training run was started here (its config.json is written first)."""
+        return self.config.is_file()
+
+    def finished(self) -> bool:
+        """Whether the run's training finished (its model weights are written at the end)."""
+        return self.weights("model").is_file()
+
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint (either generation) is there to resume from."""
+        return self.checkpoint.exists() or self.previous.exists()
+
+    def write_description(self, config: TrainConfig, spec: Any, preprocessing: Any, class_names: list[str]) -> None:
+        """What the run is, written before its first step: config, spec, eval preprocessing and class names."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, config.to_json() + "\n")
+        spec.save(self.spec)
+        atomic_write_text(self.preprocessing, json.dumps(preprocessing.to_dict(), indent=2) + "\n")
+        atomic_write_text(self.classes, json.dumps(class_names) + "\n")
+
+    def write_weights(self, kind: str, state: dict[str, Any], spec: Any, **metadata: str) -> None:
+        """`kind` weights as safetensors, with the spec (and `metadata`) in the header."""
+        from effnet.weights import save_file
+
+        save_file(state, self.weights(kind), metadata={"spec": spec.to_json(), **metadata})
+
+    def write_json(self, path: Path, data: Any) -> None:
+        """One of this layout's JSON files (summary, fixres), atomically."""
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
@@ -37,16 +123,21 @@ def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
     return base.replace(resolution=resolution)
 
 
+def read_config(run: str | Path) -> TrainConfig:
+    """The resolved config a run saved."""
+    return TrainConfig.from_dict(json.loads(RunLayout(Path(run)).config.read_text()))
+
+
 def weights_of(run: str | Path) -> dict[str, Path]:
     """The finished weight files of a run, by kind (model, ema, fixres)."""
-    run = Path(run)
-    return {kind: run / f"{kind}.safetensors" for kind in WEIGHT_KINDS if (run / f"{kind}.safetensors").is_file()}
+    layout = RunLayout(Path(run))
+    return {kind: layout.weights(kind) for kind in WEIGHT_KINDS if layout.weights(kind).is_file()}
 
 
 def check_run(run: str | Path) -> Path:
     """`run` as a Path, if it is a training run directory; a clear error otherwise."""
     run = Path(run)
-    if not (run / CONFIG_NAME).is_file():
+    if not RunLayout(run).is_run():
         raise FileNotFoundError(f"{run} is not a training run directory (no {CONFIG_NAME}); give the --out-dir of an `effnet train`/`finetune` run")
     return run
 
@@ -54,7 +145,7 @@ def check_run(run: str | Path) -> Path:
 def run_hint(weights: str | Path) -> str:
     """For a weights file that lies in a training run directory, how to use the run instead ('' for other files)."""
     folder = Path(weights).parent
-    if not (folder / CONFIG_NAME).is_file():
+    if not RunLayout(folder).is_run():
         return ""
     return f"{weights} holds the weights of the training run {folder}: use --run {folder}, which brings its network, class names and preprocessing"
 
@@ -88,7 +179,7 @@ def run_preprocessing(run: str | Path, kind: str = "model") -> Any:
 
 
 def fixres_resolution(run: str | Path) -> int:
-    return int(json.loads((Path(run) / "fixres.json").read_text())["resolution"])
+    return int(json.loads(RunLayout(Path(run)).fixres.read_text())["resolution"])
 
 
 def class_names(run: str | Path) -> list[str] | None:

@@ -57,33 +57,19 @@ def nearest_class_mean_accuracy(features: torch.Tensor, labels: torch.Tensor) ->
     return float(correct[usable].double().mean())
 
 
-def pretrained_separability(config: Any, max_images: int = MAX_IMAGES, batch_size: int = 32) -> Separability | None:
-    """`nearest_class_mean_accuracy` of the pretrained network a TrainConfig names, on its training images; None when
-    no class has two readable images (nothing to measure)."""
+def pretrained_separability(run: Any, max_images: int = MAX_IMAGES, batch_size: int = 32) -> Separability | None:
+    """`nearest_class_mean_accuracy` of the pretrained network of a prepared run (`effnet.train.prepared.PreparedRun`)
+    on its labelled training images; None when no class has two readable images (nothing to measure). The network is
+    the run's own (`PreparedRun.model`), which the trainer then trains."""
     from torch.utils.data import DataLoader, Subset
 
-    from effnet.data import TransformedDataset, build_datasets
+    from effnet.data import TransformedDataset
     from effnet.data.folders import collate_skip_bad
-    from effnet.train.network import make_model, network_of
-    from effnet.train.rundir import config_preprocessing
 
-    resolution = config.resolution or network_of(config).resolution
-    train_samples, _ = config.sample_counts()
-    data = build_datasets(
-        config.dataset,
-        data_dir=config.data_dir or None,
-        resolution=resolution,
-        preprocessing=config_preprocessing(config, resolution),
-        auto_augment="none",
-        num_classes=config.num_classes or None,
-        train_samples=train_samples,
-        val_samples=1,
-        val_fraction=config.val_fraction,
-    )
-    images: Any = TransformedDataset(data.train.base, data.val.transform)  # the training images as evaluation sees them
+    images: Any = TransformedDataset(run.labelled_train, run.data.val.transform)  # the training images as evaluation sees them
     if len(images) > max_images:
         images = Subset(images, torch.linspace(0, len(images) - 1, max_images).long().tolist())
-    model = make_model(config, data.num_classes).eval()
+    model = run.model().eval()
     features, labels = [], []
     with torch.inference_mode():
         for batch in DataLoader(images, batch_size=batch_size, collate_fn=collate_skip_bad):
@@ -95,4 +81,4 @@ def pretrained_separability(config: Any, max_images: int = MAX_IMAGES, batch_siz
     if not labels or int(torch.bincount(torch.cat(labels)).max()) < 2:
         return None
     y = torch.cat(labels)
-    return Separability(nearest_class_mean_accuracy(torch.cat(features), y), len(y), data.num_classes)
+    return Separability(nearest_class_mean_accuracy(torch.cat(features), y), len(y), run.num_classes)

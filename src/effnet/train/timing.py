@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, and what of it is left: what an estimate needs."""
+
+    epoch: int  # epochs done
+    global_step: int  # optimizer steps done
+    steps_per_epoch: int
+    epochs: int
+    eval_every: int
+    images_per_step: int  # per process
+    val_images: int
+    ema: bool  # evaluated twice (raw and EMA weights)
 
 
 def _duration(seconds: float) -> str:
@@ -32,30 +46,30 @@ class StepTimer:
     def ready(self) -> bool:
         return len(self.starts) >= self.SKIP + self.MEASURE
 
-    def estimate(self, trainer: Any) -> str:
+    def estimate(self, progress: Progress) -> str:
         """The first estimate, from the first steps (their data loading included)."""
         per_step = (time.perf_counter() - self.starts[self.SKIP]) / (len(self.starts) - self.SKIP)
-        return _line(trainer, "time", per_step, None)
+        return _line(progress, "time", per_step, None)
 
 
-def epoch_estimate(trainer: Any, seconds: float, steps: int, eval_seconds: float | None) -> str:
+def epoch_estimate(progress: Progress, seconds: float, steps: int, eval_seconds: float | None) -> str:
     """The estimate refreshed after an epoch: `steps` steps in `seconds` of wall time (a machine busy with other work
     shows here, not in the first steps), and one evaluation in `eval_seconds` when the epoch had one."""
-    return _line(trainer, f"time, measured over epoch {trainer.epoch}", seconds / max(1, steps), eval_seconds)
+    return _line(progress, f"time, measured over epoch {progress.epoch}", seconds / max(1, steps), eval_seconds)
 
 
-def _line(trainer: Any, label: str, per_step: float, eval_seconds: float | None) -> str:
-    cfg = trainer.config
-    remaining = trainer.steps_per_epoch * cfg.epochs - trainer.global_step
-    evaluations = sum(1 for e in range(trainer.epoch + 1, cfg.epochs + 1) if e % cfg.eval_every == 0 or e == cfg.epochs)
+def _line(progress: Progress, label: str, per_step: float, eval_seconds: float | None) -> str:
+    p = progress
+    remaining = p.steps_per_epoch * p.epochs - p.global_step
+    evaluations = sum(1 for e in range(p.epoch + 1, p.epochs + 1) if e % p.eval_every == 0 or e == p.epochs)
     if eval_seconds is None:
-        per_image = per_step / (cfg.batch_size * cfg.grad_accum)
+        per_image = per_step / p.images_per_step
         # an eval image costs about a third of a training image (forward only); EMA doubles it
-        eval_seconds = len(trainer.data.val) * per_image / 3 * (2 if trainer.ema is not None else 1)
+        eval_seconds = p.val_images * per_image / 3 * (2 if p.ema else 1)
     total = per_step * remaining + evaluations * eval_seconds
     line = (
-        f"{label}: {per_step:.2f} s/step on this machine ({cfg.batch_size * cfg.grad_accum / per_step:.1f} images/s) -> "
-        f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {cfg.epochs} epochs"
+        f"{label}: {per_step:.2f} s/step on this machine ({p.images_per_step / per_step:.1f} images/s) -> "
+        f"about {_duration(total)} for the remaining {remaining} steps and {evaluations} evaluation(s) of {p.epochs} epochs"
     )
     if total > StepTimer.LONG:
         line += (

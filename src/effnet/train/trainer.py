@@ -9,13 +9,10 @@ already consumed; and the checkpoint holds every RNG state taken at a step bound
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import signal
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,75 +22,33 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from effnet._io import atomic_write_text
 from effnet._lock import lock_directory
 from effnet.train import distributed as D
-from effnet.train.checkpoint import (
-    CHECKPOINT_NAME,
-    PREVIOUS_NAME,
-    CheckpointError,
-    check_compatible,
-    check_space,
-    load_newest,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    state_bytes,
-)
+from effnet.train.checkpoint import CheckpointError, check_compatible, load_newest, rng_state, set_rng_state
 from effnet.train.config import TrainConfig
-from effnet.train.ema import ModelEMA
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.fixres import run_fixres
-from effnet.train.metrics import plot_history, repair_history, write_history
-from effnet.train.network import batchnorm_eval, freeze_backbone, make_model, network_of, train_only_classifier_mode
-from effnet.train.optim import make_optimizer, make_scheduler
+from effnet.train.metrics import repair_history
+from effnet.train.network import batchnorm_eval, train_only_classifier_mode
+from effnet.train.prepared import PreparedRun, prepare_run
 from effnet.train.progressive import Stage, config_schedule, stage_of
-from effnet.train.rundir import CLASSES_NAME, PREPROCESSING_NAME, SPEC_NAME, config_preprocessing
-from effnet.train.timing import StepTimer, epoch_estimate
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """Ctrl-C or SIGTERM: a checkpoint was saved, --resume continues."""
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    best_top1: float
-    best_ema_top1: float | None
-    final: dict[str, Any]
-    history: list[dict[str, Any]] = field(repr=False)
-    seconds: float = 0.0
-    images_per_second: float = 0.0
-    fixres: Any = None  # FixResResult when --fixres was asked for
-    # what was built: the network as trained (classifier sized for the task), its input size, and its analytic cost there
-    spec: Any = field(default=None, repr=False)
-    resolution: int = 0
-    params: int = 0
-    macs: int = 0  # multiply-adds at `resolution` (effnet.profile)
-
-    def summary(self) -> str:
-        ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""
-        final = f"final top-1 {self.final['val_top1']:.2f}%, " if "val_top1" in self.final else ""
-        fixres = f"; FixRes at {self.fixres.resolution} px {self.fixres.before.top1:.2f}% -> {self.fixres.after.top1:.2f}%" if self.fixres else ""
-        return f"{final}best top-1 {self.best_top1:.2f}%{ema}{fixres}; {self.seconds:.0f} s, {self.images_per_second:.1f} images/s; run in {self.out_dir}"
+from effnet.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
+from effnet.train.setup import on_device_data, set_up_model, set_up_optimization, source_mix
+from effnet.train.timing import Progress, StepTimer, epoch_estimate
+from effnet.train.writer import RunWriter
 
 
 class Trainer:
-    """Runs one training job described by a TrainConfig. `run()` returns a TrainResult."""
+    """Runs one training job: `run()` returns a TrainResult.
 
-    def __init__(self, config: TrainConfig, spec: Any = None) -> None:
-        """`spec` (a NetSpec), when given, is the network to train instead of config.model / config.spec; the
-        config then names the run's spec.json, so that the run directory alone describes (and resumes) the run."""
-        from effnet.data import build_datasets
+    Its parts: the run prepared once (`effnet.train.prepared`: spec, datasets, preprocessing, run directory), the
+    network and optimizer set up here, the step and epoch loop, and what is written (`effnet.train.writer`).
+    """
 
-        if spec is not None:
-            config = dataclasses.replace(config, spec=str(Path(config.out_dir) / SPEC_NAME))
-        self.config = config
+    def __init__(self, run: TrainConfig | PreparedRun, spec: Any = None) -> None:
+        """`run`: a TrainConfig, or a run prepared already (`prepare_run`, `effnet.train.finetune.prepare_finetune`).
+        `spec` (a NetSpec), with a TrainConfig, is the network to train instead of config.model / config.spec."""
+        config = run.config if isinstance(run, PreparedRun) else run
         self.device = D.resolve_device(config.device)
         self.workers = config.loader_workers(self.device.type)
         allocator = None
@@ -106,83 +61,31 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.main = self.dist.is_main
         # one process per run directory, taken before anything is built (rank 0 only); released at the end of run()
-        self.lock = lock_directory(self.out_dir, "training run")
+        self.lock = lock_directory(self.out_dir, "training run", main_process=D.is_main_process())
         if allocator is not None and self.main:
             print(allocator.describe())
         torch.manual_seed(config.seed)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-
-        spec = spec if spec is not None else network_of(config)
-        self.resolution = config.resolution or spec.resolution
-        self.preprocessing = config_preprocessing(config, self.resolution)
-        self.data = build_datasets(
-            config.dataset,
-            data_dir=config.data_dir or None,
-            resolution=self.resolution,
-            preprocessing=self.preprocessing,
-            auto_augment=config.auto_augment,
-            seed=config.seed,
-            num_classes=config.num_classes or None,
-            train_samples=config.sample_counts()[0],
-            val_samples=config.sample_counts()[1],
-            val_fraction=config.val_fraction,
-            train_scale=config.crop_scale(),
-            randaugment_magnitude=config.randaugment_magnitude,
-            pseudo_labels=config.pseudo_labels or None,
-        )
-        self.num_classes = self.data.num_classes
-        self.on_device = None
-        if config.data_on_device:
-            from effnet.data import train_crop_scale
-            from effnet.data.on_device import on_device_data
-
-            scale = train_crop_scale(config.dataset, config.crop_scale())
-            self.on_device = on_device_data(self.data, self.preprocessing, self.device, scale, config.seed)
-            if self.main and config.verbose:
-                print(self.on_device.describe(), flush=True)
+        self.prepared = run if isinstance(run, PreparedRun) else prepare_run(config, spec)
+        self.config = config = self.prepared.config  # a spec given in memory: the config names the run's spec.json
+        self.writer = RunWriter(self.prepared.layout, self.dist, self.device)
+        self.resolution = self.prepared.resolution
+        self.preprocessing = self.prepared.preprocessing
+        self.data = self.prepared.data
+        self.num_classes = self.prepared.num_classes
+        self.on_device = on_device_data(self.prepared, self.device, verbose=self.main and config.verbose)
         # labelled and pseudo-labelled images at a fixed share of every batch (effnet.data.mixed), or one shuffled pass
-        self.mix = self._source_mix()
-        torch.manual_seed(config.seed)
-        model = make_model(config, self.num_classes, spec)
-        if config.freeze_backbone:
-            freeze_backbone(model)
-        if config.activation_checkpointing:
-            model.grad_checkpointing = True
-        if config.memory_efficient_ops and not config.compile:  # compiled: the compiler's memory budget instead (_train_step)
-            from effnet.nn.lean import use_memory_efficient_ops
-
-            use_memory_efficient_ops(model)  # same parameters and state-dict keys: checkpoints stay interchangeable
-        model.to(self.device)
-        if config.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if config.sync_bn and self.dist.enabled and self.device.type != "cuda":
-            raise ValueError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); on CPU each process keeps its own BN statistics")
-        if config.sync_bn and self.dist.enabled:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.stages = config_schedule(config, self.resolution, float(getattr(model, "dropout", nn.Dropout(0.0)).p))
+        self.mix = source_mix(self.prepared, verbose=self.main and config.verbose)
+        model = set_up_model(self.prepared, self.device, self.dist)
+        self.model, self.trained, self.ema = model.model, model.trained, model.ema
+        self.stages = config_schedule(config, self.resolution, float(getattr(self.model, "dropout", nn.Dropout(0.0)).p))
         self.stage: Stage | None = None
         self.mixup = _mixup(config.mixup, self.num_classes)
-        self.ema = ModelEMA(model, config.ema_decay) if config.ema_decay > 0 else None
-        trained: nn.Module = torch.compile(model) if config.compile else model
-        if self.dist.enabled:
-            trained = nn.parallel.DistributedDataParallel(trained, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.trained = trained
-
-        per_process = self.mix.samples_per_process(self.dist.world_size) if self.mix else len(self.data.train) // self.dist.world_size
-        steps = per_process // (config.batch_size * config.grad_accum)
-        if steps < 1:
-            raise ValueError(
-                f"the training set ({len(self.data.train)} images over {self.dist.world_size} process(es)) is smaller than one step "
-                f"of {config.batch_size} x {config.grad_accum} images; lower --batch-size"
-            )
-        self.steps_per_epoch = min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
-        self.peak_lr = config.peak_lr(self.dist.world_size)
-        self.optimizer = make_optimizer(model, config, self.peak_lr)
-        self.scheduler = make_scheduler(self.optimizer, config, self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        optimization = set_up_optimization(self.prepared, self.model, self.mix, self.device, self.dist)
+        self.steps_per_epoch, self.peak_lr = optimization.steps_per_epoch, optimization.peak_lr
+        self.optimizer, self.scheduler, self.scaler = optimization.optimizer, optimization.scheduler, optimization.scaler
 
         self.epoch = 0
         self.step_in_epoch = 0
@@ -193,10 +96,22 @@ class Trainer:
         self.images_seen = 0
         self.train_seconds = 0.0
         self._rng_at_step = rng_state()
-        self._last_save = time.monotonic()
         self._timing: StepTimer | None = StepTimer()
         self._epoch_estimate_due = True  # refreshed once, after the first epoch this process runs
         self._epoch_start: tuple[float, int] = (0.0, 0)  # when the epoch in progress started here, and at which step
+
+    def _progress(self) -> Progress:
+        cfg = self.config
+        return Progress(
+            self.epoch,
+            self.global_step,
+            self.steps_per_epoch,
+            cfg.epochs,
+            cfg.eval_every,
+            cfg.batch_size * cfg.grad_accum,
+            len(self.data.val),
+            self.ema is not None,
+        )
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -222,19 +137,11 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the state at the last step boundary (rank 0 writes; everyone waits)."""
-        if self.main:
-            save_checkpoint(self.out_dir / CHECKPOINT_NAME, self._payload(), rng=self._rng_at_step)
-        D.barrier(self.dist)
-        self._last_save = time.monotonic()
+        self.writer.checkpoint(self._payload() if self.main else {}, self._rng_at_step)
 
     def _checkpoint_due(self) -> bool:
-        """A mid-epoch checkpoint every --checkpoint-every steps and/or --checkpoint-minutes minutes (one decision for all processes)."""
-        cfg = self.config
-        by_steps = bool(cfg.checkpoint_every) and self.global_step % cfg.checkpoint_every == 0
-        by_time = bool(cfg.checkpoint_minutes) and time.monotonic() - self._last_save >= 60 * cfg.checkpoint_minutes
-        if cfg.checkpoint_minutes and self.dist.enabled:
-            by_time = not D.all_true(not by_time, self.dist, self.device)  # any process's clock decides for all
-        return by_steps or by_time
+        """A mid-epoch checkpoint every --checkpoint-every steps and/or --checkpoint-minutes minutes."""
+        return self.writer.checkpoint_due(self.global_step, self.config.checkpoint_every, self.config.checkpoint_minutes)
 
     def load(self, path: Path) -> Path:
         """Restore the checkpoint at `path`, or its previous generation where that one is unreadable; the file used."""
@@ -266,17 +173,6 @@ class Trainer:
         return used
 
     # ------------------------------------------------------------------ data
-    def _source_mix(self) -> Any:
-        """With --pseudo-labels: the order that puts --pseudo-label-ratio pseudo-labelled images per labelled one in each batch."""
-        if not self.data.sources:
-            return None
-        from effnet.data import SourceMix, batch_split
-
-        mix = SourceMix(self.data.sources, batch_split(self.config.batch_size, self.config.pseudo_label_ratio), self.config.seed)
-        if self.main and self.config.verbose:
-            print(f"pseudo labels: {mix.describe()}", flush=True)
-        return mix
-
     def _enter_stage(self) -> None:
         """Progressive learning: the image size, RandAugment magnitude, mixup and dropout of this epoch's stage."""
         if self.stages is None:
@@ -324,16 +220,6 @@ class Trainer:
         )
         return loader, self.steps_per_epoch - self.step_in_epoch
 
-    def _val_loader(self, dataset: Any = None) -> DataLoader:
-        return DataLoader(
-            dataset if dataset is not None else self.data.val,
-            batch_size=self.config.batch_size,
-            shuffle=False,
-            num_workers=self.workers,
-            collate_fn=self.data.collate_fn,
-            generator=torch.Generator().manual_seed(self.config.seed),
-        )
-
     # ------------------------------------------------------------------ loop
     def _train_step(self, micro_batches: list) -> tuple[float, int, int, int]:
         cfg = self.config
@@ -358,7 +244,7 @@ class Trainer:
                 loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             finite = D.all_true(bool(torch.isfinite(loss).item()), self.dist, self.device)
             if not finite:
-                last = self.out_dir / CHECKPOINT_NAME
+                last = self.prepared.layout.checkpoint
                 kept = f"the last good checkpoint {last} is intact" if last.exists() else "no checkpoint had been written yet"
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; {kept}. "
@@ -427,7 +313,7 @@ class Trainer:
             self._rng_at_step = rng_state()
             if self._timing is not None and self._timing.ready():
                 if self.main and cfg.verbose:
-                    _say(self._timing.estimate(self), bar)  # a line of its own, not inside the progress bar's
+                    _say(self._timing.estimate(self._progress()), bar)  # a line of its own, not inside the progress bar's
                 self._timing = None
             if self.step_in_epoch < self.steps_per_epoch and self._checkpoint_due():
                 self.train_seconds += elapsed
@@ -470,23 +356,21 @@ class Trainer:
         self.epoch_stats = [0.0, 0.0, 0.0, 0.0]
         self._rng_at_step = rng_state()
         self.save()
-        if self.main:
-            write_history(self.history, self.out_dir)
-            plot_history(self.history, self.out_dir)
-            if cfg.verbose:
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
-                print(json.dumps(shown), flush=True)
+        self.writer.epoch_done(self.history)
+        if self.main and cfg.verbose:
+            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
+            print(json.dumps(shown), flush=True)
         if self._epoch_estimate_due and self.epoch < cfg.epochs:
             # the first steps' estimate misses what a whole epoch shows (a busy machine, loader starts, checkpoints): again, measured
             self._epoch_estimate_due = False
             started, first_step = self._epoch_start
             seconds = time.perf_counter() - started - (eval_seconds or 0.0)
             if self.main and cfg.verbose:
-                print(epoch_estimate(self, seconds, self.steps_per_epoch - first_step, eval_seconds), flush=True)
+                print(epoch_estimate(self._progress(), seconds, self.steps_per_epoch - first_step, eval_seconds), flush=True)
 
     def evaluate(self) -> tuple[EvalResult, EvalResult | None]:
         """Raw and EMA weights on the validation set (every process evaluates the whole set: simple, and val is small)."""
-        loader: Any = self._val_loader() if self.on_device is None else list(self.on_device.val_batches(self.config.batch_size))
+        loader: Any = self.prepared.val_loader(self.workers) if self.on_device is None else list(self.on_device.val_batches(self.config.batch_size))
         raw = evaluate(self.model, loader, self.device, self.num_classes, amp=self.config.amp, channels_last=self.config.channels_last)
         ema = None
         if self.ema is not None:
@@ -502,21 +386,15 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         cfg = self.config
-        last = self.out_dir / CHECKPOINT_NAME
+        last = self.prepared.layout.checkpoint
         if cfg.resume:
             used = self.load(last)
             if self.main:
                 print(f"resumed from {used}: epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.steps_per_epoch}")
                 repair_history(self.out_dir, self.history)
-        elif last.exists() or (self.out_dir / PREVIOUS_NAME).exists():
-            raise CheckpointError(f"{self.out_dir} already holds a run ({last}); pass --resume to continue it or choose another --out-dir")
-        if self.main:
-            self._warn_if_short_of_space()
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.json", cfg.to_json() + "\n")
-            self.model.spec.save(self.out_dir / "spec.json")
-            atomic_write_text(self.out_dir / PREPROCESSING_NAME, json.dumps(self.preprocessing.to_dict(), indent=2) + "\n")
-            atomic_write_text(self.out_dir / CLASSES_NAME, json.dumps(self.data.class_names) + "\n")
+        else:
+            self.writer.check_new()
+        self.writer.begin(self.prepared, self.model, self.ema)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
         try:
             while self.epoch < cfg.epochs:
@@ -532,16 +410,8 @@ class Trainer:
                 signal.signal(signal.SIGTERM, previous)
         return self._finish()
 
-    def _warn_if_short_of_space(self) -> None:
-        """Before the first checkpoint: say so when the disk cannot hold two of them (model, EMA and two optimizer slots per weight)."""
-        model = state_bytes(self.model.state_dict())
-        warning = check_space(self.out_dir, model * (2 if self.ema is not None else 1) + 2 * state_bytes(list(self.model.parameters())))
-        if warning:
-            warnings.warn(warning, stacklevel=3)
-
     def _finish(self) -> TrainResult:
         from effnet.profile import profile_spec
-        from effnet.weights import save_file
 
         final = self.history[-1] if self.history else {}
         cost = profile_spec(self.model.spec, self.resolution)
@@ -558,20 +428,19 @@ class Trainer:
             params=cost.params,
             macs=cost.macs,
         )
-        if self.main:
-            save_file(self.model.state_dict(), self.out_dir / "model.safetensors", metadata={"spec": self.model.spec.to_json()})
-            if self.ema is not None:
-                save_file(self.ema.module.state_dict(), self.out_dir / "ema.safetensors", metadata={"spec": self.model.spec.to_json()})
-            summary = {
-                "best_top1": result.best_top1,
-                "best_ema_top1": result.best_ema_top1,
-                "final": result.final,
-                "seconds": result.seconds,
-                "images_per_second": result.images_per_second,
-            }
-            atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        summary = {
+            "best_top1": result.best_top1,
+            "best_ema_top1": result.best_ema_top1,
+            "final": result.final,
+            "seconds": result.seconds,
+            "images_per_second": result.images_per_second,
+        }
+        self.writer.finish(self.model, self.ema, summary)
         if self.config.fixres:
-            result.fixres = run_fixres(self)
+            adapted, result.fixres = run_fixres(self.model, self.prepared, device=self.device, workers=self.workers)
+            self.writer.fixres(adapted, self.model.spec, result.fixres)
+            if self.main and self.config.verbose:
+                print(result.fixres.summary(), flush=True)
         return result
 
 
@@ -603,10 +472,11 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def train(config: TrainConfig, spec: Any = None) -> TrainResult:
-    """Train as `config` says (see TrainConfig for every option); `spec`, a NetSpec, is the network to train instead of
-    config.model / config.spec. The result carries what was built: the spec, its params and MACs."""
-    trainer = Trainer(config, spec)
+def train(run: TrainConfig | PreparedRun, spec: Any = None) -> TrainResult:
+    """Train as `run` says: a TrainConfig (see it for every option) or a prepared run (`prepare_run`); `spec`, a
+    NetSpec, is the network to train instead of config.model / config.spec. The result carries what was built: the
+    spec, its params and MACs."""
+    trainer = Trainer(run, spec)
     try:
         return trainer.run()
     finally:
