@@ -13,7 +13,7 @@ of the strongest setting torchvision can express; the paper's own noise was stro
 
 The default noise scales with the labelled set (`default_noise`): the paper's noise was tuned for ImageNet's
 1.28M labelled images; on the project's small sets (benchmarks/results/noisy_student*/) it made the student
-worse than its teacher, and the milder `SMALL_SET_NOISE` tied or beat it. Below `SMALL_SET_IMAGES` labelled
+worse than its teacher, and the milder `SMALL_SET_NOISE` tied it (within the interval). Below `SMALL_SET_IMAGES` labelled
 images the default is the milder noise. That boundary is a choice, not a measurement: no set between the
 measured ~200 images and ImageNet has been run.
 """
