@@ -291,7 +291,6 @@ def _run(config: NoisyStudentConfig, resume: bool, options: dict[str, Any] | Non
     if _main():
         write_result(out, result)
         write_summary(out, records, result)
-        _log(result["message"])
     return NoisyStudentResult(out, records, result)
 
 
