@@ -476,7 +476,7 @@ def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: P
     assert saved["command"] == "noisy-student" and saved["train_config_contents"] == {"deterministic": True, "verbose": False}
 
     assert main(["noisy-student", "--resume", str(out), "--dropout", "0.3"]) == 2  # another noise level: refused, named
-    assert "--dropout: saved 0.5, given 0.3" in capsys.readouterr().err
+    assert "--dropout: saved None, given 0.3" in capsys.readouterr().err  # None: the default for the labelled set's size
     with pytest.raises(ResumeError, match=r"cannot resume .* \(.*confidence_threshold: saved 0.3, given 0.5"):  # the library says it too
         run_noisy_student(ns_config(task, str(teacher_run), tiny_spec, out, confidence_threshold=0.5), resume=True)
     assert main(["noisy-student", "--resume", str(out), "--iterations", "2", "--workers", "0", "--no-progress"]) == 0
@@ -531,6 +531,59 @@ def test_no_noise_means_none() -> None:
     assert Noise(0, 0, 0).describe() == "no noise (crops and flips only)"
 
 
+def test_the_default_noise_is_milder_on_small_labelled_sets() -> None:
+    from effnet.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
+
+    assert Noise().resolved(200) == SMALL_SET_NOISE == Noise(9.0, 0.2, 0.1)
+    assert Noise().resolved(SMALL_SET_IMAGES - 1) == SMALL_SET_NOISE and Noise().resolved(SMALL_SET_IMAGES) == PAPER_NOISE == Noise(27.0, 0.5, 0.2)
+    assert Noise(dropout=0.4).resolved(200) == Noise(9.0, 0.4, 0.1)  # a setting given is kept, the others follow the size
+    assert Noise(0, 0, 0).resolved(200).off
+    with pytest.raises(ValueError, match="call .resolved"):
+        Noise(dropout=0.4).train_values()
+
+
+def _forced_evaluation(monkeypatch, top1_by_run: dict[str, float]) -> None:
+    """Real evaluations, with top-1 replaced for the runs whose path ends with a key: a student made to lose or win."""
+    from effnet.selftrain import runner
+
+    real = runner.evaluate_run
+
+    def forced(run, labeled, **kwargs):
+        result = real(run, labeled, **kwargs)
+        for end, top1 in top1_by_run.items():
+            if str(run).endswith(end):
+                result["val_top1"] = top1
+        return result
+
+    monkeypatch.setattr(runner, "evaluate_run", forced)
+
+
+def test_a_student_that_loses_is_reported_and_the_teacher_kept(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "ns"
+    _forced_evaluation(monkeypatch, {str(teacher_run): 73.5, "iter1/student": 54.3})
+    (tmp_path / "train.yaml").write_text("deterministic: true\nverbose: false\n")
+    args = ["noisy-student", "--labeled", str(task / "labeled"), "--unlabeled", str(task / "unlabeled"), "--teacher", str(teacher_run)]
+    args += ["--student", tiny_spec, "--train-config", str(tmp_path / "train.yaml"), "--out-dir", str(out), "--resolution", "32", "--epochs", "1"]
+    assert main([*args, "--batch-size", "8", "--label-batch-size", "8", "--workers", "0", "--no-progress"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("student 54.3% < teacher 73.5%: kept the teacher; the result: ") and str(out / "best") in last
+    result = json.loads((out / "result.json").read_text())
+    assert (result["kept"], result["run"], result["student_lost"], result["val_top1"]) == ("teacher", str(teacher_run), True, 73.5)
+    assert (out / "best" / "model.safetensors").read_bytes() == (teacher_run / "model.safetensors").read_bytes()
+    assert (out / "iter1" / "student" / "model.safetensors").is_file()  # the losing student stays available
+    assert "**Result: student 54.3% < teacher 73.5%: kept the teacher**" in (out / "report.md").read_text()
+    assert load_run_model(out / "best").classifier.out_features == 3
+
+    # a second iteration whose student beats the first teacher: it becomes the result
+    _forced_evaluation(monkeypatch, {str(teacher_run): 73.5, "iter1/student": 54.3, "iter2/student": 80.0})
+    assert main(["noisy-student", "--resume", str(out), "--iterations", "2", "--workers", "0", "--no-progress"]) == 0
+    assert "best student 80.0% > teacher 73.5%: kept the student of iteration 2; the result: " in capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads((out / "result.json").read_text())
+    assert (result["kept"], result["iteration"], result["student_lost"], result["val_top1"]) == ("student", 2, False, 80.0)
+    assert (out / "best" / "model.safetensors").read_bytes() == (out / "iter2" / "student" / "model.safetensors").read_bytes()
+    assert json.loads((out / "report.json").read_text())["result"]["run"] == str(out / "iter2" / "student")
+
+
 def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     out = Path("ns")  # relative: the run records it absolute
@@ -541,7 +594,8 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     assert (teacher["epochs"], teacher["max_steps_per_epoch"], teacher["eval_every"]) == (1, 2, 1)  # 24 images at 8 a step: 3 steps/epoch, capped at 2
     assert json.loads((out / "state.json").read_text())["teacher"] == str((out / "teacher").resolve())
     student = json.loads((out / "iter1" / "student" / "config.json").read_text())
-    assert (student["pretrained"], student["dropout"], student["pseudo_labels"]) == ("default", 0.5, str((out / "iter1" / "selected.jsonl").resolve()))
+    assert (student["pretrained"], student["pseudo_labels"]) == ("default", str((out / "iter1" / "selected.jsonl").resolve()))
+    assert (student["randaugment_magnitude"], student["dropout"], student["drop_path_rate"]) == (9.0, 0.2, 0.1)  # 24 labelled images: the milder noise
     assert len(json.loads((out / "iter1" / "student" / "metrics.jsonl").read_text().splitlines()[-1])["val_per_class"]) == 3
     assert result.records[0]["teacher"]["run"] == str((out / "teacher").resolve())
     assert result.records[0]["student"]["run"] == str((out / "iter1" / "student").resolve())  # both absolute in the report

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from effnet.resume import ResumableOptions
+from effnet.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
 from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
 
 NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_NAME, may_change=MAY_CHANGE)
@@ -27,7 +28,8 @@ def add_selftrain_commands(command: Any) -> None:
         "RandAugment, dropout and stochastic depth, and more pseudo-labelled than labelled images per batch; (4) the student\n"
         "becomes the teacher, --iterations times. Every step is resumable (--resume OUT_DIR); each iteration writes a\n"
         "report (Markdown, JSON, PNG) with both accuracies, the pseudo labels' accuracy where the unlabelled folder has class\n"
-        "folders, and the images kept per class.",
+        "folders, and the images kept per class. The result (OUT_DIR/best, OUT_DIR/result.json) is the better network on\n"
+        "the labelled validation images: a student that does not beat its teacher is reported and the teacher is kept.",
         epilog="examples:\n"
         "  effnet noisy-student --labeled DATA --unlabeled MORE --teacher efficientnet_lite0 --student efficientnet_lite1 --out-dir runs/ns\n"
         "  effnet noisy-student --labeled DATA --unlabeled MORE --teacher runs/mine --student efficientnet_lite0 --iterations 2 --out-dir runs/ns2\n"
@@ -90,9 +92,16 @@ class CommandLineRun(NamedTuple):
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     """The student's noise and every training's length, batch, resolution and further options."""
     add = NOISY.add
-    add(p, "--randaugment-magnitude", type=float, default=27.0, help="student noise: RandAugment magnitude on torchvision's 0-30 scale (0: off)")
-    add(p, "--dropout", type=float, default=0.5, help="student noise: dropout before the classifier")
-    add(p, "--drop-path", type=float, default=0.2, help="student noise: stochastic depth of the last block (survival 0.8)")
+    by_size = f"{SMALL_SET_NOISE.describe()} below {SMALL_SET_IMAGES:,} labelled images, the paper's {PAPER_NOISE.describe()} from there"
+    add(
+        p,
+        "--randaugment-magnitude",
+        type=float,
+        help="student noise: RandAugment magnitude on torchvision's 0-30 scale (0: off)",
+        shown="by the labelled set's size",
+    )
+    add(p, "--dropout", type=float, help="student noise: dropout before the classifier", shown="by the labelled set's size")
+    add(p, "--drop-path", type=float, help=f"student noise: stochastic depth of the last block; the defaults: {by_size}", shown="by the labelled set's size")
     add(p, "--no-noise", action="store_true", help="train the student without noise (no RandAugment, dropout or drop path): the paper's ablation")
     add(
         p,

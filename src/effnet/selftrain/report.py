@@ -9,6 +9,8 @@ hid the labels), the folder names are used as the truth here, and only here.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -218,12 +220,53 @@ def write_iteration_report(folder: str | Path, record: dict[str, Any]) -> None:
     atomic_write_text(folder / "report.json", json.dumps(record, indent=1) + "\n")  # last: its presence means the report is complete
 
 
-def write_summary(out_dir: str | Path, records: list[dict[str, Any]]) -> None:
-    """report.md, report.json and report.png over all iterations so far."""
+def choose_result(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's result: the first teacher, or the best student when it beats that teacher (ties keep the teacher).
+
+    A student that is not better than the network it would replace is no reason to hand back another model.
+    """
+    teacher = records[0]["teacher"]
+    best = max(records, key=lambda r: r["student"]["val_top1"])  # the first of equals
+    student = best["student"]
+    which = f"the student of iteration {best['iteration']}" if len(records) > 1 else "the student"
+    won = student["val_top1"] > teacher["val_top1"]
+    sign = ">" if won else ("=" if student["val_top1"] == teacher["val_top1"] else "<")
+    kept = which if won else "the teacher"
+    best_name = "best student" if len(records) > 1 else "student"
+    return {
+        "kept": "student" if won else "teacher",
+        "iteration": best["iteration"] if won else 0,
+        "run": student["run"] if won else teacher["run"],
+        "val_top1": student["val_top1"] if won else teacher["val_top1"],
+        "teacher_val_top1": teacher["val_top1"],
+        "student_val_top1": student["val_top1"],
+        "student_lost": not won,
+        "message": f"{best_name} {student['val_top1']:.1f}% {sign} teacher {teacher['val_top1']:.1f}%: kept {kept}",
+    }
+
+
+def write_result(out_dir: str | Path, result: dict[str, Any]) -> None:
+    """result.json, and OUT/best: a copy of the kept run's weights and metadata (not its checkpoints), replaced atomically."""
+    out = Path(out_dir)
+    best, staging = out / "best", out / "best.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for path in Path(result["run"]).iterdir():
+        if path.is_file() and path.suffix != ".pt":  # last.pt and other checkpoints: the run's own, for resuming it
+            shutil.copy2(path, staging / path.name)
+    if best.exists():
+        shutil.rmtree(best)
+    os.replace(staging, best)
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1) + "\n")
+
+
+def write_summary(out_dir: str | Path, records: list[dict[str, Any]], result: dict[str, Any] | None = None) -> None:
+    """report.md, report.json and report.png over all iterations so far, with the kept network once the run is done."""
     out = Path(out_dir)
     lines = [
         "# Noisy Student",
         "",
+        *([f"**Result: {result['message']}** (top-1 on the labelled validation set); its copy: best/, from {result['run']}.", ""] if result else []),
         "| iteration | teacher | teacher top-1 % | student | student top-1 % | pseudo labels correct % | selected images |",
         "|---:|---|---:|---|---:|---:|---:|",
     ]
@@ -253,4 +296,4 @@ def write_summary(out_dir: str | Path, records: list[dict[str, Any]]) -> None:
         _save(fig, out / "report.png")
         plt.close(fig)
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    atomic_write_text(out / "report.json", json.dumps({"iterations": records}, indent=1) + "\n")
+    atomic_write_text(out / "report.json", json.dumps({"iterations": records, **({"result": result} if result else {})}, indent=1) + "\n")

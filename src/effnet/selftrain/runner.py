@@ -11,6 +11,9 @@ training from its last checkpoint (the trainer's own resume), finished steps are
     OUT/iterK/student/                  the student's training run (it labels iteration K+1)
     OUT/iterK/report.md, .json, .png    accuracies, pseudo-label accuracy, images kept per class
     OUT/report.md, .json, .png          all iterations
+    OUT/result.json, OUT/best/          the result: the better of the first teacher and the students by top-1 on the labelled
+                                        validation split (a student is kept only when it beats the teacher), and a copy of its
+                                        run's weights and metadata; every network's own run stays where it was trained
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from effnet.data import DataError, find_images, image_folder_splits
 from effnet.saved_options import refuse_changed
 from effnet.selftrain.balance import PAPER_THRESHOLD, select, write_selection
 from effnet.selftrain.labels import LABELS_NAME, label_images, read_labels
-from effnet.selftrain.recipe import PAPER_NOISE, Budget, Network, Noise, resolve_network, student_config, teacher_config
-from effnet.selftrain.report import evaluate_run, iteration_record, write_iteration_report, write_summary
+from effnet.selftrain.recipe import Budget, Network, Noise, resolve_network, student_config, teacher_config
+from effnet.selftrain.report import choose_result, evaluate_run, iteration_record, write_iteration_report, write_result, write_summary
 from effnet.train import distributed as D
 from effnet.train.rundir import RunLayout
 
@@ -80,7 +83,7 @@ class NoisyStudentConfig:
     balance: bool = True
     per_class: int = 0  # balancing target (0: the mean per-class count after filtering)
     pseudo_label_ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
-    noise: Noise = PAPER_NOISE
+    noise: Noise = field(default_factory=Noise)  # settings left None: the default for the labelled set's size (recipe.default_noise)
     student_pretrained: str = "auto"  # auto (a named model's pretrained weights when it has some), default, none, or a weights file
     budget: Budget = field(default_factory=Budget)
     resolution: int = 0  # training resolution of teacher and student (0: each model's own)
@@ -114,6 +117,12 @@ class NoisyStudentConfig:
 class NoisyStudentResult:
     out_dir: Path
     records: list[dict[str, Any]]  # one per iteration (report.json's)
+    result: dict[str, Any] = field(default_factory=dict)  # result.json's: which network was kept and why
+
+    @property
+    def best_run(self) -> Path:
+        """The kept network's copy (OUT/best), a training run directory as `effnet predict/export` take it."""
+        return self.out_dir / "best"
 
     def summary(self) -> str:
         lines = []
@@ -121,7 +130,10 @@ class NoisyStudentResult:
             pseudo = r["pseudo_labels"]["accuracy_all"]
             truth = f"; pseudo labels {pseudo:.1f}% correct" if pseudo is not None else ""
             lines.append(f"iteration {r['iteration']}: teacher {r['teacher']['val_top1']:.2f}% -> student {r['student']['val_top1']:.2f}%{truth}")
-        return "\n".join(lines + [f"report: {self.out_dir / 'report.md'}"])
+        lines.append(f"report: {self.out_dir / 'report.md'}")
+        if self.result:
+            lines.append(f"{self.result['message']}; the result: {self.best_run} (a copy of {self.result['run']})")
+        return "\n".join(lines)
 
 
 def _main() -> bool:
@@ -321,13 +333,18 @@ def _iterate(
         records.append(_iteration(config, out, state, k, teacher_run if k == 1 else out / f"iter{k - 1}" / "student", labelled, student))
         if _main():
             write_summary(out, records)
-    return NoisyStudentResult(out, records)
+    result = choose_result(records)
+    if _main():
+        write_result(out, result)
+        write_summary(out, records, result)
+    return NoisyStudentResult(out, records, result)
 
 
 def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, labelled: Labelled, student: Network) -> dict[str, Any]:
     """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
     folder = out / f"iter{k}"
     labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
+    noise = config.noise.resolved(len(labelled.train))
     if not (state.done(k, "labels") and labels_file.is_file()):
         _log(f"iteration {k}: the teacher {teacher} labels {config.unlabeled}")
         summary = label_images(
@@ -364,7 +381,7 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
         pseudo_images=selected["images"],
         out_dir=str(student_dir),
         budget=config.budget,
-        noise=config.noise,
+        noise=noise,
         pseudo_label_ratio=config.pseudo_label_ratio,
         seed=config.seed,
         resolution=config.resolution,
@@ -394,7 +411,7 @@ def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, tea
             selected=selected,
             unlabeled=config.unlabeled,
             plan=line,
-            noise=config.noise,
+            noise=noise,
             ratio=train_config.pseudo_label_ratio,
         )
         write_iteration_report(folder, record)

@@ -1,0 +1,101 @@
+"""The battery (benchmarks/battery): seeded subsets keep their promises, a folder lays out as the runner reads it, the table's bar."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+BATTERY = Path(__file__).resolve().parent.parent / "benchmarks" / "battery"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"battery_{name}", BATTERY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+fetch = _load("fetch")
+run = _load("run")
+registry = sys.modules["registry"]  # the one both scripts import (their folder is on sys.path)
+
+
+def test_the_registry_covers_the_issues_kinds_in_two_halves() -> None:
+    sets = registry.SETS
+    assert len(sets) >= 10 and {s.half for s in sets} == {"tuning", "confirmation"}
+    for s in sets:
+        assert s.source and s.licence and (s.torchvision or s.archive or s.derived_from), s.name
+        assert registry.source_of(s).name in registry.BY_NAME
+    counts = {s.counts for s in sets}
+    assert {"imbalanced", "fewshot"} <= counts
+    readme = (BATTERY / "README.md").read_text()
+    assert all(f"| {s.half} | {s.name} |" in readme for s in sets)  # the split written down is the registry's
+
+
+def test_per_class_counts_keep_their_promises() -> None:
+    entry = registry.get("imagenette_imbalanced")
+    counts = fetch.train_counts(entry, [900] * 10, random.Random(0))
+    assert max(counts) / min(counts) == pytest.approx(6.0, rel=0.1) and max(counts) / min(counts) >= 5
+    assert sum(counts) <= registry.TRAIN_CAP and len(set(counts)) == 10
+    assert counts != sorted(counts, reverse=True)  # the rare classes are drawn, not the last labels
+    few = fetch.train_counts(registry.get("flowers102_fewshot"), [30] * 40, random.Random(1))
+    assert all(5 <= c <= 10 for c in few) and len(set(few)) > 1
+    natural = fetch.train_counts(registry.get("gtsrb_imbalanced"), [2000, 1000, 200], random.Random(0))
+    assert natural == [312, 156, 31] and sum(natural) <= registry.TRAIN_CAP
+    assert fetch.train_counts(registry.get("dtd"), [80, 30] + [80] * 8, random.Random(0)) == [50, 30] + [50] * 8  # capped by what there is
+
+
+def _folder(root: Path, classes: dict[str, int]) -> Path:
+    from PIL import Image
+
+    for c, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("L" if c == 0 else "RGB", (12, 10), 40 * c + i).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_folder_is_laid_out_as_train_and_val_class_folders(tmp_path: Path) -> None:
+    """The images sit two folders down, as in an extracted archive: the class root is found."""
+    _folder(tmp_path / "download" / "top" / "images", {"a": 30, "b": 12, "c": 9})
+    entry = dataclasses.replace(registry.get("dtd"), name="tiny", classes=0)
+    manifest = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=0)
+    out = tmp_path / "data" / "tiny"
+    files = {split: {c: sorted(p.name for p in (out / split / c).glob("*.jpg")) for c in "abc"} for split in ("train", "val")}
+    assert manifest["counts"] == {split: {c: len(v) for c, v in files[split].items()} for split in files}
+    assert manifest["counts"]["val"] == {"a": 10, "b": 4, "c": 3}  # held out of the one pool: a third at most
+    for c in "abc":
+        assert not set(files["train"][c]) & set(files["val"][c])  # disjoint: the file name is the source index
+    assert manifest["counts"]["train"] == {"a": 20, "b": 8, "c": 6}
+    assert not (tmp_path / "data" / "tiny.partial").exists()
+
+    from effnet.data import image_folder_splits
+
+    train, val = image_folder_splits(out)  # as effnet and the runner read it: RGB JPEGs, the manifest ignored
+    assert (len(train), len(val), list(train.classes)) == (34, 17, ["a", "b", "c"])
+    again = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=0)
+    assert again == json.loads((out / "battery.json").read_text())  # laid out before: skipped
+    with pytest.raises(SystemExit, match="laid out with another entry, seed or source"):
+        fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
+    other = fetch.lay_out(entry, tmp_path / "data2", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
+    assert other["counts"] == manifest["counts"] and sorted((tmp_path / "data2/tiny/val/a").iterdir()) != sorted((out / "val/a").iterdir())
+
+
+def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_apart() -> None:
+    rows = []
+    for seed, (effnet, sgd, adamw) in enumerate([(80.0, 70.0, 82.0), (84.0, 74.0, 84.0), (82.0, 72.0, 83.0)]):
+        for method, top1 in ((run.EFFNET, effnet), (run.PLAIN_SGD, sgd), (run.PLAIN_ADAMW, adamw)):
+            rows.append({"set": "eurosat", "half": "tuning", "kind": "aerial", "method": method, "seed": seed, "epochs": 3, "val_top1": top1})
+    rows.append({"set": "dtd", "half": "confirmation", "kind": "textures", "method": run.EFFNET, "seed": 0, "epochs": 10, "val_top1": 60.0})
+    rows.append({"set": "dtd", "half": "confirmation", "kind": "textures", "method": run.PLAIN_SGD, "seed": 0, "epochs": 10, "val_top1": 64.0})
+    table = run.summarise(rows, default_length=10)
+    tuning, confirmation = table.split("## Confirmation half")
+    assert "| eurosat | aerial | 3 | 0, 1, 2 | 82.0 ± 5.0 | 72.0 ± 5.0 | 83.0 ± 2.5 | plain AdamW loop (83.0) | -1.0 ± 2.5 | yes |" in tuning
+    assert "| dtd | textures | 10 (default) | 0 | 60.0 | 64.0 |  | plain SGD loop (64.0) | -4.0 | no |" in confirmation
