@@ -47,6 +47,8 @@ _LAZY = {
     "save_compiled": "effnet.fast",
     "load_compiled": "effnet.fast",
     "compile_cached": "effnet.fast",
+    "quantize": "effnet.int8",
+    "load_int8": "effnet.int8",
 }
 
 
@@ -114,4 +116,6 @@ __all__ = [
     "save_compiled",
     "load_compiled",
     "compile_cached",
+    "quantize",
+    "load_int8",
 ]

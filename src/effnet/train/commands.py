@@ -226,7 +226,6 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     from torch.utils.data import DataLoader
 
-    from effnet.data import build_datasets
     from effnet.train import rundir
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
@@ -268,18 +267,7 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
             return model
 
     def validation_data(resolution: int) -> Any:
-        return build_datasets(
-            config.dataset,
-            data_dir=config.data_dir or None,
-            resolution=resolution,
-            preprocessing=base.replace(resolution=resolution),
-            auto_augment="none",
-            seed=config.seed,
-            num_classes=config.num_classes or None,
-            train_samples=1,
-            val_samples=config.sample_counts()[1],
-            val_fraction=config.val_fraction,
-        )
+        return rundir.validation_data(config, base, resolution)
 
     device = resolve_device("auto")
     num_classes = config.num_classes or validation_data(config.resolution or 224).num_classes

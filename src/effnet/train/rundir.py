@@ -35,6 +35,29 @@ def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
     return base.replace(resolution=resolution)
 
 
+def validation_data(config: TrainConfig, preprocessing: Any, resolution: int) -> Any:
+    """The `DataBundle` whose ``val`` is the validation split `config` trained with, preprocessed by `preprocessing` at `resolution`."""
+    from effnet.data import build_datasets
+
+    return build_datasets(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        resolution=resolution,
+        preprocessing=preprocessing.replace(resolution=resolution),
+        auto_augment="none",
+        seed=config.seed,
+        num_classes=config.num_classes or None,
+        train_samples=1,
+        val_samples=config.sample_counts()[1],
+        val_fraction=config.val_fraction,
+    )
+
+
+def run_config(run: str | Path) -> TrainConfig:
+    """The resolved options a run saved."""
+    return TrainConfig.from_dict(json.loads((check_run(run) / CONFIG_NAME).read_text()))
+
+
 def weights_of(run: str | Path) -> dict[str, Path]:
     """The finished weight files of a run, by kind (model, ema, fixres)."""
     run = Path(run)
