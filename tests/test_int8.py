@@ -79,11 +79,17 @@ def test_keep_float_none_quantizes_every_layer(tiny_photos, tmp_path):
     assert result.size_bytes < 0.75 * result.float_onnx_bytes  # a tiny net's per-channel scales weigh more than a big one's
 
 
-def test_predict_and_cli_run_the_int8_file(quantized, tiny_photos, capsys):
-    _, result = quantized
+def test_predict_and_eval_run_the_int8_file(quantized, tiny_photos, capsys):
+    model, result = quantized
     assert main(["predict", str(tiny_photos / "val" / "cat"), "--weights", str(result.path), "--json", "--topk", "1"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 8 and all(r["top"][0]["label"] in CLASSES for r in rows)
+    # `effnet eval` on the file: the same top-1 as `compare` gives the INT8 model on the same validation images
+    assert main(["eval", "--weights", str(result.path), "--dataset", "folder", "--data-dir", str(tiny_photos), "--workers", "0", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    samples = labelled_folder(tiny_photos / "val", model.preprocessing, CLASSES, 3)
+    expected = compare(model, load_int8(result.path), samples, model.preprocessing)
+    assert row["count"] == 24 and row["resolution"] == 32 and abs(row["top1"] - expected.int8_top1) < 1e-6
 
 
 def test_quantize_command_on_a_run_checks_its_validation_split(tiny_photos, tmp_path, capsys):

@@ -18,8 +18,9 @@ from effnet.int8.quantizer import METADATA_KEY
 class OnnxModel(nn.Module):
     """An onnxruntime session as a module: tensor in, logits tensor out, with ``.preprocessing``, ``.class_names``, ``.float_layers``.
 
-    It has no parameters and no training mode; `effnet.predict.predict` and the evaluation loop use it as they use
-    a float model. Inputs are converted to float32 NumPy on the CPU.
+    It has no parameters and no training mode; `effnet.predict.predict` and the evaluation loop (`effnet eval
+    --weights FILE.onnx`) use it as they use a float model. Inputs are converted to float32 NumPy on the CPU; the
+    logits come back on the input's device. The file's input size is fixed: run it at the resolution it was written for.
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
@@ -47,7 +48,7 @@ class OnnxModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0]).to(x.device)
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}, model={self.meta.get('model')!r}"

@@ -259,8 +259,17 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         base = rundir.config_preprocessing(config, config.resolution or 224)
         weights = {"model": args.weights} if args.weights else {}
+        onnx_model = None
+        if args.weights.endswith(".onnx"):  # an `effnet quantize` file: its own preprocessing, at the one resolution it was written for
+            from effnet.int8 import load_int8
+
+            onnx_model = load_int8(args.weights)
+            base = onnx_model.preprocessing or base
+            native["model"] = base.resolution
 
         def new_model(num_classes: int, source: str) -> Any:
+            if onnx_model is not None:
+                return onnx_model
             model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
             if source and source != "default":
                 load_state_dict(model, load_file(source))
