@@ -140,3 +140,16 @@ def test_quantize_command_errors_are_one_line(tmp_path, capsys):
     empty.mkdir()
     assert main(["quantize", "efficientnet_lite0", "--weights", "none", "--calibration", str(empty), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "calibration folder" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_the_rule_finds_the_stem_behind_tf_same_padding(tmp_path):
+    from effnet.export import export_onnx
+    from effnet.int8.rule import float_layers
+
+    spec = effnet.NetSpec.from_string(TINY, resolution=32, num_classes=3, padding="tf_same")
+    path = export_onnx(randomize_bn(effnet.build(spec, head_init="tf")), tmp_path / "tf.onnx", opset=17, verify=False)
+    graph = onnx.load(str(path)).graph
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    assert graph.node[0] is not first_conv  # the padding ops come first
+    found = float_layers(graph)
+    assert found.nodes["stem"] == [first_conv.name] and found.se_blocks == 3 and len(found.nodes["swish"]) == 14

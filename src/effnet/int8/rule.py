@@ -6,7 +6,7 @@ sigmoid of swish, the stem conv (which sees the raw normalised pixels) and the c
 (whose logits decide top-1). The rule finds them in the exported graph by structure, not by
 name, so it holds for any effnet model (and for other graphs built the same way):
 
-- ``stem``: the first Conv that reads the graph input;
+- ``stem``: the first Conv (ONNX nodes are in topological order; a TF-padded model has a Pad before it);
 - ``classifier``: every Gemm / MatMul (the final fully connected layer);
 - ``squeeze_excite``: every node from a ReduceMean / GlobalAveragePool up to and including the
   Mul that gates the feature map with it (a pooling whose path reaches no Mul, the head's, is not SE);
@@ -66,8 +66,7 @@ def float_layers(graph: Any, keep: tuple[str, ...] | list[str] = KINDS) -> Float
             consumers[name].append(node)
     found = FloatLayers()
     if "stem" in keep:
-        inputs = {i.name for i in graph.input}
-        stem = next((n for n in graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs), None)
+        stem = next((n for n in graph.node if n.op_type == "Conv"), None)
         found.nodes["stem"] = [stem.name] if stem is not None else []
     if "classifier" in keep:
         found.nodes["classifier"] = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
