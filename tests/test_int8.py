@@ -92,7 +92,7 @@ def test_predict_and_eval_run_the_int8_file(quantized, tiny_photos, capsys):
     assert row["count"] == 24 and row["resolution"] == 32 and abs(row["top1"] - expected.int8_top1) < 1e-6
 
 
-def test_quantize_command_on_a_run_checks_its_validation_split(tiny_photos, tmp_path, capsys):
+def test_quantize_command_on_a_run_checks_its_validation_split(tiny_photos, tmp_path, capsys, monkeypatch):
     from effnet.train.config import TrainConfig
 
     model = tiny_model()
@@ -104,8 +104,11 @@ def test_quantize_command_on_a_run_checks_its_validation_split(tiny_photos, tmp_
     (run / "classes.json").write_text(json.dumps(CLASSES))
     save_file(model.state_dict(), run / "model.safetensors")
     out = tmp_path / "run_int8.onnx"
+    monkeypatch.setattr("effnet.int8.check.MAX_DROP", -101.0)  # any result "drops too much": the warning must show
     assert main(["quantize", str(run), "--calibration", str(tiny_photos / "train"), "--count", "16", "--out", str(out), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "WARNING: INT8 loses" in captured.err and "deploy the float model" in captured.err
     assert report["check"]["images"] == 24 and report["calibration_images"] == 16 and out.is_file()
     assert report["float_layers"]["se_blocks"] == 3
 

@@ -53,6 +53,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, model: Any, run: str | None, path: Path) -> Any:
     """Float and INT8 top-1 on --val or the run's validation split, printed side by side; None without labelled images."""
     from effnet import int8
+    from effnet.int8.check import MAX_DROP
 
     if args.val:
         spec = getattr(model, "spec", None)
@@ -72,10 +73,10 @@ def _check(args: argparse.Namespace, model: Any, run: str | None, path: Path) ->
         print(
             f"  {'INT8':6} {comparison.int8_top1:8.2f}   ({comparison.int8_top1 - comparison.float_top1:+.2f} points; same top-1 as float on {comparison.agreement:.1f}% of images)"
         )
-    if comparison.drop > int8.check.MAX_DROP:
+    if comparison.drop > MAX_DROP:
         bar = "!" * 72
         print(
-            f"{bar}\neffnet: WARNING: INT8 loses {comparison.drop:.2f} points of top-1 (more than {int8.check.MAX_DROP:g}): "
+            f"{bar}\neffnet: WARNING: INT8 loses {comparison.drop:.2f} points of top-1 (more than {MAX_DROP:g}): "
             f"{comparison.float_top1:.2f}% -> {comparison.int8_top1:.2f}%.\nKeep more layers float (--keep-float, the default keeps all kinds), "
             f"calibrate on more images like the deployment's, or deploy the float model.\n{bar}",
             file=sys.stderr,
