@@ -94,6 +94,3 @@ class TensorReader:
             return None
         self._next += 1
         return self._batches[self._next - 1]
-
-    def rewind(self) -> None:
-        self._next = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +58,3 @@ def load_int8(path: str | os.PathLike[str], threads: int | None = None) -> OnnxM
     if not Path(path).is_file():
         raise FileNotFoundError(f"no ONNX file at {str(path)!r}")
     return OnnxModel(path, threads)
-
-
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The effnet metadata of an ONNX file ({} for a file effnet did not write)."""
-    return load_int8(path, threads=1).meta
