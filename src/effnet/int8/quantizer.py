@@ -131,8 +131,8 @@ def _quantize_static(source: Path, target: Path, reader: TensorReader, exclude: 
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
-            # min/max merge exactly across chunks: without this every layer's outputs for every image are kept at once
-            extra_options={"CalibMaxIntermediateOutputs": 4},
+            # no CalibMaxIntermediateOutputs: onnxruntime 1.32 drops (does not merge) the outputs collected before each
+            # flush, so it calibrates on the last few batches only. Memory grows with `count` instead.
         )
     except Exception as err:  # ORT raises plain exceptions of many kinds for graphs it cannot handle
         raise QuantizeError(f"this model cannot be quantized: onnxruntime's static quantization failed ({type(err).__name__}: {err})") from None
