@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 from conftest import randomize_bn
@@ -69,10 +70,17 @@ def test_int8_model_agrees_with_float_and_keeps_the_rule_layers_float(quantized,
     assert not np.allclose(reference, got, atol=1e-4)  # it really is a different (quantized) computation
 
 
-def test_keep_float_none_quantizes_every_layer(tiny_photos, tmp_path):
-    result = quantize(tiny_model(), tiny_photos / "train", tmp_path / "all.onnx", keep_float=(), count=8)
-    assert result.float_layers.names == [] and "none" in result.float_layers.summary()
+def test_keep_float_none_quantizes_every_layer_calibrated_on_every_image(tmp_path):
+    # 80 inputs, 5 calibration batches; only the first image is large: the input's range must come from it
+    inputs = torch.randn(80, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    inputs[0] *= 10
+    result = quantize(tiny_model(), inputs, tmp_path / "all.onnx", keep_float=())
+    assert result.float_layers.names == [] and "none" in result.float_layers.summary() and result.calibration_images == 80
     graph = onnx.load(str(result.path)).graph
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    quantize_input = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
+    expected = (inputs.max() - inputs.min()).item() / 255  # uint8 over [min, max] of all 80 images
+    assert initializers[quantize_input.input[1]].item() == pytest.approx(expected, rel=1e-3)
     dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     convs = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
     assert len(convs) == 17 and all(n.input[0] in dequantized and n.input[1] in dequantized for n in convs)
