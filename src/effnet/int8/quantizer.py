@@ -77,9 +77,8 @@ def quantize(
         float_path, prepared = Path(tmp) / "float.onnx", Path(tmp) / "prepared.onnx"
         _export(model, float_path, inputs.shape[-1])
         import onnx
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        quant_pre_process(str(float_path), str(prepared))
+        _prepare(float_path, prepared)
         graph = onnx.load(str(prepared)).graph
         kept = float_layers(graph, tuple(keep_float))
         quantized = Path(tmp) / "int8.onnx"
@@ -116,6 +115,16 @@ def _export(model: nn.Module, path: Path, resolution: int) -> None:
         except (ExportError, ValueError, TypeError, RuntimeError) as err:
             errors.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
     raise QuantizeError(f"this model cannot be quantized: its ONNX export failed ({'; '.join(errors)})")
+
+
+def _prepare(source: Path, target: Path) -> None:
+    """onnxruntime's pre-processing for quantization: shape inference and graph optimisation (BN folded into convs)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(target))
+    except Exception as err:  # onnxruntime and onnx raise many kinds for graphs they cannot handle
+        raise QuantizeError(f"this model cannot be quantized: onnxruntime's pre-processing failed ({type(err).__name__}: {err})") from None
 
 
 def _quantize_static(source: Path, target: Path, reader: TensorReader, exclude: list[str], per_channel: bool) -> None:
