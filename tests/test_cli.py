@@ -204,13 +204,13 @@ def test_unknown_model_and_usage_errors(capsys: pytest.CaptureFixture[str], tmp_
     assert code == 2 and "usage: effnet" in err and "demo" in err
 
 
-@pytest.mark.parametrize("command", ["models", "profile", "predict", "export", "convert", "bench", "demo"])
+@pytest.mark.parametrize("command", ["models", "profile", "predict", "export", "quantize", "convert", "bench", "demo"])
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, command, "--help")
     assert code == 0 and out.startswith(f"usage: effnet {command}")
 
 
-@pytest.mark.parametrize("command", ["scale", "export", "train", "finetune", "eval", "grid-search", "search", "study scaling"])
+@pytest.mark.parametrize("command", ["scale", "export", "quantize", "train", "finetune", "eval", "grid-search", "search", "study scaling"])
 def test_help_states_each_default_once_and_readably(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, *command.split(), "--help")
     text = " ".join(out.split())  # line wrapping aside

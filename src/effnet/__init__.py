@@ -48,6 +48,8 @@ _LAZY = {
     "load_compiled": "effnet.fast",
     "compile_cached": "effnet.fast",
     "sample_image": "effnet.predict",
+    "quantize": "effnet.int8",
+    "load_int8": "effnet.int8",
 }
 
 
@@ -110,4 +112,6 @@ __all__ = [
     "save_compiled",
     "load_compiled",
     "compile_cached",
+    "quantize",
+    "load_int8",
 ]

@@ -21,7 +21,7 @@ import importlib
 from typing import Any
 
 _NAMES = {
-    "effnet.bench.inference": ("LIBRARIES", "PATHS", "run_inference_bench", "run_table4_bench"),
+    "effnet.bench.inference": ("INT8_PATHS", "LIBRARIES", "PATHS", "run_inference_bench", "run_table4_bench"),
     "effnet.bench.training": ("TRAIN_CONFIGS", "TRAIN_OPTIONS", "TrainBenchConfig", "run_train_bench"),
     "effnet.bench.aot_load": ("measure_aot_load",),
     "effnet.bench.environment": ("busy_cpus", "environment"),
@@ -29,6 +29,7 @@ _NAMES = {
         "REPORT_NAME",
         "RESULTS_JSON",
         "RESULTS_MARKDOWN",
+        "format_int8",
         "format_markdown",
         "format_report",
         "format_train",

@@ -8,7 +8,8 @@ changes, thermal drift or a noisy neighbour affect all of them alike. Paths:
 - ``effnet``, ``timm``, ``torchvision``: the library's model in eval mode (eager);
 - ``effnet-fast``: `effnet.optimize(model)` (BN folded, no dropout, channels-last, CUDA autocast);
 - ``effnet-fast-compiled``: `effnet.optimize(model, compile=True)` (+ torch.compile; on the CPU, batches above 8 in chunks of 8);
-- ``timm-compiled``, ``torchvision-compiled``: ``torch.compile(model)`` (CUDA: mode="reduce-overhead").
+- ``timm-compiled``, ``torchvision-compiled``: ``torch.compile(model)`` (CUDA: mode="reduce-overhead");
+- ``effnet-int8``: `effnet.int8.quantize` (static INT8, calibrated on the bundled photos) run by onnxruntime (CPU only).
 
 timm and torchvision are optional: a library that is not installed, or lacks the variant, is
 reported as skipped.
@@ -28,7 +29,8 @@ from effnet.bench.environment import busy_warning, warn_contended
 from effnet.bench.timing import amp_dtype, latency_summary, time_interleaved
 
 LIBRARIES = ("effnet", "timm", "torchvision")
-PATHS = ("effnet", "effnet-fast", "effnet-fast-compiled", "timm", "timm-compiled", "torchvision", "torchvision-compiled")
+PATHS = ("effnet", "effnet-fast", "effnet-fast-compiled", "effnet-int8", "timm", "timm-compiled", "torchvision", "torchvision-compiled")
+INT8_PATHS = ("effnet", "effnet-fast", "effnet-fast-compiled", "effnet-int8")  # `effnet bench --int8`: float eager, compiled, INT8
 
 
 def run_inference_bench(
@@ -83,7 +85,7 @@ def run_inference_bench(
     try:
         for requested in model_names:
             name = canonical_name(requested)
-            built = {path: build_path(path, name, dev, channels_last, dtype) for path in paths}
+            built = {path: build_path(path, name, dev, channels_last, dtype, resolution) for path in paths}
             for batch_size in batch_sizes:
                 x = _input(batch_size, resolution, dev, channels_last)
                 entries = {path: (b.fn, x) for path, b in built.items() if b.fn is not None}
@@ -100,6 +102,7 @@ def run_inference_bench(
                     if b.fn is not None:
                         row.update(latency_summary(timing.times[path], batch_size), params=b.params, first_call_s=round(timing.first[path], 3))
                         row["max_rel_diff_vs_effnet"] = diffs.get(path)
+                        row["file_mib"] = b.file_bytes / 2**20 if b.file_bytes else None
                     else:
                         row.update(latency_summary([], batch_size), params=None, first_call_s=None, skipped=True, note=b.note)
                         row["max_rel_diff_vs_effnet"] = None
@@ -119,13 +122,14 @@ class Built:
     fn: Callable[[torch.Tensor], Any] | None
     params: int | None = None
     note: str = ""
+    file_bytes: int | None = None  # the deployed file: float32 weights (safetensors), or the INT8 ONNX file
 
 
 def library_of(path: str) -> str:
     return path.split("-", 1)[0]
 
 
-def build_path(path: str, name: str, device: torch.device, channels_last: bool, dtype: torch.dtype | None) -> Built:
+def build_path(path: str, name: str, device: torch.device, channels_last: bool, dtype: torch.dtype | None, resolution: int = 224) -> Built:
     """A callable running `name` along `path`, or the reason it cannot."""
     library, _, mode = path.partition("-")
     torch.manual_seed(0)  # every path of a library gets the same weights, so their outputs can be compared
@@ -134,11 +138,13 @@ def build_path(path: str, name: str, device: torch.device, channels_last: bool, 
         return Built(None, note=note)
     model = model.eval().to(device)
     params = sum(p.numel() for p in model.parameters())
+    if mode == "int8":
+        return _int8_path(model, params, device, resolution)
     if mode.startswith("fast"):
         from effnet.fast import optimize
 
         fast = optimize(model, compile=mode == "fast-compiled", inplace=True, dtype=dtype if device.type == "cuda" else None)
-        return Built(fast, params)
+        return Built(fast, params, file_bytes=4 * params)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     fn: Callable[[torch.Tensor], Any] = model
@@ -147,7 +153,26 @@ def build_path(path: str, name: str, device: torch.device, channels_last: bool, 
         fn = torch.compile(model, mode="reduce-overhead") if device.type == "cuda" else torch.compile(model)
     if dtype is not None:
         fn = _autocast(fn, device.type, dtype)
-    return Built(fn, params)
+    return Built(fn, params, file_bytes=4 * params)
+
+
+def _int8_path(model: nn.Module, params: int, device: torch.device, resolution: int) -> Built:
+    """The model quantized to INT8 (calibrated on the bundled photos at `resolution`), run by onnxruntime; the file is kept until the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if device.type != "cpu":
+        return Built(None, params, note="the INT8 path runs on the CPU (onnxruntime's CPU provider)")
+    from effnet.int8 import load_int8, quantize
+    from effnet.predict import sample_images
+
+    folder = Path(tempfile.mkdtemp(prefix="effnet-bench-int8-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    preprocessing = model.preprocessing.replace(resolution=resolution)
+    result = quantize(model, sample_images(), folder / "int8.onnx", preprocessing=preprocessing)
+    return Built(load_int8(result.path), params, file_bytes=result.size_bytes)
 
 
 def build_library_model(library: str, name: str) -> tuple[nn.Module | None, str]:
@@ -201,7 +226,13 @@ def _output_diffs(built: dict[str, Built], x: torch.Tensor) -> dict[str, float]:
 
 
 def _add_ratios(rows: list[dict[str, Any]]) -> None:
-    for reference_path, field in (("timm", "ratio_vs_timm"), ("timm-compiled", "ratio_vs_timm_compiled")):
+    pairs = (
+        ("timm", "ratio_vs_timm"),
+        ("timm-compiled", "ratio_vs_timm_compiled"),
+        ("effnet", "ratio_vs_effnet"),
+        ("effnet-fast-compiled", "ratio_vs_effnet_compiled"),
+    )
+    for reference_path, field in pairs:
         reference = {(r["model"], r["batch_size"]): r["throughput"] for r in rows if r.get("path", r["library"]) == reference_path and r["throughput"]}
         for r in rows:
             base = reference.get((r["model"], r["batch_size"]))

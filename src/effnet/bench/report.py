@@ -161,6 +161,37 @@ def plot_report(payload: dict[str, Any], path: str | Path) -> bool:
     return True
 
 
+def format_int8(results: Sequence[dict[str, Any]]) -> str:
+    """`effnet bench --int8`: float eager, float compiled and INT8 side by side, with speed-ups and file sizes."""
+    first = results[0]
+    lines = [
+        f"CPU inference, {first['threads']} thread(s), {first['resolution']}x{first['resolution']} input, random weights (INT8 calibrated on the bundled photos); "
+        f"{max(r.get('repeats') or 0 for r in results)} repetitions interleaved across paths.",
+        "",
+        "| model | batch | path | median ms | p90 ms | img/s | vs float eager | vs float compiled | file MiB | CPU share |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = {"effnet": "float eager", "effnet-fast": "float eager, fast kernels", "effnet-fast-compiled": "float compiled", "effnet-int8": "INT8 (onnxruntime)"}
+    notes = []
+    for r in results:
+        path = names.get(r["path"], r["path"])
+        if r.get("skipped"):
+            lines.append(f"| {r['model']} | {r['batch_size']} | {path} | skipped | | | | | | |")
+            notes.append(f"- {path} ({r['model']}): {r['note']}")
+            continue
+        ratios = [f"{r[k]:.2f}x" if r.get(k) else "n/a" for k in ("ratio_vs_effnet", "ratio_vs_effnet_compiled")]
+        size = f"{r['file_mib']:.1f}" if r.get("file_mib") else ""
+        share = f"{r['cpu_share']:.2f}" if r.get("cpu_share") is not None else ""
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {path} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['throughput']:.1f} | {ratios[0]} | {ratios[1]} | {size} | {share} |"
+        )
+    lines += [
+        "",
+        "file MiB: float32 weights (safetensors) for the float paths, the INT8 ONNX file for INT8. CPU share well below 1: other processes took the cores.",
+    ]
+    return "\n".join(lines + notes) + "\n"
+
+
 def format_markdown(results: Sequence[dict[str, Any]]) -> str:
     """The inference results as a Markdown table (one row per model, batch size and path), notes below."""
     if not results:

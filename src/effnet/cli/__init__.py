@@ -1,8 +1,8 @@
-"""The `effnet` command line: models, profile, scale, predict, export, convert, bench, demo, train, study, search, noisy-student.
+"""The `effnet` command line: models, profile, scale, predict, export, quantize, convert, bench, demo, train, study, search, noisy-student.
 
 Every command is a thin layer over the library, registered by its group's module:
 `effnet.cli.models` (models, profile, scale), `effnet.cli.predict` (predict, export, convert,
-demo), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
+demo), `effnet.cli.quantize` (quantize), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
 `effnet.search.commands`, `effnet.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
 `main(argv)` returns the exit status (0 success, 1 nothing classified by `predict`, 2 usage or
 input errors or a run directory in use, 4 a file that could not be written, e.g. on a full disk) and
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     from effnet.cli.bench import add_bench_command
     from effnet.cli.models import add_model_commands
     from effnet.cli.predict import add_demo_command, add_predict_commands
+    from effnet.cli.quantize import add_quantize_command
     from effnet.search.commands import add_search_commands
     from effnet.selftrain.commands import add_selftrain_commands
     from effnet.study.commands import add_study_commands
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     # in the order `effnet --help` lists them
     add_model_commands(command)
     add_predict_commands(command)
+    add_quantize_command(command)
     add_bench_command(command)
     add_demo_command(command)
     add_train_commands(command)

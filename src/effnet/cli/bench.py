@@ -45,6 +45,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if args.out:  # run_all already wrote them (after each section, and once more at the end)
                 print("wrote " + ", ".join(str(p) for p in sorted(Path(args.out).glob(bench.REPORT_NAME + ".*"))))
             return 0
+        if args.int8 and args.paths:
+            raise CLIError("--int8 times its own paths (float eager, float compiled, INT8); drop --paths")
         kwargs: dict[str, Any] = {
             "model_names": tuple(canonical_name(n) for n in args.models),
             "batch_sizes": tuple(args.batch_sizes),
@@ -52,7 +54,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "resolution": args.resolution,
             "libraries": tuple(args.libraries),
             "channels_last": args.channels_last,
-            "paths": tuple(args.paths) if args.paths else None,
+            "paths": bench.INT8_PATHS if args.int8 else tuple(args.paths) if args.paths else None,
             "device": args.device,
             "amp": args.amp,
         }
@@ -63,7 +65,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = bench.run_inference_bench(**kwargs)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    print(bench.format_markdown(results))
+    print(bench.format_int8(results) if args.int8 else bench.format_markdown(results))
     if args.out:
         json_path, markdown_path = bench.write_results(results, args.out)
         print(f"wrote {json_path} and {markdown_path}")
@@ -82,6 +84,7 @@ def add_bench_command(command: Any) -> None:
         "peak memory (effnet's lean options included); it writes bench.json, bench.md and bench.png to --out.",
         epilog="examples:\n  effnet bench --models efficientnet_b0 efficientnet_lite0 --batch-sizes 1 8 --out bench-results\n"
         "  effnet bench --paths effnet effnet-fast timm --channels-last\n"
+        "  effnet bench --int8 --models efficientnet_lite0 efficientnet_b0 --batch-sizes 1 32\n"
         "  flock /tmp/effnet-heavy.lock effnet bench --full --out benchmarks/results     # ~15 min on 2 CPU cores\n"
         "  effnet bench --full --device cuda --amp bf16 --batch-sizes 1 256 --train-batch-size 256 --out gpu-results",
     )
@@ -94,13 +97,14 @@ def add_bench_command(command: Any) -> None:
         "--paths",
         nargs="+",
         metavar="PATH",
-        help="inference paths instead of --libraries: effnet, effnet-fast, effnet-fast-compiled, timm, timm-compiled, torchvision, torchvision-compiled",
+        help="inference paths instead of --libraries: effnet, effnet-fast, effnet-fast-compiled, effnet-int8, timm, timm-compiled, torchvision, torchvision-compiled",
     )
     p.add_argument("--warmup", type=non_negative_int, metavar="N", help="untimed warm-up iterations (default: the benchmark's)")
     p.add_argument("--repeats", type=positive_int, metavar="N", help="timed iterations (default: the benchmark's)")
     p.add_argument("--channels-last", action="store_true", help="use channels_last memory format for inputs and models")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda")
     p.add_argument("--amp", choices=("bf16", "fp16"), help="CUDA only: autocast every path to this dtype")
+    p.add_argument("--int8", action="store_true", help="float eager, float compiled and INT8 (effnet quantize, onnxruntime) side by side, with file sizes")
     p.add_argument("--full", action="store_true", help="the whole proof: all paths (B0), Table 4, AOT load in a new process, training")
     p.add_argument(
         "--train-configs",

@@ -22,6 +22,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.num_classes:
             raise CLIError("--run brings the run's classifier and class names; drop --num-classes")
         model = load_run_model(args.run, args.run_weights)
+    elif args.weights.endswith(".onnx"):  # an INT8 (or float) file of `effnet quantize`: its preprocessing and labels travel in it
+        from effnet.int8 import load_int8
+
+        model = load_int8(args.weights)
     else:
         model = load_model(args.model, args.weights, args.tf_compat, num_classes=args.num_classes)
         if args.weights == "none":
@@ -215,7 +219,8 @@ def add_predict_commands(command: Any) -> None:
         "--weights",
         default="pretrained",
         metavar="PATH|pretrained|none",
-        help="weights file (safetensors or PyTorch state dict of any supported layout), 'pretrained' for the variant's default weights, or 'none' for random init",
+        help="weights file (safetensors or PyTorch state dict of any supported layout; an .onnx file of `effnet quantize` runs in onnxruntime), "
+        "'pretrained' for the variant's default weights, or 'none' for random init",
     )
     p.add_argument("--num-classes", type=positive_int, metavar="K", help="classifier outputs of a --weights FILE, labelled 'class N' (default: 1000, ImageNet)")
     p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3, for a weights file trained in TensorFlow")

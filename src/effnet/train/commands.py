@@ -231,7 +231,6 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     from torch.utils.data import DataLoader
 
-    from effnet.data import build_datasets
     from effnet.train import rundir
     from effnet.train.distributed import resolve_device
     from effnet.train.evaluate import evaluate
@@ -264,26 +263,24 @@ def evaluate_at_resolutions(args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         base = rundir.config_preprocessing(config, config.resolution or 224)
         weights = {"model": args.weights} if args.weights else {}
+        onnx_model = None
+        if args.weights.endswith(".onnx"):  # an `effnet quantize` file: its own preprocessing, at the one resolution it was written for
+            from effnet.int8 import load_int8
+
+            onnx_model = load_int8(args.weights)
+            base = onnx_model.preprocessing or base
+            native["model"] = base.resolution
 
         def new_model(num_classes: int, source: str) -> Any:
+            if onnx_model is not None:
+                return onnx_model
             model = make_model(dataclasses.replace(config, pretrained="default" if source == "default" else ""), num_classes)
             if source and source != "default":
                 rundir.load_weights(model, source)
             return model
 
     def validation_data(resolution: int) -> Any:
-        return build_datasets(
-            config.dataset,
-            data_dir=config.data_dir or None,
-            resolution=resolution,
-            preprocessing=base.replace(resolution=resolution),
-            auto_augment="none",
-            seed=config.seed,
-            num_classes=config.num_classes or None,
-            train_samples=1,
-            val_samples=config.sample_counts()[1],
-            val_fraction=config.val_fraction,
-        )
+        return rundir.validation_data(config, base, resolution)
 
     device = resolve_device("auto")
     num_classes = config.num_classes or validation_data(config.resolution or 224).num_classes

@@ -125,7 +125,25 @@ def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
 
 def read_config(run: str | Path) -> TrainConfig:
     """The resolved config a run saved."""
-    return TrainConfig.from_dict(json.loads(RunLayout(Path(run)).config.read_text()))
+    return TrainConfig.from_dict(json.loads(RunLayout(check_run(run)).config.read_text()))
+
+
+def validation_data(config: TrainConfig, preprocessing: Any, resolution: int) -> Any:
+    """The `DataBundle` whose ``val`` is the validation split `config` trained with, preprocessed by `preprocessing` at `resolution`."""
+    from effnet.data import build_datasets
+
+    return build_datasets(
+        config.dataset,
+        data_dir=config.data_dir or None,
+        resolution=resolution,
+        preprocessing=preprocessing.replace(resolution=resolution),
+        auto_augment="none",
+        seed=config.seed,
+        num_classes=config.num_classes or None,
+        train_samples=1,
+        val_samples=config.sample_counts()[1],
+        val_fraction=config.val_fraction,
+    )
 
 
 def weights_of(run: str | Path) -> dict[str, Path]:
