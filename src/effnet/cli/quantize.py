@@ -77,7 +77,7 @@ def _check(args: argparse.Namespace, model: Any, run: str | None, path: Path) ->
         bar = "!" * 72
         print(
             f"{bar}\neffnet: WARNING: INT8 loses {comparison.drop:.2f} points of top-1 (more than {MAX_DROP:g}): "
-            f"{comparison.float_top1:.2f}% -> {comparison.int8_top1:.2f}%.\nKeep more layers float (--keep-float, the default keeps all kinds), "
+            f"{comparison.float_top1:.2f}% -> {comparison.int8_top1:.2f}%.\nKeep more layers float (--keep-float stem classifier squeeze_excite swish), "
             f"calibrate on more images like the deployment's, or deploy the float model.\n{bar}",
             file=sys.stderr,
         )
@@ -86,15 +86,15 @@ def _check(args: argparse.Namespace, model: Any, run: str | None, path: Path) ->
 
 def add_quantize_command(command: Any) -> None:
     """Register quantize with the CLI's `command(name, handler, summary, description, epilog)`."""
-    from effnet.int8.rule import KINDS
+    from effnet.int8.rule import DEFAULT_KEEP, KINDS
 
     p = command(
         "quantize",
         cmd_quantize,
         "static INT8 (ONNX Runtime QDQ), calibrated and checked against float",
         "Quantize a model or a fine-tuned run to static INT8: per-channel INT8 weights, INT8 activations whose ranges come\n"
-        "from the calibration images. Layers that lose accuracy in INT8 stay float by rule (the stem conv, the classifier,\n"
-        "squeeze-excitation, swish); the output says which. With --val (or for a run, its own validation split) float\n"
+        "from the calibration images. Layers that lose accuracy in INT8 stay float by rule (squeeze-excitation and swish;\n"
+        "--keep-float adds the stem conv and the classifier); the output says which. With --val (or for a run, its own validation split) float\n"
         "and INT8 top-1 are printed side by side, with a loud warning when INT8 loses more than 1 point.\n"
         "The result is one ONNX file: run it with `effnet predict --weights FILE.onnx` or onnxruntime.",
         epilog="examples:\n  effnet quantize efficientnet_lite0 --calibration photos/ --val imagenet_val/ --out lite0_int8.onnx\n"
@@ -110,6 +110,11 @@ def add_quantize_command(command: Any) -> None:
     p.add_argument("--val", metavar="DIR", help="labelled check images, DIR/CLASS/*.jpg (CLASS: a class name of the model, or an ImageNet index 0..999)")
     p.add_argument("--out", required=True, metavar="FILE", help="the INT8 model to write (.onnx; written atomically)")
     p.add_argument(
-        "--keep-float", nargs="+", default=list(KINDS), choices=(*KINDS, "none"), metavar="KIND", help=f"layer kinds kept float: {', '.join(KINDS)}, or none"
+        "--keep-float",
+        nargs="+",
+        default=list(DEFAULT_KEEP),
+        choices=(*KINDS, "none"),
+        metavar="KIND",
+        help=f"layer kinds kept float: {', '.join(KINDS)}, or none (default: {' '.join(DEFAULT_KEEP)})",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -17,7 +17,7 @@ _NAMES = {
     "effnet.int8.quantizer": ("QuantizeResult", "quantize"),
     "effnet.int8.runtime": ("OnnxModel", "load_int8"),
     "effnet.int8.check": ("Comparison", "compare", "labelled_folder", "run_validation"),
-    "effnet.int8.rule": ("KINDS", "FloatLayers", "float_layers"),
+    "effnet.int8.rule": ("DEFAULT_KEEP", "KINDS", "FloatLayers", "float_layers"),
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_LAZY)

@@ -26,7 +26,7 @@ from torch import nn
 
 from effnet._io import atomic_write
 from effnet.int8.calibration import DEFAULT_COUNT, QuantizeError, TensorReader, calibration_tensors
-from effnet.int8.rule import KINDS, FloatLayers, float_layers
+from effnet.int8.rule import DEFAULT_KEEP, FloatLayers, float_layers
 
 METADATA_KEY = "effnet"  # ONNX metadata_props key of the JSON below
 
@@ -47,7 +47,7 @@ def quantize(
     calibration_images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | torch.Tensor,
     out: str | os.PathLike[str],
     *,
-    keep_float: Sequence[str] = KINDS,
+    keep_float: Sequence[str] = DEFAULT_KEEP,
     count: int = DEFAULT_COUNT,
     preprocessing: Any = None,
     class_names: Sequence[str] | None = None,
