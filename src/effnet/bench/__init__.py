@@ -17,8 +17,7 @@ and time its import themselves.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from effnet._lazy import lazy_names
 
 _NAMES = {
     "effnet.bench.inference": ("INT8_PATHS", "LIBRARIES", "PATHS", "run_inference_bench", "run_table4_bench"),
@@ -39,16 +38,4 @@ _NAMES = {
     ),
     "effnet.bench.suite": ("run_all",),
 }
-_LAZY = {name: module for module, names in _NAMES.items() for name in names}
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'effnet.bench' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__all__, __getattr__, __dir__ = lazy_names(__name__, _NAMES, globals())
