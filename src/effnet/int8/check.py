@@ -50,11 +50,9 @@ def labelled_folder(root: str | os.PathLike[str], preprocessing: Any, class_name
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise QuantizeError(f"validation folder {str(root)!r} has no class folders; expected {root}/CLASS/*.jpg with CLASS a class name of the model")
-    names = list(class_names) if class_names else []
-    if not names and num_classes == 1000:
-        from effnet.predict import _class_names
+    from effnet.predict import default_class_names
 
-        names = list(_class_names())
+    names = list(class_names) if class_names else default_class_names(num_classes) or []
     index = {name: i for i, name in enumerate(names)}
     pairs = []
     for folder in classes:

@@ -184,12 +184,11 @@ def run_preprocessing(run: str | Path, kind: str = "model") -> Any:
     """The eval preprocessing a run validated with (at the FixRes resolution for kind 'fixres')."""
     from effnet.preprocessing import Preprocessing
 
-    run = check_run(run)
-    saved = run / PREPROCESSING_NAME
+    saved = RunLayout(check_run(run)).preprocessing
     if saved.is_file():
         prep = Preprocessing.from_dict(json.loads(saved.read_text()))
     else:  # runs from before preprocessing.json: what the trainer derived from the config
-        config = TrainConfig.from_dict(json.loads((run / CONFIG_NAME).read_text()))
+        config = read_config(run)
         prep = config_preprocessing(config, config.resolution or 224)
     if kind == "fixres":
         prep = prep.replace(resolution=fixres_resolution(run))
