@@ -1,0 +1,129 @@
+"""Noisy Student with `effnet noisy-student`'s defaults on battery sets: does the student beat its teacher? (issue 28, item 3)
+
+    python benchmarks/battery/self_training.py --data-root ~/battery-data --sets pets dtd ucmerced --seeds 0 1 2
+
+Per set and seed, a seeded `--labeled-fraction` of each class's training images keeps its labels (at least one per
+class) and the rest are given as unlabelled images (kept in class folders, whose names `effnet.selftrain` uses only
+to report pseudo-label accuracy); the set's validation split is the check. `effnet noisy-student` then runs as a user
+runs it: pretrained Lite0 teacher fine-tuned on the labelled part, a Lite0 student, every other option its default
+(the noise, the student's budget, soft labels, threshold, balancing). Each run gives the teacher's and the student's
+top-1 and which of the two the command kept. Rows go to OUT/runs.jsonl as they finish (a rerun skips them);
+OUT/noisy_student.md is the table: student - teacher paired by seed, mean and 95% t-interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+from registry import get  # noqa: E402
+
+TEACHER = STUDENT = "efficientnet_lite0"
+
+
+def one_run(data: Path, work: Path, *, seed: int, fraction: float, val_cap: int, resolution: int, workers: int) -> dict[str, Any]:
+    """One `effnet noisy-student` with its defaults on a seeded labelled/unlabelled split of `data`."""
+    from noisy_student import split
+
+    from effnet.selftrain import NoisyStudentConfig, run_noisy_student
+
+    labeled, unlabeled, counts = split(data, work / "data", seed, fraction, val_cap)
+    out = work / "run"
+    config = NoisyStudentConfig(
+        labeled=str(labeled),
+        unlabeled=str(unlabeled),
+        teacher=TEACHER,
+        student=STUDENT,
+        out_dir=str(out),
+        seed=seed,
+        resolution=resolution,
+        workers=workers,
+        progress=False,
+    )
+    started = time.perf_counter()
+    result = run_noisy_student(config, resume=(out / "state.json").is_file())
+    first, last = result.records[0], result.records[-1]
+    return {
+        "images": counts,
+        "teacher": first["teacher"]["val_top1"],
+        "student": last["student"]["val_top1"],
+        "kept": result.result.get("kept"),
+        "pseudo_label_accuracy": first["pseudo_labels"]["accuracy_all"],
+        "teacher_plan": first["teacher"].get("plan"),
+        "student_plan": last["student"].get("plan"),
+        "noise": last["student"].get("noise"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    from effnet.study.stats import mean_ci, paired_difference
+
+    lines = [
+        "| set | half | labelled / unlabelled / val images | seeds | teacher | student | student - teacher (paired) | kept (teacher - kept) | pseudo labels correct |",
+        "|---|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    for name in sorted({r["set"] for r in rows}):
+        runs = sorted((r for r in rows if r["set"] == name), key=lambda r: r["seed"])
+        teacher = {r["seed"]: r["teacher"] for r in runs}
+        student = {r["seed"]: r["student"] for r in runs}
+        kept = ", ".join(r["kept"] or "?" for r in runs)
+        images = runs[0]["images"]
+        pseudo = [r["pseudo_label_accuracy"] for r in runs if r["pseudo_label_accuracy"] is not None]
+        lines.append(
+            f"| {name} | {runs[0]['half']} | {images['labeled']} / {images['unlabeled']} / {images['val']} | {', '.join(str(s) for s in teacher)} | "
+            f"{mean_ci(list(teacher.values())).text(1)} | {mean_ci(list(student.values())).text(1)} | {paired_difference(student, teacher).text(1)} | "
+            f"{kept} | {mean_ci(pseudo).text(1) if pseudo else ''} |"
+        )
+    lines += ["", "Validation top-1 (%), mean ± 95% t-interval over seeds (one seed: the value alone)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, required=True, help="where fetch.py laid the sets out")
+    parser.add_argument("--sets", nargs="+", required=True, help="set names")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--labeled-fraction", type=float, default=0.15, help="share of each class's training images that keep their labels")
+    parser.add_argument("--val-cap", type=int, default=0, help="at most this many validation images per class (0: all the set has)")
+    parser.add_argument("--resolution", type=int, default=0, help="training resolution (0: the model's own, the command's default)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery-ns", help="runs.jsonl, the table, the runs")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    done = {(r["set"], r["seed"]) for r in rows}
+    for name in args.sets:
+        entry = get(name)
+        for seed in args.seeds:
+            if (name, seed) in done:
+                continue
+            work = args.out / "runs" / f"{name}-s{seed}"
+            run = one_run(
+                args.data_root / name, work, seed=seed, fraction=args.labeled_fraction, val_cap=args.val_cap, resolution=args.resolution, workers=args.workers
+            )
+            row = {"set": name, "half": entry.half, "seed": seed, "labeled_fraction": args.labeled_fraction, "resolution": args.resolution, **run}
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            rows.append(row)
+            print(f"{name} seed {seed}: teacher {run['teacher']:.1f} -> student {run['student']:.1f}, kept {run['kept']} ({run['seconds']:.0f} s)", flush=True)
+    table = summarise(rows)
+    (args.out / "noisy_student.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
