@@ -45,7 +45,7 @@ def test_per_class_counts_keep_their_promises() -> None:
     assert max(counts) / min(counts) == pytest.approx(6.0, rel=0.1) and max(counts) / min(counts) >= 5
     assert sum(counts) <= registry.TRAIN_CAP and len(set(counts)) == 10
     assert counts != sorted(counts, reverse=True)  # the rare classes are drawn, not the last labels
-    few = fetch.train_counts(registry.get("flowers102_fewshot"), [30] * 40, random.Random(1))
+    few = fetch.train_counts(registry.get("aid_fewshot"), [30] * 20, random.Random(1))
     assert all(5 <= c <= 10 for c in few) and len(set(few)) > 1
     natural = fetch.train_counts(registry.get("gtsrb_imbalanced"), [2000, 1000, 200], random.Random(0))
     assert natural == [312, 156, 31] and sum(natural) <= registry.TRAIN_CAP
@@ -86,6 +86,24 @@ def test_a_folder_is_laid_out_as_train_and_val_class_folders(tmp_path: Path) -> 
         fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
     other = fetch.lay_out(entry, tmp_path / "data2", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
     assert other["counts"] == manifest["counts"] and sorted((tmp_path / "data2/tiny/val/a").iterdir()) != sorted((out / "val/a").iterdir())
+
+
+def test_a_derived_set_is_laid_out_from_its_sources_folder_with_its_own_test_split(tmp_path: Path) -> None:
+    """Training/ + Testing/ (as sets ship them) give the pools; a derived set reads the folder given for its source."""
+    _folder(tmp_path / "download" / "top" / "Training", {"a": 12, "b": 12, "c": 12, "d": 12})
+    _folder(tmp_path / "download" / "top" / "Testing", {"a": 3, "b": 2, "c": 2, "d": 2})
+    entry = dataclasses.replace(registry.get("imagenette_imbalanced"), name="tiny_imbalanced")
+    manifest = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"imagenette": tmp_path / "download"}, seed=0)
+    assert manifest["counts"]["val"] == {"a": 3, "b": 2, "c": 2, "d": 2}  # the set's own test split, nothing held out
+    assert sorted(manifest["counts"]["train"].values()) == [2, 4, 7, 12]  # 12 x 6^(-rank/3): most / fewest = 6
+
+    _folder(tmp_path / "flat" / "train", {"a": 9, "b": 9})
+    from PIL import Image
+
+    (tmp_path / "flat" / "test").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "test" / "unlabelled.png")
+    train, val = fetch.find_class_root(tmp_path / "flat")
+    assert (train, val) == (tmp_path / "flat" / "train", None)  # an unlabelled test/ is no split: val is held out
 
 
 def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_apart() -> None:
