@@ -24,6 +24,7 @@ def _load(name: str):
 
 fetch = _load("fetch")
 run = _load("run")
+offline = _load("offline_sources")
 registry = sys.modules["registry"]  # the one both scripts import (their folder is on sys.path)
 
 
@@ -117,3 +118,25 @@ def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_ap
     tuning, confirmation = table.split("## Confirmation half")
     assert "| eurosat | aerial | 3 | 0, 1, 2 | 82.0 ± 5.0 | 72.0 ± 5.0 | 83.0 ± 2.5 | plain AdamW loop (83.0) | -1.0 ± 2.5 | yes |" in tuning
     assert "| dtd | textures | 10 (default) | 0 | 60.0 | 64.0 |  | plain SGD loop (64.0) | -4.0 | no |" in confirmation
+
+
+def test_offline_copies_become_class_folders(tmp_path: Path) -> None:
+    """The Fashion-MNIST sprite's row r is class r // 3; idx files give one folder per label, pixels kept."""
+    import gzip
+
+    import numpy as np
+    from PIL import Image
+
+    rows = np.repeat(np.arange(30, dtype=np.uint8) * 8, 28)  # every tile of sprite row r has the value 8 r
+    Image.fromarray(np.tile(rows[:, None], (1, 30 * 28)), "L").save(tmp_path / "sprite.png")
+    assert offline.split_sprite(tmp_path / "sprite.png", tmp_path / "fashion") == 900
+    assert {d.name: len(list(d.iterdir())) for d in (tmp_path / "fashion").iterdir()} == {c: 90 for c in offline.FASHION_CLASSES}
+    trousers = sorted((tmp_path / "fashion" / "Trouser").iterdir())
+    assert {int(np.asarray(Image.open(p)).max()) for p in trousers} == {24, 32, 40} and Image.open(trousers[0]).size == (28, 28)
+
+    images = np.arange(3 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(3, 28, 28)
+    (tmp_path / "i.gz").write_bytes(gzip.compress(bytes(16) + images.tobytes()))
+    (tmp_path / "l").write_bytes(bytes(8) + bytes([2, 0, 2]))
+    assert offline.split_idx(tmp_path / "i.gz", tmp_path / "l", tmp_path / "digits") == 3
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "digits" / "2" / "00002.png")), images[2])
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["0", "2"]
