@@ -24,6 +24,7 @@ def _load(name: str):
 
 fetch = _load("fetch")
 run = _load("run")
+offline = _load("offline_sources")
 registry = sys.modules["registry"]  # the one both scripts import (their folder is on sys.path)
 
 
@@ -45,7 +46,7 @@ def test_per_class_counts_keep_their_promises() -> None:
     assert max(counts) / min(counts) == pytest.approx(6.0, rel=0.1) and max(counts) / min(counts) >= 5
     assert sum(counts) <= registry.TRAIN_CAP and len(set(counts)) == 10
     assert counts != sorted(counts, reverse=True)  # the rare classes are drawn, not the last labels
-    few = fetch.train_counts(registry.get("flowers102_fewshot"), [30] * 40, random.Random(1))
+    few = fetch.train_counts(registry.get("aid_fewshot"), [30] * 20, random.Random(1))
     assert all(5 <= c <= 10 for c in few) and len(set(few)) > 1
     natural = fetch.train_counts(registry.get("gtsrb_imbalanced"), [2000, 1000, 200], random.Random(0))
     assert natural == [312, 156, 31] and sum(natural) <= registry.TRAIN_CAP
@@ -88,6 +89,24 @@ def test_a_folder_is_laid_out_as_train_and_val_class_folders(tmp_path: Path) -> 
     assert other["counts"] == manifest["counts"] and sorted((tmp_path / "data2/tiny/val/a").iterdir()) != sorted((out / "val/a").iterdir())
 
 
+def test_a_derived_set_is_laid_out_from_its_sources_folder_with_its_own_test_split(tmp_path: Path) -> None:
+    """Training/ + Testing/ (as sets ship them) give the pools; a derived set reads the folder given for its source."""
+    _folder(tmp_path / "download" / "top" / "Training", {"a": 12, "b": 12, "c": 12, "d": 12})
+    _folder(tmp_path / "download" / "top" / "Testing", {"a": 3, "b": 2, "c": 2, "d": 2})
+    entry = dataclasses.replace(registry.get("imagenette_imbalanced"), name="tiny_imbalanced")
+    manifest = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"imagenette": tmp_path / "download"}, seed=0)
+    assert manifest["counts"]["val"] == {"a": 3, "b": 2, "c": 2, "d": 2}  # the set's own test split, nothing held out
+    assert sorted(manifest["counts"]["train"].values()) == [2, 4, 7, 12]  # 12 x 6^(-rank/3): most / fewest = 6
+
+    _folder(tmp_path / "flat" / "train", {"a": 9, "b": 9})
+    from PIL import Image
+
+    (tmp_path / "flat" / "test").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "test" / "unlabelled.png")
+    train, val = fetch.find_class_root(tmp_path / "flat")
+    assert (train, val) == (tmp_path / "flat" / "train", None)  # an unlabelled test/ is no split: val is held out
+
+
 def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_apart() -> None:
     rows = []
     for seed, (effnet, sgd, adamw) in enumerate([(80.0, 70.0, 82.0), (84.0, 74.0, 84.0), (82.0, 72.0, 83.0)]):
@@ -99,3 +118,25 @@ def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_ap
     tuning, confirmation = table.split("## Confirmation half")
     assert "| eurosat | aerial | 3 | 0, 1, 2 | 82.0 ± 5.0 | 72.0 ± 5.0 | 83.0 ± 2.5 | plain AdamW loop (83.0) | -1.0 ± 2.5 | yes |" in tuning
     assert "| dtd | textures | 10 (default) | 0 | 60.0 | 64.0 |  | plain SGD loop (64.0) | -4.0 | no |" in confirmation
+
+
+def test_offline_copies_become_class_folders(tmp_path: Path) -> None:
+    """The Fashion-MNIST sprite's row r is class r // 3; idx files give one folder per label, pixels kept."""
+    import gzip
+
+    import numpy as np
+    from PIL import Image
+
+    rows = np.repeat(np.arange(30, dtype=np.uint8) * 8, 28)  # every tile of sprite row r has the value 8 r
+    Image.fromarray(np.tile(rows[:, None], (1, 30 * 28)), "L").save(tmp_path / "sprite.png")
+    assert offline.split_sprite(tmp_path / "sprite.png", tmp_path / "fashion") == 900
+    assert {d.name: len(list(d.iterdir())) for d in (tmp_path / "fashion").iterdir()} == {c: 90 for c in offline.FASHION_CLASSES}
+    trousers = sorted((tmp_path / "fashion" / "Trouser").iterdir())
+    assert {int(np.asarray(Image.open(p)).max()) for p in trousers} == {24, 32, 40} and Image.open(trousers[0]).size == (28, 28)
+
+    images = np.arange(3 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(3, 28, 28)
+    (tmp_path / "i.gz").write_bytes(gzip.compress(bytes(16) + images.tobytes()))
+    (tmp_path / "l").write_bytes(bytes(8) + bytes([2, 0, 2]))
+    assert offline.split_idx(tmp_path / "i.gz", tmp_path / "l", tmp_path / "digits") == 3
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "digits" / "2" / "00002.png")), images[2])
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["0", "2"]

@@ -6,7 +6,7 @@
 
 Downloads go to --cache (torchvision's downloaders where torchvision has the set, the public archive otherwise);
 `--from-dir NAME=PATH` lays a set out from a folder already on disk instead: PATH holds CLASS/* image folders, or
-train/CLASS/* and val/CLASS/* (a derived set uses its source set's folder). The subset is fixed by --seed: the
+train/CLASS/* and val/CLASS/* (or training/, test/, testing/; a derived set uses its source set's folder). The subset is fixed by --seed: the
 classes of the registry entry, at most registry.TRAIN_CAP training images with the entry's per-class counts, at
 most registry.VAL_PER_CLASS validation images per class (held out of the training pool, disjoint, when the set
 has no validation pool of its own). NAME/battery.json records what was laid out; a set laid out with the same
@@ -33,6 +33,8 @@ from registry import SETS, TRAIN_CAP, VAL_CAP, VAL_PER_CLASS, BatterySet, get, s
 
 MANIFEST = "battery.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TRAIN_FOLDERS = ("train", "training")
+VAL_FOLDERS = ("val", "validation", "valid", "test", "testing")  # a set's own held-out split, whatever its name
 
 
 @dataclass
@@ -83,18 +85,20 @@ def _class_folders(folder: Path) -> list[Path]:
 
 
 def find_class_root(root: Path) -> tuple[Path, Path | None]:
-    """(train root, val root or None): the shallowest folder under `root` with train/ + val/ class folders, or >= 2 class folders."""
+    """(train root, val root or None): the shallowest folder under `root` with train/ + val/ class folders (or training/,
+    test/, testing/, validation/: the names sets ship), or >= 2 class folders."""
     queue = [root]
     while queue:
         folder = queue.pop(0)
         split = {d.name.lower(): d for d in folder.iterdir() if d.is_dir()}
-        val = split.get("val") or split.get("validation") or split.get("valid")
-        if "train" in split and val is not None and _class_folders(split["train"]):
-            return split["train"], val
+        train = next((split[n] for n in TRAIN_FOLDERS if n in split), None)
+        val = next((split[n] for n in VAL_FOLDERS if n in split), None)
+        if train is not None and val is not None and _class_folders(train) and _class_folders(val):  # an unlabelled test/ is no split
+            return train, val
         if len(_class_folders(folder)) >= 2:
             return folder, None
         queue += sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    raise SystemExit(f"{root} holds no image folders: expected CLASS/*.jpg folders, or train/CLASS and val/CLASS, somewhere under it")
+    raise SystemExit(f"{root} holds no image folders: expected CLASS/*.jpg folders, or train/CLASS and val/CLASS (or test/CLASS), somewhere under it")
 
 
 def folder_pool(root: Path, classes: list[str] | None = None) -> Pool:
