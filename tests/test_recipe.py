@@ -82,6 +82,28 @@ def test_linear_probe_then_fine_tune_keeps_the_backbone_still_first() -> None:
     assert seen[20][0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 20 / 30)))  # the head's schedule spans the whole run
 
 
+def test_cosine_min_steps_stops_a_short_run_part_way_down_the_longer_cosine() -> None:
+    """A 30-step run whose cosine spans at least 100 steps follows that cosine's first 30 steps; a run as long or longer is unchanged."""
+    model = torch.nn.Linear(2, 2)
+
+    def lrs(epochs: int, min_steps: int) -> list[float]:
+        config = TrainConfig(optimizer="sgd", schedule="cosine", epochs=epochs, warmup_epochs=0.0, cosine_min_steps=min_steps)
+        optimizer = make_optimizer(model, config, peak_lr=1.0)
+        scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
+        seen = []
+        for _ in range(epochs * 10):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    short = lrs(3, 100)
+    assert short == pytest.approx([0.5 * (1 + math.cos(math.pi * step / 100)) for step in range(30)])
+    assert short[-1] > 0.75  # the plain 30-step cosine ends near 0
+    assert lrs(3, 0)[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 29 / 30)))
+    assert lrs(10, 100) == pytest.approx(lrs(10, 0))
+
+
 def test_lr_scales_with_global_batch_and_groups_skip_decay_on_bn_and_bias() -> None:
     config = TrainConfig(batch_size=64, grad_accum=2)
     assert config.peak_lr(world_size=2) == pytest.approx(0.016 * 256 / 256)

@@ -115,6 +115,10 @@ class TrainConfig:
     rmsprop_eps: float = _f(1e-3, "RMSProp epsilon, inside the square root as in TF")
     weight_decay: float = _f(1e-5, "L2 weight decay, not applied to BN parameters and biases")
     schedule: str = _f("exponential", "exponential (x decay-rate every decay-epochs, the paper's), cosine or constant", SCHEDULES)
+    cosine_min_steps: int = _f(
+        0,
+        "cosine: the schedule spans at least this many optimizer steps; a shorter run stops part-way down, at a higher learning rate (0: the run's own steps)",
+    )
     decay_rate: float = _f(0.97, "exponential schedule: multiply the LR by this ...")
     decay_epochs: float = _f(2.4, "... every this many epochs (staircase)")
     warmup_epochs: float = _f(5.0, "linear warm-up from 0 over this many epochs")

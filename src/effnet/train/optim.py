@@ -117,16 +117,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_
     classifier learns alone, then run the same schedule compressed into the remaining steps."""
     total = steps_per_epoch * config.epochs
     probe = min(total, int(round(config.linear_probe_epochs * steps_per_epoch)))
+    span = max(total, config.cosine_min_steps)  # the cosine's length: a short run stops part-way down it
     options = {"steps_per_epoch": steps_per_epoch, "schedule": config.schedule, "decay_rate": config.decay_rate, "decay_epochs": config.decay_epochs}
 
     def factor(step: int) -> float:
-        return lr_factor(step, total_steps=total, warmup_epochs=config.warmup_epochs, **options)
+        return lr_factor(step, total_steps=span, warmup_epochs=config.warmup_epochs, **options)
 
     def backbone_factor(step: int) -> float:
         if step < probe:
             return 0.0
         warmup = config.warmup_epochs * (total - probe) / total
-        return lr_factor(step - probe, total_steps=total - probe, warmup_epochs=warmup, **options)
+        return lr_factor(step - probe, total_steps=span - probe, warmup_epochs=warmup, **options)
 
     if probe == 0:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
