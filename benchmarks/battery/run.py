@@ -46,16 +46,17 @@ def default_epochs() -> int:
     return int(FINETUNE_RECIPE["epochs"])
 
 
-def run_one(data_dir: Path, out: Path, method: str, *, epochs: int, seed: int, workers: int) -> dict[str, Any]:
-    """One training of `method` on one set: its validation top-1 per epoch and the seconds it took."""
+def run_one(data_dir: Path, out: Path, method: str, *, epochs: int, seed: int, workers: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training of `method` on one set (effnet's with `options` on top of its defaults): its validation top-1 per epoch and the seconds it took."""
     from finetune_real import effnet_run, plain_loop
 
     started = time.perf_counter()
     caps = {"train_cap": None, "val_cap": None, "workers": workers}
     if method == EFFNET:
-        run_dir = out / "runs" / f"{data_dir.name}-s{seed}-e{epochs}"
+        suffix = "".join(f"-{k}{v}" for k, v in sorted((options or {}).items()))
+        run_dir = out / "runs" / f"{data_dir.name}-s{seed}-e{epochs}{suffix}"
         shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished run of a killed battery: start it again
-        run = effnet_run(data_dir, run_dir, mode="finetune", epochs=epochs, seed=seed, variant={}, **caps)
+        run = effnet_run(data_dir, run_dir, mode="finetune", epochs=epochs, seed=seed, variant=dict(options or {}), **caps)
     else:
         run = plain_loop(data_dir, mode=METHODS[method], epochs=epochs, seed=seed, **caps)
     run["seconds"] = time.perf_counter() - started
@@ -115,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lengths", nargs="+", default=["3", "default"], help="epochs per training: numbers, or 'default' (effnet finetune's)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD", help=f"any of: {', '.join(METHODS)}")
+    parser.add_argument(
+        "--effnet-option",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe variant on tuning sets: effnet finetune with these TrainConfig values on top of its defaults (a method of its own in runs.jsonl)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery", help="runs.jsonl, battery.md, effnet's run folders")
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"not laid out under {args.data_root}: {', '.join(missing)}; run benchmarks/battery/fetch.py --sets {' '.join(missing)}")
     lengths = [default_epochs() if x == "default" else int(x) for x in args.lengths]
+    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
+    methods = [f"{EFFNET} + {', '.join(f'{k}={v}' for k, v in options.items())}" if m == EFFNET and options else m for m in args.methods]
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"
     rows = read_runs(log)
@@ -136,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         for epochs in lengths:
             for seed in args.seeds:
-                for method in args.methods:
+                for method in methods:
                     if (entry.name, method, seed, epochs) in done:
                         continue
-                    run = run_one(args.data_root / entry.name, args.out, method, epochs=epochs, seed=seed, workers=args.workers)
+                    kind = EFFNET if method.startswith(EFFNET) else method
+                    run = run_one(args.data_root / entry.name, args.out, kind, epochs=epochs, seed=seed, workers=args.workers, options=options)
                     row = {"set": entry.name, "half": entry.half, "kind": entry.kind, "method": method, "seed": seed, "epochs": epochs}
                     row.update(val_top1=run["history"][-1]["val_top1"], threads=args.threads, **run)
                     with log.open("a") as f:
