@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny_spec
 
 from effnet.cli import main
 from effnet.data import DataError, MixedSources, SourceMix, batch_split
@@ -27,7 +28,6 @@ from effnet.selftrain.runner import NoisyStudentError
 from effnet.train import TrainConfig, train
 from effnet.train.rundir import load_run_model
 
-TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"
 CLASSES = ("blue", "green", "red")
 COLOURS = {"blue": (40, 60, 200), "green": (40, 180, 60), "red": (210, 50, 40)}
 
@@ -61,11 +61,8 @@ def task(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_spec(tmp_path_factory) -> str:
-    from effnet.spec import NetSpec
-
-    path = tmp_path_factory.mktemp("spec") / "tiny.json"
-    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=32, dropout=0.1, name="tiny").save(path)
-    return str(path)
+    """The tiny network at 32 px: the colour tasks here need no more."""
+    return save_tiny_spec(tmp_path_factory.mktemp("spec"), resolution=32)
 
 
 def tiny_options(**changes) -> dict:
