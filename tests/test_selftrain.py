@@ -288,6 +288,15 @@ def test_the_student_trains_with_noise_on_labelled_and_pseudo_labelled_images(te
 # ---------------------------------------------------------------------------- kills and resumes
 
 
+def _stored(out: Path) -> dict:
+    """A noisy-student run's store (trials.json): its identity and the steps done."""
+    return json.loads((out / "trials.json").read_text())
+
+
+def _steps_done(out: Path) -> list[str]:
+    return [trial["key"] for trial in _stored(out)["trials"]]
+
+
 def _kill_when(child: subprocess.Popen, ready, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not ready() and time.time() < deadline and child.poll() is None:
@@ -352,12 +361,11 @@ def test_sigkill_during_a_student_epoch_resumes_from_the_iteration_state(teacher
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _kill_when(child, lambda: (out / "iter1" / "student" / "last.pt").is_file())
-    state = json.loads((out / "state.json").read_text())
-    assert state["iterations"]["1"] == ["labels", "selection"] and not (out / "iter1" / "student" / "model.safetensors").exists()
+    assert _steps_done(out) == ["iter1/labels", "iter1/selection"] and not (out / "iter1" / "student" / "model.safetensors").exists()
     labels_written = (out / "iter1" / "labels.jsonl").stat().st_mtime_ns
     resumed = run_noisy_student(ns_config(task, str(teacher_run), tiny_spec, out, **options), resume=True)
     assert (out / "iter1" / "labels.jsonl").stat().st_mtime_ns == labels_written  # labelling was not redone
-    assert json.loads((out / "state.json").read_text())["iterations"]["1"] == ["labels", "selection", "student", "report"]
+    assert _steps_done(out) == ["iter1/labels", "iter1/selection", "iter1/student", "iter1/report"]
     from safetensors.torch import load_file
 
     ours, theirs = load_file(str(out / "iter1/student/model.safetensors")), load_file(str(tmp_path / "straight/iter1/student/model.safetensors"))
@@ -589,7 +597,8 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     teacher = json.loads((out / "teacher" / "config.json").read_text())
     assert (teacher["model"], teacher["pretrained"], teacher["auto_augment"], teacher["freeze_bn"]) == ("efficientnet_lite0", "default", "none", True)
     assert (teacher["epochs"], teacher["max_steps_per_epoch"], teacher["eval_every"]) == (1, 2, 1)  # 24 images at 8 a step: 3 steps/epoch, capped at 2
-    assert json.loads((out / "state.json").read_text())["teacher"] == str((out / "teacher").resolve())
+    first = _stored(out)["trials"][0]  # the teacher's step, where its run is
+    assert (first["key"], first["result"]) == ("teacher", {"run": str((out / "teacher").resolve())})
     student = json.loads((out / "iter1" / "student" / "config.json").read_text())
     assert (student["pretrained"], student["pseudo_labels"]) == ("default", str((out / "iter1" / "selected.jsonl").resolve()))
     assert (student["randaugment_magnitude"], student["dropout"], student["drop_path_rate"]) == (9.0, 0.2, 0.1)  # 24 labelled images: the milder noise
@@ -654,7 +663,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     from effnet.cli import build_parser
     from effnet.saved_options import save_options
     from effnet.selftrain.commands import _config
-    from effnet.selftrain.runner import _State
+    from effnet.selftrain.runner import _Steps
 
     parse = build_parser().parse_args
     out = tmp_path / "ns"
@@ -667,9 +676,9 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
         k: absolute[k] for k in ("labeled", "unlabeled", "teacher", "student")
     }
     out.mkdir()
-    _State(out, config, resume=False)
+    _Steps(out, config, resume=False)
     save_options(out, options)
-    assert json.loads((out / "state.json").read_text())["config"]["labeled"] == str(task / "labeled")
+    assert _stored(out)["identity"]["config"]["labeled"] == str(task / "labeled")
 
     monkeypatch.chdir(tmp_path)  # resumed from elsewhere: bare, with the absolute paths, or with other relative spellings
     for argv in (
@@ -679,9 +688,9 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     ):
         again, resuming, _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
         assert resuming and again.to_dict() == config.to_dict()
-        _State(out, again, resume=True)  # the run's own identity check agrees
+        _Steps(out, again, resume=True)  # the run's own identity check agrees
     with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):
         _config(parse(["noisy-student", "--resume", "ns", "--labeled", str(task / "unlabeled")]))
     moved = NoisyStudentConfig(**{**config.to_dict(), "labeled": str(task / "unlabeled")})
     with pytest.raises(ResumeError, match="other settings"):
-        _State(out, moved, resume=True)
+        _Steps(out, moved, resume=True)

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple
 
 from effnet.resume import ResumableOptions
 from effnet.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
-from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
+from effnet.selftrain.runner import MAY_CHANGE, is_run_dir
+from effnet.trial_store import STATE_FILE
 
-NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_NAME, may_change=MAY_CHANGE)
+NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_FILE, may_change=MAY_CHANGE)
 NOISE_OPTIONS = ("randaugment_magnitude", "dropout", "drop_path")
 
 
