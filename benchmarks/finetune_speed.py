@@ -5,7 +5,7 @@ loader workers; the epoch's wall time is measured from the first batch requested
 step (evaluation excluded). Rows vary one thing at a time: loader workers, channels-last, AutoAugment,
 the lean-memory ops. Run it alone on the machine; results go to OUT/finetune_speed.{json,md}.
 
-    python benchmarks/finetune_speed.py --data-dir /path/to/photos --out benchmarks/results/finetune_speed
+    python benchmarks/finetune_speed.py --data-dir /path/to/photos --out benchmarks/results/finetune_real   # where the committed one is
 """
 
 from __future__ import annotations
