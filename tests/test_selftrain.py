@@ -27,6 +27,7 @@ from effnet.selftrain.balance import default_target
 from effnet.selftrain.runner import NoisyStudentError
 from effnet.train import TrainConfig, train
 from effnet.train.rundir import load_run_model
+from effnet.trial_store import TrialStore
 
 CLASSES = ("blue", "green", "red")
 COLOURS = {"blue": (40, 60, 200), "green": (40, 180, 60), "red": (210, 50, 40)}
@@ -694,3 +695,8 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     moved = NoisyStudentConfig(**{**config.to_dict(), "labeled": str(task / "unlabeled")})
     with pytest.raises(ResumeError, match="other settings"):
         _Steps(out, moved, resume=True)
+    grown = NoisyStudentConfig(**{**config.to_dict(), "iterations": config.iterations + 1, "workers": 1})
+    _Steps(out, grown, resume=True)  # what a resume may change is outside the store's identity
+    TrialStore(tmp_path / "grid", {"study": "grid"})  # another experiment's store is no run to continue
+    with pytest.raises(NoisyStudentError, match=r"trials.json is not a noisy-student run's"):
+        _Steps(tmp_path / "grid", NoisyStudentConfig(**{**config.to_dict(), "out_dir": str(tmp_path / "grid")}), resume=True)
