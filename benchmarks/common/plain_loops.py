@@ -1,6 +1,7 @@
 """The plain PyTorch training loops the benchmarks compare effnet with: a few lines each, as a user would write them.
 
-`plain_loop`: fine-tuning (or from scratch) on an image folder with effnet's transforms (finetune_real, the battery);
+`plain_loop`: fine-tuning (or from scratch) on an image folder with effnet's transforms (finetune_real, noisy_student,
+the battery), and `plain_epoch` its images/s (finetune_speed);
 `folder_adamw_loop`: from scratch with torchvision's ImageFolder and transforms, AdamW and a cosine schedule
 (progressive_learning, scratch_ablation).
 """
@@ -99,6 +100,28 @@ def plain_loop(
         if steps == max_steps:
             break
     return {"history": history, "train_images": len(data.train), "val_images": len(data.val), "classes": data.num_classes}
+
+
+def plain_epoch(data_dir: Path, *, batch: int, workers: int, channels_last: bool, train_cap: int) -> float:
+    """Images/s of one epoch of `plain_loop`'s fine-tuning (SGD, BN training), no evaluation (finetune_speed)."""
+    prep = get_preprocessing(MODEL)
+    data = build_datasets("folder", data_dir=data_dir, resolution=prep.resolution, preprocessing=prep, auto_augment="none", train_samples=train_cap or None)
+    model = effnet.create_model(MODEL, pretrained=True, num_classes=data.num_classes).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=PLAIN["finetune"]["lr"], momentum=0.9)
+    data.train.set_epoch(0)
+    loader = DataLoader(data.train, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn)
+    seen, started = 0, time.perf_counter()
+    for images, labels, _ in loader:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += labels.numel()
+    return seen / (time.perf_counter() - started)
 
 
 def folder_adamw_loop(
