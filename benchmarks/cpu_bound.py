@@ -1,7 +1,7 @@
 """The CPU bound of EfficientNet inference: this machine's fp32 GEMM ceiling, and where the fast paths' time goes.
 
     flock /work/runs/cpu.lock python benchmarks/cpu_bound.py --threads 2 --batch-sizes 1 32
-    python benchmarks/cpu_bound.py --tried benchmarks/results/cpu_bound_tried.json   # + the table of what was tried
+    python benchmarks/cpu_bound.py --tried benchmarks/results/cpu_bound/cpu_bound_tried.json   # + the table of what was tried
 
 (a) GEMM: ``torch.mm`` at `--threads` on every shape B0's 1x1 convs have at the largest
 batch size (rows = batch x H x W, inner = input channels, columns = output channels) and on

@@ -3,7 +3,7 @@
 The plain loop is the simplest honest baseline (issue 11): effnet's pretrained Lite0 with a
 zero-initialised k-class head, effnet's own train/val transforms without AutoAugment, SGD at
 lr 0.01 with momentum 0.9, batch 16, BatchNorm in train mode, cross-entropy. Both sides use
-the same images, epochs, threads and loader workers. Runs are appended to OUT/runs.jsonl as
+the same images, epochs, threads and loader workers. Runs are stored in OUT/trials.json (common/run_log.py) as
 they finish (a rerun skips finished ones); OUT/finetune_real.md summarises them.
 
     python benchmarks/finetune_real.py --data-root /path/to/datasets --datasets ants_bees flowers \\
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -25,93 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import effnet
-from effnet.data import build_datasets
 from effnet.study.stats import mean_ci
 from effnet.train.config import preset
-from effnet.train.evaluate import evaluate as evaluate_model
 from effnet.train.finetune import describe, prepare_finetune
 from effnet.train.trainer import train
-from effnet.zoo import get_preprocessing
 
-MODEL = "efficientnet_lite0"
-
-
-# The plain loops: fine-tuning as in issue 11's report (SGD 0.01, momentum 0.9, batch 16, pretrained, zero head);
-# from scratch the same loop with Adam at 1e-3 and batch 32, the other common plain choice; and issue 28's second
-# fine-tuning anchor: AdamW 1e-3, weight decay 0.05, cosine over the run's steps, batch 16, zero head, BN training.
-PLAIN = {
-    "finetune": {"pretrained": True, "optimizer": "sgd", "lr": 0.01, "batch": 16},
-    "scratch": {"pretrained": False, "optimizer": "adam", "lr": 1e-3, "batch": 32},
-    "finetune_adamw": {"pretrained": True, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "cosine": True, "batch": 16},
-}
-
-
-def plain_loop(
-    data_dir: Path,
-    *,
-    mode: str,
-    epochs: int,
-    seed: int,
-    train_cap: int | None,
-    val_cap: int | None,
-    workers: int,
-    resolution: int | None = None,
-    max_steps: int | None = None,
-) -> dict[str, Any]:
-    """The 20-line baseline (PLAIN[mode]), BN in training mode, effnet's transforms without AutoAugment (per-step cosine for AdamW).
-
-    `max_steps` ends training after that many optimizer steps (evaluated there), for budgets counted in steps."""
-    plain = PLAIN[mode]
-    torch.manual_seed(seed)
-    prep = get_preprocessing(MODEL)
-    prep = prep.replace(resolution=resolution or prep.resolution)
-    data = build_datasets(
-        "folder",
-        data_dir=data_dir,
-        resolution=prep.resolution,
-        preprocessing=prep,
-        auto_augment="none",
-        seed=seed,
-        train_samples=train_cap,
-        val_samples=val_cap,
-    )
-    model = effnet.create_model(MODEL, pretrained=plain["pretrained"], num_classes=data.num_classes)
-    if plain["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=plain["lr"], momentum=0.9)
-    elif plain["optimizer"] == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=plain["lr"], weight_decay=plain["weight_decay"])
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=plain["lr"])
-    total_steps = min(max_steps or math.inf, epochs * (len(data.train) // plain["batch"]))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps))) if plain.get("cosine") else None
-    generator = torch.Generator().manual_seed(seed)
-    val_loader = DataLoader(data.val, batch_size=32, num_workers=workers, collate_fn=data.collate_fn)
-    history, started, steps = [], time.perf_counter(), 0
-    for epoch in range(epochs):
-        data.train.set_epoch(epoch)
-        model.train()
-        loader = DataLoader(
-            data.train, batch_size=plain["batch"], shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn, generator=generator
-        )
-        for images, labels, _ in loader:
-            loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            steps += 1
-            if steps == max_steps:
-                break
-        result = evaluate_model(model, val_loader, torch.device("cpu"), data.num_classes)
-        history.append({"epoch": epoch + 1, "steps": steps, "val_top1": result.top1, "val_loss": result.loss, "seconds": time.perf_counter() - started})
-        if steps == max_steps:
-            break
-    return {"history": history, "train_images": len(data.train), "val_images": len(data.val), "classes": data.num_classes}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common.plain_loops import MODEL, plain_loop  # noqa: E402
+from common.run_log import RunLog  # noqa: E402
 
 
 def effnet_run(
@@ -198,14 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     variant = {k: json.loads(v) if v[:1] in '0123456789-[{tfn"' else v for k, v in (item.split("=", 1) for item in args.variant)}
     label = args.label or ("effnet" + "".join(f" {k}={v}" for k, v in variant.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "runs.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["dataset"], r["method"], r["seed"], r["epochs"]) for r in rows}
+    log = RunLog(args.out, "finetune_real", ("dataset", "method", "seed", "epochs"))
     for dataset in args.datasets:
         for seed in args.seeds:
             for method in args.methods:
                 name = label if method == "effnet" else ("plain SGD loop" if args.mode == "finetune" else "plain Adam loop")
-                if (dataset, name, seed, args.epochs) in done:
+                if {"dataset": dataset, "method": name, "seed": seed, "epochs": args.epochs} in log:
                     continue
                 caps = {
                     "train_cap": args.train_cap or None,
@@ -225,12 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                         shutil.rmtree(out_dir)
                     run = effnet_run(args.data_root / dataset, out_dir, epochs=args.epochs, seed=seed, variant=variant, **caps)
                 run.update(dataset=dataset, method=name, seed=seed, epochs=args.epochs, wall_seconds=time.perf_counter() - started)
-                with log.open("a") as f:
-                    f.write(json.dumps(run) + "\n")
-                rows.append(run)
+                log.add(run)
                 top = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
                 print(f"{dataset} seed {seed} {name}: val top-1 by epoch {top} ({run['wall_seconds']:.0f} s)", flush=True)
-    summary = summarise([r for r in rows if r["epochs"] == args.epochs])
+    summary = summarise([r for r in log.rows() if r["epochs"] == args.epochs])
     (args.out / "finetune_real.md").write_text(summary + "\n")
     print(summary)
     return 0

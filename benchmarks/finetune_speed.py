@@ -5,7 +5,7 @@ loader workers; the epoch's wall time is measured from the first batch requested
 step (evaluation excluded). Rows vary one thing at a time: loader workers, channels-last, AutoAugment,
 the lean-memory ops. Run it alone on the machine; results go to OUT/finetune_speed.{json,md}.
 
-    python benchmarks/finetune_speed.py --data-dir /path/to/photos --out benchmarks/results/finetune_speed
+    python benchmarks/finetune_speed.py --data-dir /path/to/photos --out benchmarks/results/finetune_real   # where the committed one is
 """
 
 from __future__ import annotations
@@ -14,42 +14,15 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-import effnet
-from effnet.data import build_datasets
 from effnet.train.finetune import prepare_finetune
 from effnet.train.trainer import train
-from effnet.zoo import get_preprocessing
 
-MODEL = "efficientnet_lite0"
-
-
-def plain_epoch(data_dir: Path, *, batch: int, workers: int, channels_last: bool, train_cap: int) -> float:
-    """Images/s of one epoch of the 20-line loop (SGD, BN training)."""
-    prep = get_preprocessing(MODEL)
-    data = build_datasets("folder", data_dir=data_dir, resolution=prep.resolution, preprocessing=prep, auto_augment="none", train_samples=train_cap or None)
-    model = effnet.create_model(MODEL, pretrained=True, num_classes=data.num_classes).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    data.train.set_epoch(0)
-    loader = DataLoader(data.train, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers, collate_fn=data.collate_fn)
-    seen, started = 0, time.perf_counter()
-    for images, labels, _ in loader:
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        seen += labels.numel()
-    return seen / (time.perf_counter() - started)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common.plain_loops import plain_epoch  # noqa: E402
 
 
 def effnet_epoch(data_dir: Path, out_dir: Path, *, batch: int, workers: int, train_cap: int, **changes: object) -> float:

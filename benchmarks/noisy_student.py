@@ -112,11 +112,11 @@ def _share_first_labels(source: Path, out: Path) -> None:
 
 
 def plain_baseline(args: argparse.Namespace, data: Path, seed: int) -> float:
-    """(p): finetune_real.py's plain loop on the labelled part of `seed`'s split, args.steps steps of args.batch_size images."""
+    """(p): the plain fine-tuning loop (common/plain_loops.py) on the labelled part of `seed`'s split, args.steps steps of args.batch_size images."""
     import math
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from finetune_real import MODEL, PLAIN, plain_loop
+    from common.plain_loops import MODEL, PLAIN, plain_loop
 
     if args.teacher != MODEL or args.batch_size != PLAIN["finetune"]["batch"]:
         raise SystemExit(f"the plain loop baseline is {MODEL} at batch {PLAIN['finetune']['batch']}; use --no-plain-loop for other teachers or batches")
@@ -156,7 +156,7 @@ def one_seed(args: argparse.Namespace, data: Path, seed: int) -> dict[str, Any]:
         if key != "c":
             _share_first_labels(root / "c", out)
         config = NoisyStudentConfig(teacher=teacher, noise=noise, out_dir=str(out), **common)
-        runs[key] = run_noisy_student(config, resume=(out / "state.json").is_file()).records
+        runs[key] = run_noisy_student(config, resume=(out / "trials.json").is_file()).records
     noisy, plain = runs["c"], runs["b"]
     row = {
         "seed": seed,

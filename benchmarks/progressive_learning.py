@@ -25,14 +25,14 @@ Equal time: before the first run, `calibrate` times training steps at every stag
 the trainer itself (two short runs per size, whose difference drops start-up costs; every size twice, the faster
 reading kept), so that every size is timed on the same machine state. A run's calibrated time is its steps x those
 seconds per step at their size. The progressive run gets the most epochs whose calibrated time stays within the fixed
-run's; one count for every seed, kept in OUT/runs.jsonl. The calibrated clock is untouched by other jobs that
+run's; one count for every seed, kept in OUT/trials.json. The calibrated clock is untouched by other jobs that
 stretch a run's wall clock on a shared machine (a job that ignores the lock); the measured training wall clock (the
 trainer's own count: training steps and data loading, evaluations and checkpoints excluded) is reported beside it,
 and is the clock to read when the load average stayed at this job's own. Every method evaluates after every epoch, at the final
 size, and accuracy is also read at equal elapsed time from these curves. A third cost does not depend on the machine
 at all: training images x forward multiply-adds at their size.
 
-Every run is appended to OUT/runs.jsonl when it finishes (a rerun skips finished ones); OUT/progressive_learning.md
+Every run is stored in OUT/trials.json (common/run_log.py) when it finishes (a rerun skips finished ones); OUT/progressive_learning.md
 summarises them; a rerun with a method added (the plain loop, --same-epochs) trains only that method's runs. On a
 shared CPU, take the lock that other experiments take, so that runs do not overlap:
 
@@ -43,7 +43,6 @@ shared CPU, take the lock that other experiments take, so that runs do not overl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -54,8 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import effnet
 from effnet._io import atomic_write_text
@@ -67,10 +64,13 @@ from effnet.scaling import scale
 from effnet.spec import NetSpec
 from effnet.study.stats import Interval, mean_ci, paired_difference
 from effnet.train.config import TrainConfig, preset
-from effnet.train.evaluate import evaluate
 from effnet.train.progressive import Stage, schedule, stage_of
 from effnet.train.trainer import train
 from effnet.zoo import resolve_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common.plain_loops import folder_adamw_loop  # noqa: E402
+from common.run_log import RunLog  # noqa: E402
 
 FIXED, PROGRESSIVE, SAME_EPOCHS, PLAIN = "fixed", "progressive", "progressive-same-epochs", "plain"
 LABELS = {
@@ -93,7 +93,7 @@ def network(args: argparse.Namespace) -> NetSpec:
 
 
 def setup_of(args: argparse.Namespace, spec: NetSpec) -> dict[str, Any]:
-    """What defines the comparison; rows of runs.jsonl made under another setup are not mixed in."""
+    """What defines the comparison; runs made under another setup are not mixed in."""
     return {
         "data": Path(args.data_dir).name,
         "train_cap": args.train_cap,
@@ -282,71 +282,17 @@ def plain_network(args: argparse.Namespace, spec: NetSpec, num_classes: int) -> 
 
 
 def run_plain(args: argparse.Namespace, spec: NetSpec, seed: int, epochs: int) -> dict[str, Any]:
-    """The plain PyTorch loop at the final size: torchvision's ImageFolder and transforms (random-resized crop, flip;
-    eval resize and centre crop as effnet's eval transform), AdamW at the proxy preset's learning rate with a cosine
-    schedule over all steps, cross entropy, no RandAugment, label smoothing, warm-up or EMA. Evaluated after every epoch
-    at the final size; its clock counts the training steps and their data loading, as the trainer's does."""
+    """The plain PyTorch loop at the final size (common/plain_loops.py's `folder_adamw_loop`) on the network the trainer
+    builds, at the proxy preset's learning rate: no RandAugment, label smoothing, warm-up or EMA. Evaluated after every
+    epoch at the final size; its clock counts the training steps and their data loading, as the trainer's does."""
     from torchvision import datasets
-    from torchvision import transforms as T
 
     torch.manual_seed(seed)
     res, lr = args.resolution, base_config(args, spec, seed=seed, out_dir=args.work).lr
     classes = datasets.ImageFolder(str(Path(args.data_dir) / "train")).classes
     model = plain_network(args, spec, len(classes))
-    prep = model.preprocessing.replace(resolution=res)
-    normalize = [T.ToTensor(), T.Normalize(prep.mean, prep.std)]
-    crop = T.RandomResizedCrop(res, scale=(args.crop_min_area or 0.08, 1.0))
-    train_set = datasets.ImageFolder(str(Path(args.data_dir) / "train"), T.Compose([crop, T.RandomHorizontalFlip(), *normalize]))
-    eval_tf = T.Compose([T.Resize(prep.resize_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(res), *normalize])
-    val_set = datasets.ImageFolder(str(Path(args.data_dir) / "val"), eval_tf)
-    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
-    macs = profile_spec(model.spec, res).macs
-    history: list[dict[str, Any]] = []
-    load_before = os.getloadavg()
-    wall, cpu, seconds = time.perf_counter(), time.process_time(), 0.0
-    for epoch in range(epochs):
-        model.train()
-        started, losses = time.perf_counter(), []
-        for images, labels in loader:
-            loss = F.cross_entropy(model(images), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-        seconds += time.perf_counter() - started
-        evaluation = evaluate(model, DataLoader(val_set, batch_size=64), torch.device("cpu"), len(classes))
-        images_seen = (epoch + 1) * len(loader) * args.batch_size
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "stage": 0,
-                "resolution": res,
-                "images": len(loader) * args.batch_size,
-                "seconds": seconds,
-                "calibrated_seconds": None,  # the calibration times the trainer's steps, not this loop's
-                "image_macs": images_seen * macs,
-                "train_loss": statistics.fmean(losses),
-                "val_top1": evaluation.top1,
-                "val_loss": evaluation.loss,
-            }
-        )
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {
-        "method": PLAIN,
-        "seed": seed,
-        "epochs": epochs,
-        "history": history,
-        "train_seconds": seconds,
-        "wall_seconds": wall,
-        "cpu_seconds": cpu,
-        "load_average": [round(x, 2) for x in (*load_before, *os.getloadavg())],
-        "params": sum(p.numel() for p in model.parameters()),
-        "macs_per_image": {str(res): macs},
-        "stages": [],
-    }
+    run = folder_adamw_loop(model, args.data_dir, resolution=res, lr=lr, batch_size=args.batch_size, epochs=epochs, seed=seed, crop_min_area=args.crop_min_area)
+    return {"method": PLAIN, "seed": seed, "epochs": epochs, **run, "stages": []}
 
 
 # -- the summary ----------------------------------------------------------------------------------------------------
@@ -580,7 +526,7 @@ def setup_text(setup: dict[str, Any], calibration: dict[str, Any], runs: list[di
             f"Python {platform.python_version()}; shared with other jobs (1-minute load average at the start of a run: "
             f"{min(load, default=0):.1f} to {max(load, default=0):.1f}; about 2 is this job alone), every run under the shared CPU lock,",
             "which not every job on the machine takes.",
-            f"Made with `{command_line()}`; every run is a line of `runs.jsonl`.",
+            f"Made with `{command_line()}`; every run is a trial of `trials.json`.",
         ]
     )
 
@@ -757,14 +703,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = network(args)
     setup = setup_of(args, spec)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "runs.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    rows = [r for r in rows if r.get("setup") == setup]
+    log = RunLog(args.out, "progressive_learning", ("kind", "setup", "method", "seed", "epochs"))
+    rows = [r for r in log.rows() if r.get("setup") == setup]
 
     def append(row: dict[str, Any]) -> None:
         row["setup"] = setup
-        with log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        log.add(row)
         rows.append(row)
 
     calibration = next((r for r in rows if r["kind"] == "calibration"), None)

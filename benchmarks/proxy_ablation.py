@@ -6,7 +6,7 @@
 Every variant trains the mini study's baseline (B0 x0.5 width, x0.75 depth, 64 px) through `effnet.train` with
 the "proxy" preset and the options below, evaluates after every epoch and records validation top-1, training
 top-1 of the last epoch and the per-factor accuracy (relation, texture, shape) of the final model. `BASE` is the
-path of `benchmarks/results/proxy_task/README.md`'s first table as it was (crops, flips, batch 16, 1000 images,
+path of `benchmarks/results/proxy_pairs/archive/proxy_task/README.md`'s first table as it was (crops, flips, batch 16, 1000 images,
 the model's dropout 0.2, label smoothing 0.1); each variant names what it changes. Results are appended to
 proxy_ablation.json (a finished variant is skipped when the script runs again).
 """

@@ -1,6 +1,6 @@
 """Difficulty curves of the generated proxy tasks: validation top-1 against training steps, for a few networks.
 
-    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/proxy_task.py --out benchmarks/results/proxy_task
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/proxy_task.py --out benchmarks/results/proxy_pairs/archive/proxy_task
     python benchmarks/proxy_task.py --runs mini-64px mini-128px --seeds 0 1 --epochs 6
 
 Each run trains one network with the "proxy" recipe (`effnet.proxy`'s options: AdamW, cosine, batch 32)

@@ -4,7 +4,7 @@ The trainer's recipe is the fixed-size run of `progressive_learning.py` (its `ba
 RandAugment, label smoothing 0.1, warm-up, zero-initialised residual branches, EMA off); the plain loop is that
 script's `run_plain` (torchvision transforms, AdamW 3e-3 with its default weight decay 0.01, cosine, cross entropy).
 Each variant moves one element of the trainer's recipe to the plain loop's value; "all" moves them all at once.
-Every run is a line of `runs.jsonl` under --out; a rerun skips the (variant, seed) pairs already there and rewrites
+Every run is stored in OUT/trials.json (common/run_log.py); a rerun skips the (variant, seed) pairs already there and rewrites
 `table.md` from all of them.
 
     python benchmarks/scratch_ablation.py --variants trainer plain no-randaugment --seeds 0
@@ -13,7 +13,6 @@ Every run is a line of `runs.jsonl` under --out; a rerun skips the (variant, see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -31,6 +30,7 @@ from effnet.train.config import preset
 from effnet.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common.run_log import RunLog  # noqa: E402
 from progressive_learning import base_config, network, run_plain, shapes_folder  # noqa: E402
 
 # One element of the trainer's recipe set to the plain loop's value (the trainer's own value in the comment).
@@ -174,21 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.data_dir = shapes_folder(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    log, setup = args.out / "runs.jsonl", setup_of(args)
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["variant"], r["seed"]) for r in rows if r["setup"] == setup}
+    log, setup = RunLog(args.out, "scratch_ablation", ("variant", "seed", "setup")), setup_of(args)
     for seed in args.seeds:
         for variant in args.variants:
-            if (variant, seed) in done:
+            if {"variant": variant, "seed": seed, "setup": setup} in log:
                 continue
             load = os.getloadavg()[0]
             run = run_plain_loop(args, seed) if variant == PLAIN else run_trainer(args, variant, seed)
             row = {"variant": variant, "seed": seed, "setup": setup, "load_before": round(load, 2), **run}
-            with log.open("a") as f:  # one short line per run: concurrent processes may share the log
-                f.write(json.dumps(row) + "\n")
+            log.add(row)
             print(f"{variant} seed {seed}: " + " ".join(f"{t:.1f}" for t in run["top1_by_epoch"]) + f" ({run['wall_seconds']:.0f} s)", flush=True)
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
-    rows = [r for r in rows if r["setup"] == setup]
+    rows = [r for r in log.rows() if r["setup"] == setup]
     note = f"torch {torch.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s)\n\n"
     atomic_write_text(args.out / "table.md", note + table(rows) + "\n" + per_epoch(rows))
     print(table(rows))

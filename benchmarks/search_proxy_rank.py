@@ -8,7 +8,7 @@ decision drawn uniformly, seeded), scores each three ways on the shapes proxy ta
 - NASWOT: the zero-cost score of the untrained network (kind "naswot"),
 
 and reports Kendall's tau-b of proxy and of NASWOT against the longer training's top-1, with a 95% percentile
-bootstrap interval over architectures. Every scored network is a line of OUT/runs.jsonl (a rerun skips them).
+bootstrap interval over architectures. Every scored network is a run in OUT/trials.json (common/run_log.py; a rerun skips them).
 
     python benchmarks/search_proxy_rank.py --out benchmarks/results/search_proxy_rank
 """
@@ -16,17 +16,18 @@ bootstrap interval over architectures. Every scored network is a line of OUT/run
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
 from pathlib import Path
 
-from search_study import SKELETON  # the search study's space: B0's first four stages (this folder is on sys.path)
-
 from effnet.search.evaluators import EvaluatorConfig, score_candidate
 from effnet.search.space import SearchSpace
 from effnet.study.stats import kendall_tau_b, kendall_tau_interval
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common.run_log import RunLog  # noqa: E402
+from search_study import SKELETON  # noqa: E402  (the search study's space: B0's first four stages)
 
 
 def evaluator(args: argparse.Namespace, kind: str, longer: bool) -> EvaluatorConfig:
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-samples", type=int, default=1000)
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "runs.jsonl"
-    done = {(r["index"], r["kind"]) for r in map(json.loads, log.read_text().splitlines())} if log.exists() else set()
+    log = RunLog(args.out, "search_proxy_rank", ("index", "kind"))
 
     space = SearchSpace.from_dict({"skeleton": SKELETON.to_dict(), "resolution": args.resolution, "num_classes": args.classes})
     rng = random.Random(args.seed)
@@ -68,16 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     for index, encoding in enumerate(encodings):
         spec = space.decode(encoding)
         for kind, config in jobs:
-            if (index, kind) in done:
+            if {"index": index, "kind": kind} in log:
                 continue
             started = time.perf_counter()
             score = score_candidate({"spec": spec.to_dict(), "evaluator": config.to_dict()})["accuracy"]
             row = {"index": index, "kind": kind, "encoding": encoding, "score": score, "seconds": time.perf_counter() - started}
-            with log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            log.add(row)
             print(f"architecture {index} {kind}: {score:.4f} ({row['seconds']:.0f} s)", flush=True)
 
-    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows = log.rows()
     scores = {(r["index"], r["kind"]): r["score"] for r in rows}
     indices = [i for i in range(args.architectures) if all((i, k) in scores for k, _ in jobs)]
     longer = [scores[i, "longer"] for i in indices]

@@ -1,6 +1,6 @@
 """A small architecture-search study: every strategy at an equal trial budget, several seeds, on 2 CPU cores.
 
-    python benchmarks/search_study.py --out benchmarks/results --work /tmp/effnet-search-study
+    python benchmarks/search_study.py --out benchmarks/results/search_study --work /tmp/effnet-search-study
 
 Phase "search": for each strategy (ppo, reinforce, random, evolution) and seed, an
 `effnet.search` run with the same space, proxy evaluator, reward and trial budget; candidates run

@@ -1,5 +1,5 @@
-"""Shared test helpers: deterministic seeds, randomised BatchNorm statistics, the logit-parity comparison, and a tiny
-real-photo task cut from the bundled CC0 photos."""
+"""Shared test helpers: deterministic seeds, randomised BatchNorm statistics, the logit-parity comparison, a tiny
+real-photo task cut from the bundled CC0 photos, and the tiny network and quick recipe of the training tests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,45 @@ from pathlib import Path
 
 import pytest
 import torch
+
+# A small network (3 stages, 16-40 channels) keeps every training test's run to seconds on 2 cores.
+TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"
+
+
+def save_tiny_spec(folder: Path, resolution: int) -> str:
+    """TINY_SPEC as `folder/tiny.json` at `resolution` px; returns the path."""
+    from effnet.spec import NetSpec
+
+    path = folder / "tiny.json"
+    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=resolution, dropout=0.1, name="tiny").save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory) -> str:
+    """The tiny network at 64 px, as a spec file."""
+    return save_tiny_spec(tmp_path_factory.mktemp("spec"), resolution=64)
+
+
+def quick(tiny_spec: str, out_dir: Path, **changes):
+    """The 'proxy' preset on the tiny net at 64 px, small data, no loader workers: seconds per run."""
+    from effnet.train import preset
+
+    values = {
+        "spec": tiny_spec,
+        "resolution": 64,
+        "num_classes": 4,
+        "train_samples": 192,
+        "val_samples": 64,
+        "epochs": 2,
+        "batch_size": 16,
+        "workers": 0,
+        "progress": False,
+        "deterministic": True,
+        "out_dir": str(out_dir),
+    }
+    values.update(changes)
+    return preset("proxy", **values)
 
 
 @pytest.fixture(autouse=True)

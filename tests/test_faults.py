@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import quick
 from safetensors.torch import load_file
-from test_train import quick
 
 from effnet._io import WriteError, atomic_write_text
 from effnet._lock import LOCK_NAME, DirectoryInUse, lock_directory
@@ -47,17 +47,6 @@ def _hold(directory: Path) -> subprocess.Popen:
     child = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "locked"
     return child
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory) -> str:
-    from test_train import TINY_SPEC
-
-    from effnet.spec import NetSpec
-
-    path = tmp_path_factory.mktemp("spec") / "tiny.json"
-    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=64, dropout=0.1, name="tiny").save(path)
-    return str(path)
 
 
 SMALL = {"epochs": 1, "train_samples": 32, "val_samples": 16, "checkpoint_every": 1}  # 2 steps, a checkpoint after each

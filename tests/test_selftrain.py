@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny_spec
 
 from effnet.cli import main
 from effnet.data import DataError, MixedSources, SourceMix, batch_split
@@ -26,8 +27,8 @@ from effnet.selftrain.balance import default_target
 from effnet.selftrain.runner import NoisyStudentError
 from effnet.train import TrainConfig, train
 from effnet.train.rundir import load_run_model
+from effnet.trial_store import TrialStore
 
-TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"
 CLASSES = ("blue", "green", "red")
 COLOURS = {"blue": (40, 60, 200), "green": (40, 180, 60), "red": (210, 50, 40)}
 
@@ -61,11 +62,8 @@ def task(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_spec(tmp_path_factory) -> str:
-    from effnet.spec import NetSpec
-
-    path = tmp_path_factory.mktemp("spec") / "tiny.json"
-    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=32, dropout=0.1, name="tiny").save(path)
-    return str(path)
+    """The tiny network at 32 px: the colour tasks here need no more."""
+    return save_tiny_spec(tmp_path_factory.mktemp("spec"), resolution=32)
 
 
 def tiny_options(**changes) -> dict:
@@ -291,6 +289,15 @@ def test_the_student_trains_with_noise_on_labelled_and_pseudo_labelled_images(te
 # ---------------------------------------------------------------------------- kills and resumes
 
 
+def _stored(out: Path) -> dict:
+    """A noisy-student run's store (trials.json): its identity and the steps done."""
+    return json.loads((out / "trials.json").read_text())
+
+
+def _steps_done(out: Path) -> list[str]:
+    return [trial["key"] for trial in _stored(out)["trials"]]
+
+
 def _kill_when(child: subprocess.Popen, ready, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not ready() and time.time() < deadline and child.poll() is None:
@@ -355,12 +362,11 @@ def test_sigkill_during_a_student_epoch_resumes_from_the_iteration_state(teacher
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _kill_when(child, lambda: (out / "iter1" / "student" / "last.pt").is_file())
-    state = json.loads((out / "state.json").read_text())
-    assert state["iterations"]["1"] == ["labels", "selection"] and not (out / "iter1" / "student" / "model.safetensors").exists()
+    assert _steps_done(out) == ["iter1/labels", "iter1/selection"] and not (out / "iter1" / "student" / "model.safetensors").exists()
     labels_written = (out / "iter1" / "labels.jsonl").stat().st_mtime_ns
     resumed = run_noisy_student(ns_config(task, str(teacher_run), tiny_spec, out, **options), resume=True)
     assert (out / "iter1" / "labels.jsonl").stat().st_mtime_ns == labels_written  # labelling was not redone
-    assert json.loads((out / "state.json").read_text())["iterations"]["1"] == ["labels", "selection", "student", "report"]
+    assert _steps_done(out) == ["iter1/labels", "iter1/selection", "iter1/student", "iter1/report"]
     from safetensors.torch import load_file
 
     ours, theirs = load_file(str(out / "iter1/student/model.safetensors")), load_file(str(tmp_path / "straight/iter1/student/model.safetensors"))
@@ -592,7 +598,8 @@ def test_a_model_name_teacher_is_fine_tuned_on_the_labelled_images_first(task: P
     teacher = json.loads((out / "teacher" / "config.json").read_text())
     assert (teacher["model"], teacher["pretrained"], teacher["auto_augment"], teacher["freeze_bn"]) == ("efficientnet_lite0", "default", "none", True)
     assert (teacher["epochs"], teacher["max_steps_per_epoch"], teacher["eval_every"]) == (1, 2, 1)  # 24 images at 8 a step: 3 steps/epoch, capped at 2
-    assert json.loads((out / "state.json").read_text())["teacher"] == str((out / "teacher").resolve())
+    first = _stored(out)["trials"][0]  # the teacher's step, where its run is
+    assert (first["key"], first["result"]) == ("teacher", {"run": str((out / "teacher").resolve())})
     student = json.loads((out / "iter1" / "student" / "config.json").read_text())
     assert (student["pretrained"], student["pseudo_labels"]) == ("default", str((out / "iter1" / "selected.jsonl").resolve()))
     assert (student["randaugment_magnitude"], student["dropout"], student["drop_path_rate"]) == (9.0, 0.2, 0.1)  # 24 labelled images: the milder noise
@@ -657,7 +664,7 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     from effnet.cli import build_parser
     from effnet.saved_options import save_options
     from effnet.selftrain.commands import _config
-    from effnet.selftrain.runner import _State
+    from effnet.selftrain.runner import _Steps
 
     parse = build_parser().parse_args
     out = tmp_path / "ns"
@@ -670,9 +677,9 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
         k: absolute[k] for k in ("labeled", "unlabeled", "teacher", "student")
     }
     out.mkdir()
-    _State(out, config, resume=False)
+    _Steps(out, config, resume=False)
     save_options(out, options)
-    assert json.loads((out / "state.json").read_text())["config"]["labeled"] == str(task / "labeled")
+    assert _stored(out)["identity"]["config"]["labeled"] == str(task / "labeled")
 
     monkeypatch.chdir(tmp_path)  # resumed from elsewhere: bare, with the absolute paths, or with other relative spellings
     for argv in (
@@ -682,9 +689,14 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     ):
         again, resuming, _ = _config(parse(["noisy-student", "--resume", "ns", *argv]))
         assert resuming and again.to_dict() == config.to_dict()
-        _State(out, again, resume=True)  # the run's own identity check agrees
+        _Steps(out, again, resume=True)  # the run's own identity check agrees
     with pytest.raises(ResumeError, match="other settings .*--labeled: saved .*/labeled, given .*/unlabeled"):
         _config(parse(["noisy-student", "--resume", "ns", "--labeled", str(task / "unlabeled")]))
     moved = NoisyStudentConfig(**{**config.to_dict(), "labeled": str(task / "unlabeled")})
     with pytest.raises(ResumeError, match="other settings"):
-        _State(out, moved, resume=True)
+        _Steps(out, moved, resume=True)
+    grown = NoisyStudentConfig(**{**config.to_dict(), "iterations": config.iterations + 1, "workers": 1})
+    _Steps(out, grown, resume=True)  # what a resume may change is outside the store's identity
+    TrialStore(tmp_path / "grid", {"study": "grid"})  # another experiment's store is no run to continue
+    with pytest.raises(NoisyStudentError, match=r"trials.json is not a noisy-student run's"):
+        _Steps(tmp_path / "grid", NoisyStudentConfig(**{**config.to_dict(), "out_dir": str(tmp_path / "grid")}), resume=True)

@@ -13,43 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import quick
 from safetensors.torch import load_file
 
 from effnet.cli import main
 from effnet.train import TrainConfig, TrainingDiverged, preset, train
 from effnet.train.checkpoint import CheckpointError
 from effnet.train.trainer import Trainer
-
-# A small network (3 stages, 16-40 channels) keeps every run to seconds on 2 cores.
-TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_c40_se0.25"
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory) -> str:
-    from effnet.spec import NetSpec
-
-    path = tmp_path_factory.mktemp("spec") / "tiny.json"
-    NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=64, dropout=0.1, name="tiny").save(path)
-    return str(path)
-
-
-def quick(tiny_spec: str, out_dir: Path, **changes) -> TrainConfig:
-    """The 'proxy' preset on the tiny net at 64 px, small data, no loader workers: seconds per run."""
-    values = {
-        "spec": tiny_spec,
-        "resolution": 64,
-        "num_classes": 4,
-        "train_samples": 192,
-        "val_samples": 64,
-        "epochs": 2,
-        "batch_size": 16,
-        "workers": 0,
-        "progress": False,
-        "deterministic": True,
-        "out_dir": str(out_dir),
-    }
-    values.update(changes)
-    return preset("proxy", **values)
 
 
 @pytest.mark.slow

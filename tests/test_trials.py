@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from effnet.ranking import ranking_warning
+from effnet.trial_store import stored_identity
 from effnet.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, run_trials
 
 
@@ -61,6 +62,23 @@ def test_store_of_a_different_study_is_refused(tmp_path):
     (tmp_path / "trials.json").write_text("{not json")
     with pytest.raises(TrialsError, match="cannot read trial store"):
         TrialStore(tmp_path, {"study": "grid", "step": 0.05})
+
+
+def test_a_reader_of_a_store_never_writes_it_and_a_driver_reads_its_identity_first(tmp_path):
+    """torchrun's other ranks open a store rank 0 writes (writer=False); a driver with its own refusal rule (Noisy
+    Student's refuse_changed) reads the stored identity before opening the store."""
+    reader = TrialStore(tmp_path / "none", {"study": "demo"}, writer=False)
+    reader.add(Trial("a", {}, result={"top1": 1.0}))
+    assert "a" in reader and not (tmp_path / "none").exists()  # no directory, no file
+    writer = TrialStore(tmp_path, {"study": "demo", "lr": 0.1})
+    writer.add(Trial("a", {}, result={"top1": 1.0}))
+    before = (tmp_path / "trials.json").read_text()
+    reader = TrialStore(tmp_path, {"study": "demo", "lr": 0.1}, writer=False)
+    reader.add(Trial("b", {}, result={"top1": 2.0}))
+    assert [t.key for t in reader.trials()] == ["a", "b"] and (tmp_path / "trials.json").read_text() == before
+    assert stored_identity(tmp_path) == {"study": "demo", "lr": 0.1}
+    (tmp_path / "trials.json").write_text(before[: before.index('"key"')])  # torn inside the first trial: the identity is kept
+    assert stored_identity(tmp_path) == {"study": "demo", "lr": 0.1}
 
 
 def test_the_experiment_skeleton_opens_by_identity_runs_and_resumes(tmp_path):

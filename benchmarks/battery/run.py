@@ -48,7 +48,8 @@ def default_epochs() -> int:
 
 def run_one(data_dir: Path, out: Path, method: str, *, epochs: int, seed: int, workers: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training of `method` on one set (effnet's with `options` on top of its defaults): its validation top-1 per epoch and the seconds it took."""
-    from finetune_real import effnet_run, plain_loop
+    from common.plain_loops import plain_loop
+    from finetune_real import effnet_run
 
     started = time.perf_counter()
     caps = {"train_cap": None, "val_cap": None, "workers": workers}

@@ -37,6 +37,11 @@ def feature_levels(spec: NetSpec) -> list[FeatureLevel]:
     return [lvl for i, lvl in enumerate(per_stage) if i == len(per_stage) - 1 or per_stage[i + 1].reduction != lvl.reduction]
 
 
+def _conv_settings(spec: NetSpec) -> dict[str, Any]:
+    """What every conv-BN-activation of the stem and the blocks takes from the spec."""
+    return {"activation": spec.activation, "bn_eps": spec.bn_eps, "bn_momentum": spec.bn_momentum, "padding": spec.padding}
+
+
 def _stages(spec: NetSpec) -> nn.Sequential:
     """The stages as Sequential of Sequential of blocks; drop path rises linearly with block index."""
     stages: list[list[nn.Module]] = [[] for _ in spec.stages]
@@ -52,11 +57,8 @@ def _stages(spec: NetSpec) -> nn.Sequential:
                 expand_ratio=stage.expand_ratio,
                 se_ratio=stage.se_ratio,
                 skip=stage.skip,
-                activation=spec.activation,
                 drop_path=spec.drop_path_rate * index / spec.num_blocks,
-                bn_eps=spec.bn_eps,
-                bn_momentum=spec.bn_momentum,
-                padding=spec.padding,
+                **_conv_settings(spec),
             )
         )
     return nn.Sequential(*(nn.Sequential(*blocks) for blocks in stages))
@@ -64,16 +66,7 @@ def _stages(spec: NetSpec) -> nn.Sequential:
 
 def _stem(spec: NetSpec) -> ConvBnAct:
     """conv (stride 2) -> BN -> act, and ResNet's 3x3 stride-2 max pool when the spec asks for it."""
-    stem = ConvBnAct(
-        spec.in_chans,
-        spec.stem_channels,
-        spec.stem_kernel,
-        2,
-        activation=spec.activation,
-        bn_eps=spec.bn_eps,
-        bn_momentum=spec.bn_momentum,
-        padding=spec.padding,
-    )
+    stem = ConvBnAct(spec.in_chans, spec.stem_channels, spec.stem_kernel, 2, **_conv_settings(spec))
     if spec.stem_pool:
         stem.add_module("pool", nn.MaxPool2d(3, 2, 1))
     return stem

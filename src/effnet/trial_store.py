@@ -61,30 +61,22 @@ class TrialStore:
     instead of mixing results.
     """
 
-    def __init__(self, directory: str | Path, identity: dict[str, Any]) -> None:
+    def __init__(self, directory: str | Path, identity: dict[str, Any], *, writer: bool = True) -> None:
+        """`writer` False: a reader of a store another process writes (torchrun's other ranks); it records trials in
+        memory only and never touches the file."""
         self.directory = Path(directory)
         self.identity = json.loads(json.dumps(identity))  # normalise (tuples -> lists) for comparison
         self.path = self.directory / STATE_FILE
+        self.writer = writer
         self._trials: dict[str, Trial] = {}
         if self.path.exists():
             self._load()
-        else:
+        elif writer:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._write()
 
     def _load(self) -> None:
-        torn = None
-        try:
-            text = self.path.read_text()
-            data = json.loads(text)
-        except OSError as err:
-            raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
-        except json.JSONDecodeError as err:
-            data, torn = _salvage(text), len(text)
-            if data is None:
-                raise TrialsError(f"cannot read trial store {self.path}: {err}; move it away to start afresh") from None
-        if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
-            raise TrialsError(f"{self.path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
+        data, torn = _read(self.path)
         saved = data["identity"]
         if saved != self.identity:
             changed = list(changed_keys(saved, self.identity))
@@ -93,7 +85,7 @@ class TrialStore:
         for item in data["trials"]:
             trial = Trial.from_dict(item)
             self._trials[trial.key] = trial
-        if torn is not None:
+        if torn is not None and self.writer:
             kept = self.path.with_name(self.path.name + ".torn")
             os.replace(self.path, kept)
             self._write()
@@ -104,6 +96,8 @@ class TrialStore:
             )
 
     def _write(self) -> None:
+        if not self.writer:
+            return
         payload = {"version": STATE_VERSION, "identity": self.identity, "trials": [t.to_dict() for t in self._trials.values()]}
         atomic_write_text(self.path, json.dumps(payload, indent=1) + "\n")
 
@@ -124,6 +118,29 @@ class TrialStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._trials
+
+
+def stored_identity(directory: str | Path) -> dict[str, Any]:
+    """The identity of the store in `directory` (a torn store's too), for a driver that compares it with its own rule
+    before opening the store; TrialsError when the store cannot be read."""
+    return _read(Path(directory) / STATE_FILE)[0]["identity"]
+
+
+def _read(path: Path) -> tuple[dict[str, Any], int | None]:
+    """A store's content, and the length of its text when only a salvaged part of it could be read (else None)."""
+    torn = None
+    try:
+        text = path.read_text()
+        data = json.loads(text)
+    except OSError as err:
+        raise TrialsError(f"cannot read trial store {path}: {err}; move it away to start afresh") from None
+    except json.JSONDecodeError as err:
+        data, torn = _salvage(text), len(text)
+        if data is None:
+            raise TrialsError(f"cannot read trial store {path}: {err}; move it away to start afresh") from None
+    if not isinstance(data, dict) or "identity" not in data or "trials" not in data:
+        raise TrialsError(f"{path} is not an effnet trial store (no 'identity'/'trials'); use another directory")
+    return data, torn
 
 
 _TRIALS_START = re.compile(r'\s*,\s*"trials"\s*:\s*\[\s*')

@@ -16,6 +16,15 @@ RESULTS_JSON = "inference_bench.json"
 RESULTS_MARKDOWN = "inference_bench.md"
 
 
+def _given(r: dict[str, Any], key: str, fmt: str, missing: str = "") -> str:
+    """`r[key]` formatted, or `missing` where the result has no such number."""
+    return format(r[key], fmt) if r.get(key) is not None else missing
+
+
+def _ratio(r: dict[str, Any], key: str) -> str:
+    return _given(r, key, ".2f", "n/a") + ("x" if r.get(key) is not None else "")
+
+
 def write_report(payload: dict[str, Any], out_dir: str | Path, name: str = REPORT_NAME) -> list[Path]:
     """Write ``<name>.json``, ``<name>.md`` and (with matplotlib) ``<name>.png`` into `out_dir` atomically; returns the paths."""
     out_dir = Path(out_dir)
@@ -93,17 +102,14 @@ def format_train(train: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def ratio(v: float | None) -> str:
-        return f"{v:.2f}x" if v is not None else "n/a"
-
     for r in train["results"]:
         if r.get("skipped"):
             lines.append(f"| {r['config']} | failed: {r['note'][-120:].splitlines()[-1] if r['note'] else ''} | | | | | | | |")
             continue
-        share = f"{r['cpu_share']:.2f}" if r.get("cpu_share") is not None else ""
+        speed, speed_c, memory, memory_c = (_ratio(r, key) for key in ("speed_vs_timm", "speed_vs_timm_compiled", "memory_vs_timm", "memory_vs_timm_compiled"))
         lines.append(
-            f"| {r['config']} | {r['images_per_s']:.2f} | {ratio(r['speed_vs_timm'])} | {ratio(r['speed_vs_timm_compiled'])} | {r['peak_rise_mb']:.0f} "
-            f"| {ratio(r['memory_vs_timm'])} | {ratio(r['memory_vs_timm_compiled'])} | {r['first_step_s']:.1f} | {share} |"
+            f"| {r['config']} | {r['images_per_s']:.2f} | {speed} | {speed_c} | {r['peak_rise_mb']:.0f} "
+            f"| {memory} | {memory_c} | {r['first_step_s']:.1f} | {_given(r, 'cpu_share', '.2f')} |"
         )
     lines += [
         "",
@@ -181,7 +187,7 @@ def format_int8(results: Sequence[dict[str, Any]]) -> str:
             continue
         ratios = [f"{r[k]:.2f}x" if r.get(k) else "n/a" for k in ("ratio_vs_effnet", "ratio_vs_effnet_compiled")]
         size = f"{r['file_mib']:.1f}" if r.get("file_mib") else ""
-        share = f"{r['cpu_share']:.2f}" if r.get("cpu_share") is not None else ""
+        share = _given(r, "cpu_share", ".2f")
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {path} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['throughput']:.1f} | {ratios[0]} | {ratios[1]} | {size} | {share} |"
         )
@@ -217,12 +223,9 @@ def format_markdown(results: Sequence[dict[str, Any]]) -> str:
             lines.append(f"| {r['model']} | {r['batch_size']} | {path} | skipped | | | | | | | | | |")
             notes.append(f"- {path} ({r['model']}): {r['note']}")
             continue
-        ratio = f"{r['ratio_vs_timm']:.2f}x" if r.get("ratio_vs_timm") is not None else "n/a"
-        ratio_c = f"{r['ratio_vs_timm_compiled']:.2f}x" if r.get("ratio_vs_timm_compiled") is not None else "n/a"
+        ratio, ratio_c = _ratio(r, "ratio_vs_timm"), _ratio(r, "ratio_vs_timm_compiled")
         params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
-        share = f"{r['cpu_share']:.2f}" if r.get("cpu_share") is not None else ""
-        first_call = f"{r['first_call_s']:.2f}" if r.get("first_call_s") is not None else ""
-        diff = f"{r['max_rel_diff_vs_effnet']:.1e}" if r.get("max_rel_diff_vs_effnet") is not None else ""
+        first_call, diff, share = _given(r, "first_call_s", ".2f"), _given(r, "max_rel_diff_vs_effnet", ".1e"), _given(r, "cpu_share", ".2f")
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {path} | {r['median_ms']:.2f} | {r['p10_ms']:.2f} | {r['p90_ms']:.2f} "
             f"| {r['throughput']:.1f} | {ratio} | {ratio_c} | {first_call} | {diff} | {params} | {share} |"

@@ -85,7 +85,7 @@ def add_bench_command(command: Any) -> None:
         epilog="examples:\n  effnet bench --models efficientnet_b0 efficientnet_lite0 --batch-sizes 1 8 --out bench-results\n"
         "  effnet bench --paths effnet effnet-fast timm --channels-last\n"
         "  effnet bench --int8 --models efficientnet_lite0 efficientnet_b0 --batch-sizes 1 32\n"
-        "  flock /tmp/effnet-heavy.lock effnet bench --full --out benchmarks/results     # ~15 min on 2 CPU cores\n"
+        "  flock /tmp/effnet-heavy.lock effnet bench --full --out benchmarks/results/bench     # ~15 min on 2 CPU cores\n"
         "  effnet bench --full --device cuda --amp bf16 --batch-sizes 1 256 --train-batch-size 256 --out gpu-results",
     )
     p.add_argument("--models", nargs="+", default=["efficientnet_b0"], metavar="NAME", help="variants to time")

@@ -121,3 +121,16 @@ def positive_int(text: str, minimum: int = 1) -> int:
 
 def non_negative_int(text: str) -> int:
     return positive_int(text, minimum=0)
+
+
+RUN_WEIGHTS = ("model", "ema", "fixres")  # the weights files a run may have (train/rundir.py)
+
+
+def add_run_options(parser: argparse.ArgumentParser, run_help: str, verb: str) -> None:
+    """`--run RUN_DIR` and `--run-weights`: a command that takes the model of a training run."""
+    parser.add_argument("--run", metavar="RUN_DIR", help=run_help)
+    parser.add_argument("--run-weights", choices=RUN_WEIGHTS, default="model", help=f"which of the run's weights to {verb}")
+
+
+def add_tf_compat_option(parser: argparse.ArgumentParser, note: str = "for a weights file trained in TensorFlow") -> None:
+    parser.add_argument("--tf-compat", action="store_true", help=f"TF 'same' padding and BN eps 1e-3, {note}")

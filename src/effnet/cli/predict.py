@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from effnet.cli.common import MACS_NOTE, PAPER_TABLE2, CLIError, count, load_model, positive_int, print_predictions
+from effnet.cli.common import MACS_NOTE, PAPER_TABLE2, CLIError, add_run_options, add_tf_compat_option, count, load_model, positive_int, print_predictions
 from effnet.cli.models import profile_table
 
 
@@ -211,8 +211,7 @@ def add_predict_commands(command: Any) -> None:
         "  effnet predict photo.jpg --model efficientnet_b0 --weights b0.safetensors\n"
         "  effnet predict photos/ --run runs/finetune   # a fine-tuned model, its preprocessing and class names",
     )
-    p.add_argument("--run", metavar="RUN_DIR", help="use the model of a training run (its spec, weights, preprocessing and class names)")
-    p.add_argument("--run-weights", choices=("model", "ema", "fixres"), default="model", help="which of the run's weights to use")
+    add_run_options(p, "use the model of a training run (its spec, weights, preprocessing and class names)", "use")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or directories (default: the bundled sample photos)")
     p.add_argument("--model", default="efficientnet_lite0", metavar="NAME", help="model variant")
     p.add_argument(
@@ -223,7 +222,7 @@ def add_predict_commands(command: Any) -> None:
         "'pretrained' for the variant's default weights, or 'none' for random init",
     )
     p.add_argument("--num-classes", type=positive_int, metavar="K", help="classifier outputs of a --weights FILE, labelled 'class N' (default: 1000, ImageNet)")
-    p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3, for a weights file trained in TensorFlow")
+    add_tf_compat_option(p)
     p.add_argument("--topk", type=positive_int, default=5, metavar="K", help="labels to print per image")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
     p.add_argument("--json", action="store_true", help="print JSON (path, top labels, error per input)")
@@ -240,8 +239,7 @@ def add_predict_commands(command: Any) -> None:
         "  effnet export --run runs/mine --format onnx      # a fine-tuned model: runs/mine/model.onnx, its classes",
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="model variant, e.g. efficientnet_b0 (not with --run)")
-    p.add_argument("--run", metavar="RUN_DIR", help="export the model of a training run (its network, weights, classes and preprocessing)")
-    p.add_argument("--run-weights", choices=("model", "ema", "fixres"), default="model", help="which of the run's weights to export")
+    add_run_options(p, "export the model of a training run (its network, weights, classes and preprocessing)", "export")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="output format (required)")
     p.add_argument("--output", metavar="PATH", help="output file (default: NAME.onnx or NAME.pt in the current directory; RUN_DIR/model.onnx for a run)")
     p.add_argument(
@@ -251,7 +249,7 @@ def add_predict_commands(command: Any) -> None:
     weights.add_argument("--pretrained", action="store_true", help="load the variant's default pretrained weights (default: random init)")
     weights.add_argument("--weights", metavar="PATH", help="load weights from a file of any supported layout (every tensor must fit the model)")
     p.add_argument("--num-classes", type=positive_int, metavar="K", help="classifier outputs of a --weights FILE (default: 1000, ImageNet)")
-    p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3 (automatic for TF-trained default weights)")
+    add_tf_compat_option(p, "automatic for TF-trained default weights")
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="ONNX: batch size of the example input")
     p.add_argument("--static-batch", action="store_true", help="ONNX: fix the batch dimension (default: dynamic batch)")
     p.add_argument("--opset", type=positive_int, metavar="N", help="ONNX: opset version (default: the exporter's)")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from effnet.cli.common import CLIError, load_model, positive_int
+from effnet.cli.common import CLIError, add_run_options, add_tf_compat_option, load_model, positive_int
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -101,10 +101,9 @@ def add_quantize_command(command: Any) -> None:
         "  effnet quantize runs/mine --calibration my_photos/train --out mine_int8.onnx     # checks on the run's validation split",
     )
     p.add_argument("model", metavar="MODEL_OR_RUN", help="model variant (with --weights), or a training run directory")
-    p.add_argument("--run", metavar="RUN_DIR", help="a training run to quantize (same as giving its directory as MODEL_OR_RUN)")
-    p.add_argument("--run-weights", choices=("model", "ema", "fixres"), default="model", help="which of the run's weights to quantize")
+    add_run_options(p, "a training run to quantize (same as giving its directory as MODEL_OR_RUN)", "quantize")
     p.add_argument("--weights", default="pretrained", metavar="PATH|pretrained|none", help="weights of a named model")
-    p.add_argument("--tf-compat", action="store_true", help="TF 'same' padding and BN eps 1e-3, for a weights file trained in TensorFlow")
+    add_tf_compat_option(p)
     p.add_argument("--calibration", required=True, metavar="DIR", help="folder of calibration images (searched recursively; any photos for an ImageNet model)")
     p.add_argument("--count", type=positive_int, default=300, metavar="N", help="calibration images used at most (a random sample of a larger folder)")
     p.add_argument("--val", metavar="DIR", help="labelled check images, DIR/CLASS/*.jpg (CLASS: a class name of the model, or an ImageNet index 0..999)")

@@ -103,7 +103,7 @@ def optimize(
     the project conv's weight; fewer and cheaper calls per block, faster at batch 1 and 32.
     `fuse_cpu=True` also fuses the conv and activation of other libraries' ``nn.Sequential``
     layers (`fuse_conv_activation`, weights not packed: no faster on its own); False keeps
-    the plain folded modules. Measurements: ``benchmarks/results/cpu_bound.md``.
+    the plain folded modules. Measurements: ``benchmarks/results/cpu_bound/cpu_bound.md``.
 
     On the CPU a compiled model runs a batch larger than `micro_batch` (0: automatic,
     `CPU_MICRO_BATCH` on the CPU, off on CUDA; None: off) as chunks of that size through

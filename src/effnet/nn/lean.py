@@ -395,7 +395,7 @@ def _act_kind(act: nn.Module) -> str | None:
 
 
 # Under torch.compile the lean ops above hide their saving from the compiler, and a compiled graph with them kept more
-# memory than plain compile (benchmarks/results/train_memory_compile.md). There the memory option is the compiler's
+# memory than plain compile (benchmarks/results/train_memory_compile/train_memory_compile.md). There the memory option is the compiler's
 # own: its partitioner may keep this fraction of the activations and recomputes the rest in backward.
 COMPILED_ACTIVATION_MEMORY_BUDGET = 0.5
 

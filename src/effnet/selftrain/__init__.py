@@ -3,7 +3,7 @@
 - `labels`: the un-noised teacher pseudo-labels an image folder, batched, resumable by chunks, sharded under torchrun.
 - `balance`: the confidence threshold and class balancing (duplicate rare classes, keep the most confident of common ones).
 - `recipe`: the teacher's and the student's TrainConfigs: the fine-tune recipe, the student's noise and batch ratio.
-- `runner`: the iterations, resumable at every step (`state.json`); the student becomes the next teacher.
+- `runner`: the iterations, resumable at every step (its `trials.json`, the store of every experiment); the student becomes the next teacher.
 - `report`: per iteration, teacher and student accuracy, pseudo-label accuracy and images per class (Markdown, JSON, PNG).
 - `commands`: `effnet noisy-student`.
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from effnet.resume import ResumableOptions
 from effnet.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
-from effnet.selftrain.runner import MAY_CHANGE, STATE_NAME, is_run_dir
+from effnet.selftrain.runner import MAY_CHANGE, is_run_dir
+from effnet.trial_store import STATE_FILE
 
-NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_NAME, may_change=MAY_CHANGE)
+NOISY = ResumableOptions("noisy-student", "noisy-student run", STATE_FILE, may_change=MAY_CHANGE)
 NOISE_OPTIONS = ("randaugment_magnitude", "dropout", "drop_path")
 
 
@@ -168,19 +168,14 @@ def _config(args: argparse.Namespace) -> CommandLineRun:
 
 def run_noisy_student_command(args: argparse.Namespace) -> int:
     """`effnet noisy-student`: run or resume, print one line per iteration and where the report is."""
-    from effnet.exit_status import DIVERGED, INTERRUPTED
     from effnet.selftrain.runner import run_noisy_student
-    from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
+    from effnet.train.commands import run_until_stopped
 
     config, resuming, options = _config(args)
-    try:
-        result = run_noisy_student(config, resume=resuming, options=options)
-    except TrainingInterrupted as err:
-        print(f"effnet: {err}; continue the whole run with `effnet noisy-student --resume {config.out_dir}`", file=sys.stderr)
-        return INTERRUPTED
-    except TrainingDiverged as err:
-        print(f"effnet: error: {err}", file=sys.stderr)
-        return DIVERGED
+    hint = f"; continue the whole run with `effnet noisy-student --resume {config.out_dir}`"
+    result, status = run_until_stopped(lambda: run_noisy_student(config, resume=resuming, options=options), hint)
+    if status:
+        return status
     from effnet.train.distributed import is_main_process
 
     if is_main_process():  # under torchrun, one summary

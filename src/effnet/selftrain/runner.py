@@ -1,10 +1,10 @@
 """Noisy Student, iterated (Xie et al., CVPR 2020): label, select, train a noised student; the student becomes the teacher.
 
-A run directory holds everything, and `state.json` says which step of which iteration is done, so a
+A run directory holds everything, and its `trials.json` says which step of which iteration is done, so a
 killed run continues where it stopped (`resume=True`): labelling resumes by chunks, the student's
 training from its last checkpoint (the trainer's own resume), finished steps are not redone.
 
-    OUT/options.json, state.json        the command's options; the steps done
+    OUT/options.json, trials.json       the command's options; the steps done
     OUT/teacher/                        the teacher trained on the labelled images (when `teacher` names a model)
     OUT/iterK/labels.jsonl (+ .json)    the teacher's labels of every unlabelled image
     OUT/iterK/selected.jsonl (+ .json)  what the student trains on: confidence threshold, class balancing
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from effnet._io import absolute_path, atomic_write_text
+from effnet._io import absolute_path
 from effnet._lock import lock_directory
 from effnet.data import DataError, find_images, image_folder_splits
 from effnet.saved_options import refuse_changed
@@ -35,9 +35,8 @@ from effnet.selftrain.recipe import Budget, Network, Noise, resolve_network, stu
 from effnet.selftrain.report import choose_result, evaluate_run, iteration_record, write_iteration_report, write_result, write_summary
 from effnet.train import distributed as D
 from effnet.train.rundir import RunLayout
+from effnet.trial_store import STATE_FILE, Trial, TrialStore, stored_identity
 
-STATE_NAME = "state.json"
-STATE_VERSION = 1
 STEPS = ("labels", "selection", "student", "report")
 # Settings a resumed run may change: how it runs, and how many iterations (a run only grows).
 MAY_CHANGE = frozenset({"iterations", "workers", "device", "progress"})
@@ -150,39 +149,41 @@ def _log(text: str) -> None:
         print(text, flush=True)
 
 
-class _State:
-    """state.json: the config the run was started with and the steps done, written atomically after each step."""
+class _Steps:
+    """The steps done, in the run's `trials.json` (`TrialStore`, the store of every experiment): one trial a step,
+    keyed "teacher" or "iterK/STEP", written atomically as each step finishes; a torn store keeps its complete steps.
+    The store's identity is the config without what a resumed run may change."""
 
     def __init__(self, out_dir: Path, config: NoisyStudentConfig, resume: bool) -> None:
         """Check that the run may start (or continue) as asked; every process checks before rank 0 writes."""
-        self.path = out_dir / STATE_NAME
-        if self.path.is_file() and not resume:
-            raise NoisyStudentError(f"{out_dir} already holds a noisy-student run ({STATE_NAME}); continue it with --resume, or choose another --out-dir")
-        if resume and not self.path.is_file():
-            raise NoisyStudentError(f"{out_dir} holds no noisy-student run to continue (no {STATE_NAME}); start one without --resume")
+        path = out_dir / STATE_FILE
+        if path.is_file() and not resume:
+            raise NoisyStudentError(f"{out_dir} already holds a noisy-student run ({STATE_FILE}); continue it with --resume, or choose another --out-dir")
+        if resume and not path.is_file():
+            raise NoisyStudentError(f"{out_dir} holds no noisy-student run to continue (no {STATE_FILE}); start one without --resume")
         now = config.to_dict()
+        identity = {"experiment": "noisy-student", "config": {k: v for k, v in now.items() if k not in MAY_CHANGE | {"out_dir"}}}
         if resume:
-            self.data = json.loads(self.path.read_text())
-            saved = absolute_paths(self.data["config"])  # a run saved before paths were absolute: resolved from here
-            refuse_changed(out_dir, saved, now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
-            self.data["config"] = now
-        else:
-            self.data = {"version": STATE_VERSION, "config": now, "teacher": None, "iterations": {}}
+            saved = stored_identity(out_dir)
+            if saved.get("experiment") != "noisy-student":
+                raise NoisyStudentError(f"{path} is not a noisy-student run's; continue that run with its own command, or choose another --out-dir")
+            refuse_changed(out_dir, saved["config"], now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
         _sync(config.device)
-        self.save()
-
-    def save(self) -> None:
         if _main():
-            atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+            self.store = TrialStore(out_dir, identity)
+        _sync(config.device)
+        if not _main():
+            self.store = TrialStore(out_dir, identity, writer=False)
 
     def done(self, iteration: int, step: str) -> bool:
-        return step in self.data["iterations"].get(str(iteration), [])
+        return f"iter{iteration}/{step}" in self.store
 
-    def mark(self, iteration: int, step: str) -> None:
-        steps = self.data["iterations"].setdefault(str(iteration), [])
-        if step not in steps:
-            steps.append(step)
-        self.save()
+    def mark(self, iteration: int, step: str, **result: Any) -> None:
+        self.record(f"iter{iteration}/{step}", {"iteration": iteration, "step": step}, result)
+
+    def record(self, key: str, params: dict[str, Any], result: dict[str, Any]) -> None:
+        if key not in self.store:
+            self.store.add(Trial(key, params, result=result, index=len(self.store)))
 
 
 class Labelled(NamedTuple):
@@ -231,7 +232,7 @@ def _given_teacher(config: NoisyStudentConfig) -> Path | None:
     return None
 
 
-def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelled: Labelled, teacher: Network) -> Path:
+def _train_teacher(config: NoisyStudentConfig, out: Path, state: _Steps, labelled: Labelled, teacher: Network) -> Path:
     """Step 1, when the teacher is a model name: its pretrained weights fine-tuned on the labelled images."""
     train_config, line = teacher_config(
         teacher,
@@ -245,8 +246,7 @@ def _train_teacher(config: NoisyStudentConfig, out: Path, state: _State, labelle
     )
     run = _train(train_config, line, labelled, teacher.spec).resolve()
     _sync(config.device)
-    state.data["teacher"] = str(run)
-    state.save()
+    state.record("teacher", {"step": "teacher"}, {"run": str(run)})
     return run
 
 
@@ -324,7 +324,7 @@ def _iterate(
 ) -> NoisyStudentResult:
     from effnet.saved_options import save_options
 
-    state = _State(out, config, resume)
+    state = _Steps(out, config, resume)
     if _main():
         save_options(out, options)
     teacher_run = teacher if isinstance(teacher, Path) else _train_teacher(config, out, state, labelled, teacher)
@@ -340,8 +340,8 @@ def _iterate(
     return NoisyStudentResult(out, records, result)
 
 
-def _iteration(config: NoisyStudentConfig, out: Path, state: _State, k: int, teacher: Path, labelled: Labelled, student: Network) -> dict[str, Any]:
-    """One iteration: label with `teacher`, select, train the student, report; each step skipped when state.json says it is done."""
+def _iteration(config: NoisyStudentConfig, out: Path, state: _Steps, k: int, teacher: Path, labelled: Labelled, student: Network) -> dict[str, Any]:
+    """One iteration: label with `teacher`, select, train the student, report; each step skipped when the store says it is done."""
     folder = out / f"iter{k}"
     labels_file, selected_file, student_dir = folder / LABELS_NAME, folder / "selected.jsonl", folder / "student"
     noise = config.noise.resolved(len(labelled.train))

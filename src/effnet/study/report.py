@@ -78,18 +78,39 @@ def markdown(result: StudyResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fig3_lines(result: StudyResult) -> list[str]:
-    base = result.baseline_point
-    lines = [
-        "",
-        "## (a) One dimension at a time (paper Figure 3)",
-        "",
-        f"![single dimension]({PLOTS['fig3']})",
-        "",
+# Each part's section: heading, plot caption, and the table's header and alignment rows.
+_SECTIONS = {
+    "fig3": (
+        "(a) One dimension at a time (paper Figure 3)",
+        "single dimension",
         "| scaled | multiplier | resolution | MACs | × baseline | params | top-1 % | per seed |",
         "|---|---:|---:|---:|---:|---:|---|---|",
-        f"| baseline | 1 | {base.spec.resolution} | {_m(base.macs)} | 1.00 | {base.params / 1e6:.3f}M | {_acc(base)} | {_seeds(base)} |",
-    ]
+    ),
+    "fig4": (
+        "(b) Width at several (depth, resolution) settings (paper Figure 4)",
+        "width at depth and resolution",
+        "| depth | resolution | width | MACs | × baseline | top-1 % | per seed |",
+        "|---:|---:|---:|---:|---:|---|---|",
+    ),
+    "table3": (
+        "(c) Single dimension against compound scaling at matched MACs (paper Table 3)",
+        "matched MACs",
+        "| target MACs | scaling | d | w | r (px) | MACs | off target | seeds | top-1 % | compound − row |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ),
+}
+
+
+def _section(part: str, intro: str = "") -> list[str]:
+    """A part's heading, `intro`, its plot and its table's header."""
+    title, caption, header, align = _SECTIONS[part]
+    return ["", f"## {title}", "", *([intro, ""] if intro else []), f"![{caption}]({PLOTS[part]})", "", header, align]
+
+
+def _fig3_lines(result: StudyResult) -> list[str]:
+    base = result.baseline_point
+    lines = _section("fig3")
+    lines.append(f"| baseline | 1 | {base.spec.resolution} | {_m(base.macs)} | 1.00 | {base.params / 1e6:.3f}M | {_acc(base)} | {_seeds(base)} |")
     for dim in ("width", "depth", "resolution"):
         for p in sorted(single_dimension(result, dim), key=lambda p: p.macs):
             m = getattr(p, dim)
@@ -101,15 +122,7 @@ def _fig3_lines(result: StudyResult) -> list[str]:
 
 def _fig4_lines(result: StudyResult) -> list[str]:
     base = result.baseline_point
-    lines = [
-        "",
-        "## (b) Width at several (depth, resolution) settings (paper Figure 4)",
-        "",
-        f"![width at depth and resolution]({PLOTS['fig4']})",
-        "",
-        "| depth | resolution | width | MACs | × baseline | top-1 % | per seed |",
-        "|---:|---:|---:|---:|---:|---|---|",
-    ]
+    lines = _section("fig4")
     for p in result.part("fig4"):
         lines.append(
             f"| {p.depth:g} | {p.resolution:g} ({p.spec.resolution} px) | {p.width:g} | {_m(p.macs)} | {p.macs / base.macs:.2f} | {_acc(p)} | {_seeds(p)} |"
@@ -118,18 +131,11 @@ def _fig4_lines(result: StudyResult) -> list[str]:
 
 
 def _table3_lines(result: StudyResult) -> list[str]:
-    lines = [
-        "",
-        "## (c) Single dimension against compound scaling at matched MACs (paper Table 3)",
-        "",
+    lines = _section(
+        "table3",
         f"Compound scaling with α = {result.alpha:g}, β = {result.beta:g}, γ = {result.gamma:g} (φ solved for each target); single dimensions "
         "by the multiplier that lands on the target. 'compound − row' is the paired difference over seeds (mean ± 95% t-interval).",
-        "",
-        f"![matched MACs]({PLOTS['table3']})",
-        "",
-        "| target MACs | scaling | d | w | r (px) | MACs | off target | seeds | top-1 % | compound − row |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
-    ]
+    )
     for row in result.matched_rows():
         p = row["point"]
         label = p.label + (f" (φ = {p.phi:.3f})" if p.phi is not None else "")

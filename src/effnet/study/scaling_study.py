@@ -58,7 +58,7 @@ PRESETS: dict[str, StudyPreset] = {
         # 64 px run either found them or not, and the paired differences spanned 40+ points).
         dataset="shapes",
         num_classes=4,
-        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_task/README.md). 10 epochs x
+        # batch 32: at batch 16 the baseline stays near chance (benchmarks/results/proxy_pairs/archive/proxy_task/README.md). 10 epochs x
         # 1000 images (310 steps), where every network has levelled off; at 7 epochs x 5 seeds some runs were still
         # climbing and the spreads widened. 1000 validation images keep the binomial noise of one top-1 under ~2
         # points. The loader path: on the CPU the data work is a few percent of a run either way. The budgets tried,

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,23 +183,32 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[An
     return run, describe(plan, run.config)
 
 
+def run_until_stopped(call: Callable[[], Any], resume_hint: str = "") -> tuple[Any, int]:
+    """`(call(), 0)`, or `(None, exit status)` with a message when the training in it was interrupted or diverged."""
+    from effnet.exit_status import DIVERGED, INTERRUPTED
+    from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
+
+    try:
+        return call(), 0
+    except TrainingInterrupted as err:
+        print(f"effnet: {err}{resume_hint}", file=sys.stderr)
+        return None, INTERRUPTED
+    except TrainingDiverged as err:
+        print(f"effnet: error: {err}", file=sys.stderr)
+        return None, DIVERGED
+
+
 def run_train(args: argparse.Namespace, command: str = "train") -> int:
     """Train (or fine-tune) and print the summary; interrupted and diverged runs end with a message."""
-    from effnet.exit_status import DIVERGED, INTERRUPTED
     from effnet.train.distributed import is_main_process
-    from effnet.train.trainer import TrainingDiverged, TrainingInterrupted, train
+    from effnet.train.trainer import train
 
     run, plan_line = resolve_config(args, command)
     if plan_line and is_main_process():
         print(f"fine-tuning: {plan_line}", flush=True)
-    try:
-        result = train(run)
-    except TrainingInterrupted as err:
-        print(f"effnet: {err}", file=sys.stderr)
-        return INTERRUPTED
-    except TrainingDiverged as err:
-        print(f"effnet: error: {err}", file=sys.stderr)
-        return DIVERGED
+    result, status = run_until_stopped(lambda: train(run))
+    if status:
+        return status
     print(result.summary())
     return 0
 
