@@ -20,6 +20,7 @@ import argparse
 import collections
 import contextlib
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,6 @@ from unittest import mock
 import numpy as np
 import onnxruntime
 import torch
-from int8_accuracy import crops  # benchmarks/int8_accuracy.py: crops and flips of the bundled photos
 
 import effnet
 import effnet.int8.quantizer as quantizer
@@ -37,6 +37,9 @@ from effnet.bench.timing import latency_summary, time_interleaved
 from effnet.int8 import labelled_folder, load_int8, quantize
 from effnet.model import init_classifier
 from effnet.predict import sample_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8_accuracy import crops  # noqa: E402  (benchmarks/int8_accuracy.py: crops and flips of the bundled photos)
 
 # name: (layer kinds kept float, what it means). A kept-float swish is fused into one QuickGelu node by `quantize`;
 # "default-unfused" switches that off (Sigmoid + Mul, as before the fusion) to measure what it gains.
