@@ -49,14 +49,16 @@ def quantized(tiny_photos, tmp_path_factory):
 
 def test_int8_model_agrees_with_float_and_keeps_the_rule_layers_float(quantized, tiny_photos):
     model, result = quantized
-    # the rule on this spec: 3 SE blocks of 7 nodes (pool, conv, swish sigmoid+mul, conv, sigmoid, gate mul); swish after
-    # the stem, the ds block's depthwise conv, each ir block's expand and depthwise conv, and the head conv: 7 pairs
+    # the rule on this spec: 3 SE blocks of 6 nodes (pool, conv, swish fused into one node, conv, sigmoid, gate mul);
+    # swish after the stem, the ds block's depthwise conv, each ir block's expand and depthwise conv, the head conv: 7
     kinds = result.float_layers.to_dict()["kinds"]
-    assert kinds == {"stem": 1, "classifier": 1, "squeeze_excite": 21, "swish": 14} and result.float_layers.se_blocks == 3
+    assert kinds == {"stem": 1, "classifier": 1, "squeeze_excite": 18, "swish": 7} and result.float_layers.se_blocks == 3
+    assert result.float_layers.swish == 7 and "swish (7 activations)" in result.float_layers.summary()
     assert result.calibration_images == 32
     graph = onnx.load(str(result.path)).graph
     ops = [n.op_type for n in graph.node]
-    assert ops.count("QuantizeLinear") > 10 and ops.count("Sigmoid") == 13  # 7 swish + 3x2 in SE: not turned into QLinear ops
+    assert ops.count("QuantizeLinear") > 10 and ops.count("QuickGelu") == 10  # 7 swish + 3 in SE, float, each one node
+    assert ops.count("Sigmoid") == 3  # the SE gates: a sigmoid that scales another tensor is not a swish
     scales = [init for init in graph.initializer if init.name in {n.input[1] for n in graph.node if n.op_type == "DequantizeLinear"}]
     assert any(len(scale.dims) == 1 and scale.dims[0] > 1 for scale in scales), "weights should have one scale per output channel"
     int8 = load_int8(result.path)
@@ -165,3 +167,27 @@ def test_the_rule_finds_the_stem_behind_tf_same_padding(tmp_path):
     assert graph.node[0] is not first_conv  # the padding ops come first
     found = float_layers(graph)
     assert found.nodes["stem"] == [first_conv.name] and found.se_blocks == 3 and len(found.nodes["swish"]) == 14
+
+
+def test_fused_swish_computes_the_same_as_sigmoid_times_input(tmp_path):
+    import onnxruntime
+
+    from effnet.export import export_onnx
+    from effnet.int8.rule import float_layers, fuse_swish
+
+    spec = effnet.NetSpec.from_string(TINY, resolution=32, num_classes=3)
+    path = export_onnx(randomize_bn(effnet.build(spec, head_init="tf")), tmp_path / "float.onnx", opset=17, verify=False)
+    model = onnx.load(str(path))
+    assert fuse_swish(model) == 10  # 7 swish + 1 inside each of the 3 SE blocks; the 3 SE gates are no swish
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuickGelu") == 10 and ops.count("Sigmoid") == 3
+    found = float_layers(model.graph)
+    assert found.se_blocks == 3 and found.swish == 7 and len(found.nodes["squeeze_excite"]) == 18
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32), dtype=np.float32)
+
+    def run(proto: onnx.ModelProto) -> np.ndarray:
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+    expected, got = run(onnx.load(str(path))), run(model)
+    assert np.abs(expected).max() > 0.1 and np.allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -2,12 +2,12 @@
 
 Steps: export the float model to ONNX (`effnet.export.export_onnx`, checked against PyTorch),
 ONNX Runtime's pre-processing (shape inference, graph optimisation), the float-layer rule
-(`effnet.int8.rule`), then `onnxruntime.quantization.quantize_static` in QDQ format: weights
-per output channel as signed INT8, activations as unsigned INT8 with ranges from the
-calibration images (min/max). The file carries the model's preprocessing, class names and the
-list of float layers in its metadata, so `effnet.int8.load_int8` (and `effnet predict
---weights FILE.onnx`) runs it like the float model. Why ONNX Runtime and not PT2E:
-benchmarks/results/int8/README.md.
+(`effnet.int8.rule`; a swish kept float becomes one onnxruntime QuickGelu node), then
+`onnxruntime.quantization.quantize_static` in QDQ format: weights per output channel as signed
+INT8, activations as unsigned INT8 with ranges from the calibration images (min/max). The
+file carries the model's preprocessing, class names and the list of float layers in its
+metadata, so `effnet.int8.load_int8` (and `effnet predict --weights FILE.onnx`) runs it like
+the float model. Why ONNX Runtime and not PT2E: benchmarks/results/int8/README.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from effnet._io import atomic_write
 from effnet.int8.calibration import DEFAULT_COUNT, QuantizeError, TensorReader, calibration_tensors
-from effnet.int8.rule import DEFAULT_KEEP, FloatLayers, float_layers
+from effnet.int8.rule import DEFAULT_KEEP, FloatLayers, float_layers, fuse_swish
 
 METADATA_KEY = "effnet"  # ONNX metadata_props key of the JSON below
 
@@ -79,7 +79,10 @@ def quantize(
         import onnx
 
         _prepare(float_path, prepared)
-        graph = onnx.load(str(prepared)).graph
+        prepared_model = onnx.load(str(prepared))
+        if "swish" in keep_float and fuse_swish(prepared_model):  # same numbers, one kernel: see effnet.int8.rule
+            onnx.save(prepared_model, str(prepared))
+        graph = prepared_model.graph
         kept = float_layers(graph, tuple(keep_float))
         quantized = Path(tmp) / "int8.onnx"
         _quantize_static(prepared, quantized, TensorReader(inputs, graph.input[0].name), kept.names, per_channel)
