@@ -103,7 +103,7 @@ def _export(model: nn.Module, path: Path, resolution: int) -> None:
     Opset 17's TorchScript-based exporter takes about a tenth of the time of the torch.export one here and
     writes the same operators; the INT8 file has a fixed resolution anyway, which is all its tracing fixes.
     """
-    from effnet.export import ExportError, export_onnx
+    from effnet.models.export import ExportError, export_onnx
 
     errors = []
     for opset in (17, None):

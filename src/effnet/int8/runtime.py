@@ -41,7 +41,7 @@ class OnnxModel(nn.Module):
         self.float_layers = meta.get("float_layers")
         self.preprocessing = None
         if meta.get("preprocessing"):
-            from effnet.preprocessing import Preprocessing
+            from effnet.core.preprocessing import Preprocessing
 
             self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
 
