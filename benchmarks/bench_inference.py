@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from effnet.bench import LIBRARIES, PATHS, format_markdown, run_inference_bench, write_results
+from effnet.experiments.bench import LIBRARIES, PATHS, format_markdown, run_inference_bench, write_results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --configs effnet effnet+lean timm timm+compile --device cuda --amp bf16 --batch-size 256
 
 Each configuration (LIBRARY[+lean][+ckpt][+compile]) runs in a fresh subprocess on one fixed
-random batch; see effnet.bench.run_train_bench for the step and how memory is measured.
+random batch; see effnet.experiments.bench.run_train_bench for the step and how memory is measured.
 Writes train_bench.json / train_bench.md to --out and prints the Markdown table.
 """
 
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from effnet._io import atomic_write_text
-from effnet.bench import TRAIN_CONFIGS, busy_cpus, environment, format_train, run_train_bench
+from effnet.experiments.bench import TRAIN_CONFIGS, busy_cpus, environment, format_train, run_train_bench
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
 (a) GEMM: ``torch.mm`` at `--threads` on every shape B0's 1x1 convs have at the largest
 batch size (rows = batch x H x W, inner = input channels, columns = output channels) and on
 a large square one; the best rate, divided by B0's forward FLOPs (2 x its MACs,
-`effnet.profile`), is the img/s ceiling a network made only of GEMMs at that rate would
+`effnet.core.profile`), is the img/s ceiling a network made only of GEMMs at that rate would
 reach. A streaming copy gives the memory bandwidth, which bounds the depthwise convs and
 elementwise passes (they do a few FLOPs per byte).
 
@@ -40,8 +40,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import effnet
 from effnet._io import atomic_write_text
-from effnet.bench.environment import environment
-from effnet.bench.inference import _input, build_path
+from effnet.experiments.bench.environment import environment
+from effnet.experiments.bench.inference import _input, build_path
 
 KINDS = ("pointwise conv", "depthwise conv", "stem conv", "head conv + classifier", "SE", "activation / elementwise", "pooling / other")
 CONV_OPS = ("aten::conv2d", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution", "aten::thnn_conv2d", "mkldnn::_convolution_pointwise")
@@ -122,7 +122,7 @@ def measure_bandwidth(repeats: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ (b) profile by kind
 def macs_by_kind(prof: effnet.Profile) -> dict[str, int]:
-    """MACs per image of each kind (effnet.profile's analytic count)."""
+    """MACs per image of each kind (effnet.core.profile's analytic count)."""
     out: dict[str, int] = defaultdict(int)
     for layer in prof.layers:
         if layer.kind == "dwconv":

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 import effnet
-from effnet.study.stats import mean_ci
+from effnet.experiments.study.stats import mean_ci
 from effnet.train.config import preset
 from effnet.train.finetune import describe, prepare_finetune
 from effnet.train.trainer import train

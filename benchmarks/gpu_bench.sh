@@ -16,7 +16,7 @@ timeout -s INT "${BUDGET_S:-420}" python3 - "$OUT" <<'PY' 2>&1 | tee -a "$OUT/gp
 import sys, time
 import torch
 torch.backends.cudnn.benchmark = True
-from effnet.bench import run_all
+from effnet.experiments.bench import run_all
 out = sys.argv[1]
 t0 = time.time()
 def say(msg):

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 import effnet
 from effnet.int8 import compare, labelled_folder, load_int8, quantize
-from effnet.predict import sample_images
+from effnet.models.predict import sample_images
 
 LABELS = {"cat": 282, "coffee": 967, "rocket": 657}
 

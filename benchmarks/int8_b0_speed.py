@@ -3,7 +3,7 @@
 For one model (default B0, random weights: speed does not depend on them), builds one INT8
 file per rule variant with `effnet.int8.quantize` (calibrated on the bundled photos) and
 - times them interleaved round-robin with effnet's float eager and float compiled paths
-  (`effnet.bench`'s harness) at each batch size;
+  (`effnet.experiments.bench`'s harness) at each batch size;
 - profiles each file with onnxruntime at the largest batch size: kernel time by operator
   type, and the operators of the graph onnxruntime actually runs (after its QDQ fusions);
 - measures how often each file's top-1 agrees with the float model on crops of the bundled
@@ -32,11 +32,11 @@ import torch
 
 import effnet
 import effnet.int8.quantizer as quantizer
-from effnet.bench.inference import build_path
-from effnet.bench.timing import latency_summary, time_interleaved
+from effnet.experiments.bench.inference import build_path
+from effnet.experiments.bench.timing import latency_summary, time_interleaved
 from effnet.int8 import labelled_folder, load_int8, quantize
-from effnet.model import init_classifier
-from effnet.predict import sample_images
+from effnet.models.model import init_classifier
+from effnet.models.predict import sample_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_accuracy import crops  # noqa: E402  (benchmarks/int8_accuracy.py: crops and flips of the bundled photos)

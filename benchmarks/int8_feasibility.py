@@ -18,8 +18,8 @@ import torch
 from torchvision.transforms import v2
 
 import effnet
-from effnet.export import export_onnx
-from effnet.predict import read_image, sample_images
+from effnet.models.export import export_onnx
+from effnet.models.predict import read_image, sample_images
 
 
 def photo_variants(count: int, seed: int, preprocessing) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 From a labelled image-folder set DATA (train/CLASS/*, val/CLASS/*), each seed hides the labels of most of the
 training split: per class, a seeded --labeled-fraction keeps its labels and the rest become "unlabelled" images
-(kept in class folders, whose names `effnet.selftrain` uses only to report pseudo-label accuracy). Three runs
+(kept in class folders, whose names `effnet.experiments.selftrain` uses only to report pseudo-label accuracy). Three runs
 per seed, every training the same number of optimizer steps at the same batch size:
 
   (a) the teacher: pretrained --teacher fine-tuned on the labelled part only (`effnet noisy-student`'s step 1);
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write_text
-from effnet.selftrain import PAPER_NOISE, Budget, Noise, NoisyStudentConfig, run_noisy_student
-from effnet.study.stats import mean_ci, paired_difference
+from effnet.experiments.selftrain import PAPER_NOISE, Budget, Noise, NoisyStudentConfig, run_noisy_student
+from effnet.experiments.study.stats import mean_ci, paired_difference
 
 RUNS = (("a", "(a) teacher, labelled part only"), ("b", "(b) student without noise"), ("c", "(c) Noisy Student"))
 PLAIN_RUN = ("p", "(p) plain PyTorch loop, labelled part only")

@@ -56,17 +56,17 @@ import torch
 
 import effnet
 from effnet._io import atomic_write_text
+from effnet.core.preprocessing import Preprocessing
+from effnet.core.profile import profile_spec
+from effnet.core.scaling import scale
+from effnet.core.spec import NetSpec
+from effnet.core.zoo import resolve_spec
 from effnet.data import ShapesTask
-from effnet.model import build
-from effnet.preprocessing import Preprocessing
-from effnet.profile import profile_spec
-from effnet.scaling import scale
-from effnet.spec import NetSpec
-from effnet.study.stats import Interval, mean_ci, paired_difference
+from effnet.experiments.study.stats import Interval, mean_ci, paired_difference
+from effnet.models.model import build
 from effnet.train.config import TrainConfig, preset
 from effnet.train.progressive import Stage, schedule, stage_of
 from effnet.train.trainer import train
-from effnet.zoo import resolve_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common.plain_loops import folder_adamw_loop  # noqa: E402
@@ -273,7 +273,7 @@ def stage_record(stage: Stage) -> dict[str, Any]:
 
 def plain_network(args: argparse.Namespace, spec: NetSpec, num_classes: int) -> torch.nn.Module:
     """The network the trainer builds for the fixed run (its dropout, BN momentum and stochastic depth), made the way a
-    user would: `effnet.create_model`, or `effnet.model.build` on the narrowed spec when --width/--depth ask for one."""
+    user would: `effnet.create_model`, or `effnet.models.model.build` on the narrowed spec when --width/--depth ask for one."""
     recipe = base_config(args, spec, seed=0, out_dir=args.work)
     options = {"num_classes": num_classes, "dropout": final_dropout(args, spec), "bn_momentum": recipe.bn_momentum, "drop_path_rate": recipe.drop_path_rate}
     if args.width == 1 and args.depth == 1:
@@ -536,7 +536,7 @@ def plain_text(setup: dict[str, Any], args: argparse.Namespace) -> str:
     resize = Preprocessing().replace(resolution=resolution).resize_size
     return (
         f"Plain PyTorch loop: the fixed run's network (dropout {setup['dropout'][1]:g}, BN momentum 0.1, no stochastic depth) from "
-        f"`{'effnet.create_model' if args.width == 1 and args.depth == 1 else 'effnet.model.build'}`, {setup['epochs']} epochs at {resolution} px, torchvision's ImageFolder and transforms (RandomResizedCrop "
+        f"`{'effnet.create_model' if args.width == 1 and args.depth == 1 else 'effnet.models.model.build'}`, {setup['epochs']} epochs at {resolution} px, torchvision's ImageFolder and transforms (RandomResizedCrop "
         f"of {setup['crop_min_area'] or 0.08:g} to 1 of the image, bilinear; horizontal flip; evaluation: resize to {resize} px bicubic, "
         f"centre crop {resolution} px, as effnet's), torch.optim.AdamW at lr 3e-3 (its default weight decay 0.01) with cosine annealing "
         "over all steps, no warm-up, plain cross entropy; no RandAugment, label smoothing, mixup or EMA."

@@ -72,9 +72,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def run_variant(name: str, options: dict[str, Any], steps: int, seed: int) -> dict[str, Any]:
     import effnet.data as data_module
-    from effnet.scaling import scale
+    from effnet.core.scaling import scale
+    from effnet.core.zoo import get_spec
     from effnet.train import preset, train
-    from effnet.zoo import get_spec
 
     settings = {**BASE, **options}
     hflip = settings.pop("hflip")

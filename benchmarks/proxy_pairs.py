@@ -7,7 +7,7 @@
     # channels-last against contiguous tensors: the same training, how much faster
     python benchmarks/proxy_pairs.py channels-last --networks compound "depth only" --seeds 0 --epochs 2
 
-Each training is one `effnet.proxy.proxy_train` call with one torch thread (run two of these side by side on 2
+Each training is one `effnet.experiments.proxy.proxy_train` call with one torch thread (run two of these side by side on 2
 cores). One JSON line per training goes to --out as it finishes (appended, so a killed run keeps what it had);
 the summary prints each network's paired difference (second setting minus first) with its 95% t-interval.
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from effnet.proxy import proxy_train, task_classes
-from effnet.study.scaling_study import PRESETS, baseline_of, plan
-from effnet.study.stats import mean_ci
+from effnet.experiments.proxy import proxy_train, task_classes
+from effnet.experiments.study.scaling_study import PRESETS, baseline_of, plan
+from effnet.experiments.study.stats import mean_ci
 
 # the two settings each check compares: (name, TrainConfig options on top of the run's own)
 SETTINGS: dict[str, tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]] = {

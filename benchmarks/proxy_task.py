@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/proxy_task.py --out benchmarks/results/proxy_pairs/archive/proxy_task
     python benchmarks/proxy_task.py --runs mini-64px mini-128px --seeds 0 1 --epochs 6
 
-Each run trains one network with the "proxy" recipe (`effnet.proxy`'s options: AdamW, cosine, batch 32)
+Each run trains one network with the "proxy" recipe (`effnet.experiments.proxy`'s options: AdamW, cosine, batch 32)
 and evaluates after every epoch. On the "shapes" task it also scores each factor of the predicted
 class against the true one (relation: the marker's side; texture: the stripes; shape), which is
 where resolution, depth and width show. Results are appended to proxy_task.json after every run
@@ -63,9 +63,9 @@ def factor_accuracy(run_dir: Path, dataset: str, classes: int, resolution: int, 
 
 
 def run_one(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from effnet.scaling import scale
+    from effnet.core.scaling import scale
+    from effnet.core.zoo import get_spec
     from effnet.train import preset, train
-    from effnet.zoo import get_spec
 
     description, width, depth, resolution = RUNS[name]
     spec = scale(get_spec("efficientnet_b0"), width=width, depth=depth, image_size=resolution, name=name).replace(num_classes=args.classes)

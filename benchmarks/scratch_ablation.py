@@ -25,7 +25,7 @@ import torch
 
 import effnet.data
 from effnet._io import atomic_write_text
-from effnet.study.stats import mean_ci, paired_difference
+from effnet.experiments.study.stats import mean_ci, paired_difference
 from effnet.train.config import preset
 from effnet.train.trainer import train
 

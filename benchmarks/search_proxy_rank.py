@@ -3,7 +3,7 @@
 Samples architectures from the search study's space (B0's first four stages as the skeleton, every per-stage
 decision drawn uniformly, seeded), scores each three ways on the shapes proxy task:
 
-- proxy: the search's evaluator, a short training (`effnet.search.evaluators`, kind "proxy");
+- proxy: the search's evaluator, a short training (`effnet.experiments.search.evaluators`, kind "proxy");
 - longer: the same network trained on more images for more epochs, evaluated on other validation images;
 - NASWOT: the zero-cost score of the untrained network (kind "naswot"),
 
@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from effnet.search.evaluators import EvaluatorConfig, score_candidate
-from effnet.search.space import SearchSpace
-from effnet.study.stats import kendall_tau_b, kendall_tau_interval
+from effnet.experiments.search.evaluators import EvaluatorConfig, score_candidate
+from effnet.experiments.search.space import SearchSpace
+from effnet.experiments.study.stats import kendall_tau_b, kendall_tau_interval
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common.run_log import RunLog  # noqa: E402

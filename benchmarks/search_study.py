@@ -3,14 +3,14 @@
     python benchmarks/search_study.py --out benchmarks/results/search_study --work /tmp/effnet-search-study
 
 Phase "search": for each strategy (ppo, reinforce, random, evolution) and seed, an
-`effnet.search` run with the same space, proxy evaluator, reward and trial budget; candidates run
+`effnet.experiments.search` run with the same space, proxy evaluator, reward and trial budget; candidates run
 as Ray tasks on this machine (one Ray runtime for the whole study, 1 torch thread per worker).
 Each run lives in its own directory under --work and is resumable (re-running the script
 continues where it stopped).
 
 Phase "final": the best architecture found over all runs is trained longer on fresh data
 (another data seed: new training images and a held-out set no search run has seen) and compared
-with EfficientNet-B0 compound-scaled (phi from `effnet.scaling.scale_to_macs`) to the same MACs.
+with EfficientNet-B0 compound-scaled (phi from `effnet.core.scaling.scale_to_macs`) to the same MACs.
 
 Writes search_study.json, search_study.md, search_study_rewards.png and search_study_pareto.png.
 The proxy task is small (see the settings written with the results): rankings measured on it are
@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from effnet._io import atomic_write_text
-from effnet.profile import profile_spec
-from effnet.search import EvaluatorConfig, SearchConfig, SearchSpace, run_search
-from effnet.search.evaluators import score_candidate
-from effnet.search.report import pareto_front, plot_pareto, plot_rewards, top_k
-from effnet.spec import NetSpec
+from effnet.core.profile import profile_spec
+from effnet.core.spec import NetSpec
+from effnet.experiments.search import EvaluatorConfig, SearchConfig, SearchSpace, run_search
+from effnet.experiments.search.evaluators import score_candidate
+from effnet.experiments.search.report import pareto_front, plot_pareto, plot_rewards, top_k
+from effnet.experiments.trials import ray_session
 from effnet.train.config import GENERATED_DATASETS
-from effnet.trials import ray_session
 
 STRATEGIES = ("ppo", "reinforce", "random", "evolution")
 # The study's skeleton: B0's first four stages (Table 1 rows 1-4, output stride 16) and a 320-channel head.
@@ -185,8 +185,8 @@ def b0_at_macs(args: argparse.Namespace, macs: float) -> tuple[NetSpec, float, i
     """
     import warnings
 
-    from effnet.scaling import scale_to_macs
-    from effnet.zoo import get_spec
+    from effnet.core.scaling import scale_to_macs
+    from effnet.core.zoo import get_spec
 
     base_resolution = args.resolution
     b0 = get_spec("efficientnet_b0").replace(num_classes=args.classes, dropout=0.1)
@@ -205,7 +205,7 @@ def b0_at_macs(args: argparse.Namespace, macs: float) -> tuple[NetSpec, float, i
 
 def final_comparison(args: argparse.Namespace, best: dict[str, Any]) -> dict[str, Any]:
     """Train the best found net and B0 compound-scaled to its MACs longer, on fresh data, with several data seeds."""
-    from effnet.trials import TrialStore, run_trials
+    from effnet.experiments.trials import TrialStore, run_trials
 
     space = study_space(args)
     found = space.decode(best["encoding"]).replace(name="search_best")
@@ -266,8 +266,8 @@ def reevaluate(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], 
     The best of a search is selected on noisy proxy accuracies, so its reward is biased upwards
     (the winner's curse); fresh data shows how much of it, and whether the strategies' order holds.
     """
-    from effnet.search.reward import Reward
-    from effnet.trials import TrialStore, run_trials
+    from effnet.experiments.search.reward import Reward
+    from effnet.experiments.trials import TrialStore, run_trials
 
     reward = Reward.soft(target)
     picks = {}
@@ -312,8 +312,8 @@ def naswot_baseline(args: argparse.Namespace, target: float) -> list[dict[str, A
     architectures scored by NASWOT with no training, reward = score x the same MACs term; the best is then trained
     once by the search's own proxy, so its reward sits on the strategies' scale. One training per seed instead of
     --trials."""
-    from effnet.search.reward import Reward
-    from effnet.trials import TrialStore, run_trials
+    from effnet.experiments.search.reward import Reward
+    from effnet.experiments.trials import TrialStore, run_trials
 
     if args.naswot_candidates < 1:
         return []
@@ -357,7 +357,7 @@ def naswot_baseline(args: argparse.Namespace, target: float) -> list[dict[str, A
 def strategy_comparisons(runs: dict[str, list[dict[str, Any]]], naswot: list[dict[str, Any]]) -> list[str]:
     """Each strategy's best reward minus random search's, paired by seed, with its t-interval and the smallest
     difference these seeds could detect."""
-    from effnet.study.stats import detectable_difference, paired_difference
+    from effnet.experiments.study.stats import detectable_difference, paired_difference
 
     best = {s: {r["seed"]: r["best"]["reward"] for r in items if r["best"]} for s, items in runs.items()}
     if naswot:
@@ -430,7 +430,7 @@ def reading(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], sum
 
 def final_reading(final: dict[str, Any], target: float) -> list[str]:
     """What the longer trainings say, with the rewards they imply."""
-    from effnet.search.reward import Reward
+    from effnet.experiments.search.reward import Reward
 
     nets = {k: v for k, v in final["nets"].items() if v["accuracy_mean"] is not None}
     reward = Reward.soft(target)
@@ -632,7 +632,7 @@ def load_runs(args: argparse.Namespace) -> tuple[dict[str, list[dict[str, Any]]]
 
 def load_final(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], target: float) -> dict[str, Any] | None:
     """The final trainings and re-evaluations finished so far (read from their trial stores), or None."""
-    from effnet.search.reward import Reward
+    from effnet.experiments.search.reward import Reward
 
     path = Path(args.work) / "final" / "trials.json"
     if not path.exists():

@@ -16,7 +16,7 @@ TINY_SPEC = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e3_c24_se0.25-ir_r2_k5_s2_e3_
 
 def save_tiny_spec(folder: Path, resolution: int) -> str:
     """TINY_SPEC as `folder/tiny.json` at `resolution` px; returns the path."""
-    from effnet.spec import NetSpec
+    from effnet.core.spec import NetSpec
 
     path = folder / "tiny.json"
     NetSpec.from_string(TINY_SPEC, stem_channels=16, head_channels=128, resolution=resolution, dropout=0.1, name="tiny").save(path)
@@ -95,7 +95,7 @@ def _tiny_photo_task(root: Path, train: int = 16, val: int = 8) -> Path:
     """A 3-class task of crops, flips and colour changes of the bundled CC0 photos (cat, coffee, rocket)."""
     from PIL import Image, ImageEnhance, ImageOps
 
-    from effnet.predict import sample_images
+    from effnet.models.predict import sample_images
 
     rng = random.Random(0)
     for path in sample_images():

@@ -1,4 +1,4 @@
-"""`effnet.allocator`: with the tuning, freed tensors go back to the OS; without it (glibc defaults) they stay resident.
+"""`effnet.models.allocator`: with the tuning, freed tensors go back to the OS; without it (glibc defaults) they stay resident.
 
 Each case runs in a fresh interpreter, because PyTorch reads its huge-page setting once, at
 the first allocation, and glibc's mmap threshold is per process.
@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     mode = sys.argv[1]
     if mode != "default":
-        from effnet.allocator import tune_cpu_allocator
+        from effnet.models.allocator import tune_cpu_allocator
     if mode == "late":
         import torch
         warm = torch.ones(1000)  # PyTorch has allocated before the tuning: it cannot take effect

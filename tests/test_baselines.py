@@ -11,12 +11,12 @@ import torch
 from conftest import randomize_bn
 
 import effnet
-from effnet.model import feature_levels
-from effnet.profile import measure, profile_spec
-from effnet.scaling import scale
-from effnet.spec import NetSpec, SpecError, StageSpec
-from effnet.weights import WeightsError, convert_state_dict, detect_layout, load_state_dict
-from effnet.zoo import TABLE3_ROWS, get_spec
+from effnet.core.profile import measure, profile_spec
+from effnet.core.scaling import scale
+from effnet.core.spec import NetSpec, SpecError, StageSpec
+from effnet.core.zoo import TABLE3_ROWS, get_spec
+from effnet.models.model import feature_levels
+from effnet.models.weights import WeightsError, convert_state_dict, detect_layout, load_state_dict
 
 torchvision = pytest.importorskip("torchvision")
 

@@ -8,9 +8,18 @@ import json
 import pytest
 import torch
 
-from effnet.bench import TrainBenchConfig, format_markdown, format_report, plot_report, run_inference_bench, run_train_bench, write_report, write_results
-from effnet.bench.child import child_argv
-from effnet.bench.train_worker import measure_training, parse_args
+from effnet.experiments.bench import (
+    TrainBenchConfig,
+    format_markdown,
+    format_report,
+    plot_report,
+    run_inference_bench,
+    run_train_bench,
+    write_report,
+    write_results,
+)
+from effnet.experiments.bench.child import child_argv
+from effnet.experiments.bench.train_worker import measure_training, parse_args
 
 pytest.importorskip("timm")
 pytest.importorskip("torchvision")
@@ -113,10 +122,10 @@ def test_train_worker_runs_lean_steps():
 
 def test_workers_take_named_options():
     options = {"config": "effnet+ckpt", "batch_size": 2, "resolution": 32, "threads": 1, "warmup": 1, "steps": 1, "device": "cpu", "amp": None}
-    argv = child_argv("effnet.bench.train_worker", options | {"channels_last": True})
-    assert argv[1:3] == ["-m", "effnet.bench.train_worker"] and "--amp" not in argv and argv[-1] == "--channels-last"
+    argv = child_argv("effnet.experiments.bench.train_worker", options | {"channels_last": True})
+    assert argv[1:3] == ["-m", "effnet.experiments.bench.train_worker"] and "--amp" not in argv and argv[-1] == "--channels-last"
     assert vars(parse_args(argv[3:])) == options | {"channels_last": True}
-    assert child_argv("effnet.bench.aot_child", {"package": "b0.pt2", "shape": [32, 3, 224, 224]})[3:] == [
+    assert child_argv("effnet.experiments.bench.aot_child", {"package": "b0.pt2", "shape": [32, 3, 224, 224]})[3:] == [
         "--package",
         "b0.pt2",
         "--shape",

@@ -15,9 +15,9 @@ from PIL import Image
 
 import effnet
 from effnet.cli import main
-from effnet.predict import Prediction, load_class_names, predict, sample_images
-from effnet.weights import load_file
-from effnet.zoo import list_models
+from effnet.core.zoo import list_models
+from effnet.models.predict import Prediction, load_class_names, predict, sample_images
+from effnet.models.weights import load_file
 
 # Accepted top-1 labels per bundled photo (ImageNet has several near-synonyms).
 EXPECTED = {
@@ -290,7 +290,7 @@ def test_console_script_reports_errors_without_traceback() -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_export_onnx_and_torchscript(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from effnet.export import read_metadata
+    from effnet.models.export import read_metadata
 
     onnx_file = tmp_path / "lite0.onnx"
     code, out, err = run(capsys, "export", "efficientnet_lite0", "--format", "onnx", "--resolution", "64", "--static-batch", "--output", str(onnx_file))
@@ -334,9 +334,9 @@ def test_bench_tiny_run_writes_results(capsys: pytest.CaptureFixture[str], tmp_p
 
 
 def test_scale_prints_and_writes_a_trainable_spec(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from effnet.profile import profile_spec
-    from effnet.scaling import compound
-    from effnet.spec import NetSpec
+    from effnet.core.profile import profile_spec
+    from effnet.core.scaling import compound
+    from effnet.core.spec import NetSpec
 
     out = tmp_path / "b0_phi1.json"
     assert main(["scale", "b0", "--phi", "1", "--out", str(out), "--name", "b0_phi1"]) == 0

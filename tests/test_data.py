@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from effnet.core.preprocessing import Preprocessing
 from effnet.data import DataError, SeededTransform, build_datasets, collate_skip_bad, eval_transform, image_folder_splits, load_image, train_transform
 from effnet.data.synthetic import BAND_PERIODS, SyntheticProxy
-from effnet.preprocessing import Preprocessing
 
 # ---------------------------------------------------------------- synthetic task
 
@@ -167,7 +167,7 @@ def _phone_photo(path: Path) -> Image.Image:
 
 def test_exif_rotated_photo_gives_the_same_upright_tensor_in_training_and_prediction(tmp_path: Path) -> None:
     """One reader for every path: a phone photo is turned upright for training, evaluation, pseudo-labelling and prediction."""
-    from effnet.predict import predict
+    from effnet.models.predict import predict
 
     for name in ("a", "b"):
         _jpeg(tmp_path / "train" / name / "0.jpg", (10, 200, 30))
@@ -201,8 +201,8 @@ def test_exif_rotated_photo_gives_the_same_upright_tensor_in_training_and_predic
 def test_one_image_suffix_list_for_every_path(tmp_path: Path) -> None:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from effnet.images import IMAGE_SUFFIXES
-    from effnet.predict import expand_inputs
+    from effnet.core.images import IMAGE_SUFFIXES
+    from effnet.models.predict import expand_inputs
 
     assert set(IMG_EXTENSIONS) <= set(IMAGE_SUFFIXES)  # every file torchvision's ImageFolder takes
     assert set(IMAGE_SUFFIXES) <= set(Image.registered_extensions())  # and PIL reads them all

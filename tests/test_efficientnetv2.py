@@ -14,14 +14,14 @@ from conftest import max_logit_difference, randomize_bn
 from torch import nn
 
 import effnet
-from effnet.nn.blocks import FusedMBConv
-from effnet.nn.lean import use_memory_efficient_ops
-from effnet.parts import block_parts
-from effnet.profile import measure, profile_spec
-from effnet.scaling import round_filters, scale, v2_scale
-from effnet.spec import NetSpec, SpecError, StageSpec
-from effnet.weights import WeightsError, detect_layout, module_map
-from effnet.zoo import EFFICIENTNETV2_B_TABLE, efficientnetv2_spec, get_info, get_spec
+from effnet.core.parts import block_parts
+from effnet.core.profile import measure, profile_spec
+from effnet.core.scaling import round_filters, scale, v2_scale
+from effnet.core.spec import NetSpec, SpecError, StageSpec
+from effnet.core.zoo import EFFICIENTNETV2_B_TABLE, efficientnetv2_spec, get_info, get_spec
+from effnet.models.nn.blocks import FusedMBConv
+from effnet.models.nn.lean import use_memory_efficient_ops
+from effnet.models.weights import WeightsError, detect_layout, module_map
 
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
@@ -313,7 +313,7 @@ def test_onnx_export_of_v2_s_matches_onnxruntime(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
-    from effnet.export import export_onnx
+    from effnet.models.export import export_onnx
 
     model = randomize_bn(effnet.create_model("efficientnetv2_s"))
     path = export_onnx(model, tmp_path / "v2s.onnx", resolution=128, verify=False)  # checked below, at another batch size

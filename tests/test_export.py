@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import effnet
-from effnet.export import ExportError, export_onnx, export_torchscript
+from effnet.models.export import ExportError, export_onnx, export_torchscript
 
 RES = 64  # small inputs keep every test well under a second of inference on 2 cores
 ONNX_ATOL = 1e-4
@@ -120,7 +120,7 @@ def test_onnx_features_only_legacy_opset(tmp_path):
 
 def test_onnx_verification_reports_mismatch(b0_onnx):
     """Verification of a file against a model it does not reproduce fails, saying by how much."""
-    from effnet.export import _verify_onnx
+    from effnet.models.export import _verify_onnx
 
     other = calibrated()
     with torch.no_grad():

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import effnet
-from effnet.fast import (
+from effnet.models.fast import (
     CompiledModelError,
     FusedConvAct,
     InferenceConvBnAct,
@@ -38,8 +38,8 @@ from effnet.fast import (
     strip_regularisation,
     use_inference_kernels,
 )
-from effnet.nn.layers import ConvBnAct, SqueezeExcite
-from effnet.nn.lean import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
+from effnet.models.nn.layers import ConvBnAct, SqueezeExcite
+from effnet.models.nn.lean import BnActFunction, GateFunction, LeanConvBnAct, LeanSqueezeExcite, revert_memory_efficient_ops, use_memory_efficient_ops
 
 TINY = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25"
 
@@ -185,7 +185,7 @@ def test_compiled_model_runs_large_batches_in_micro_batches():
     with torch.no_grad():
         expected = model(x)
     fast = optimize(model, compile=True)
-    assert fast.micro_batch == effnet.fast.CPU_MICRO_BATCH == 8  # automatic on the CPU
+    assert fast.micro_batch == effnet.models.fast.CPU_MICRO_BATCH == 8  # automatic on the CPU
     seen = []
 
     def compiled(part: torch.Tensor) -> torch.Tensor:  # stands in for the torch.compile'd runner (no compiling in a unit test)
@@ -377,7 +377,7 @@ def test_lean_ops_keep_state_dict_and_eval_outputs_and_revert():
 
 
 def test_lean_model_scripts_and_exports_to_onnx(tmp_path):
-    from effnet.export import export_onnx, export_torchscript
+    from effnet.models.export import export_onnx, export_torchscript
 
     model = randomize_bn(effnet.build(TINY, num_classes=5))
     use_memory_efficient_ops(model)
@@ -440,7 +440,7 @@ def test_saved_compiled_model_reloads_in_a_new_process(tmp_path):
     child = textwrap.dedent(
         f"""
         import torch
-        from effnet.fast import load_compiled
+        from effnet.models.fast import load_compiled
         model = load_compiled({str(compiled.path)!r})
         torch.save(model(torch.load({str(tmp_path / "x.pt")!r}, weights_only=True)), {str(tmp_path / "y.pt")!r})
         """
@@ -448,9 +448,9 @@ def test_saved_compiled_model_reloads_in_a_new_process(tmp_path):
     subprocess.run([sys.executable, "-c", child], check=True, timeout=120)
     torch.testing.assert_close(torch.load(tmp_path / "y.pt", weights_only=True), expected, atol=1e-4, rtol=1e-4)
     # the benchmark's child process loads the same package and times itself
-    from effnet.bench.child import run_child
+    from effnet.experiments.bench.child import run_child
 
-    timed = run_child("effnet.bench.aot_child", {"package": compiled.path, "shape": [2, 3, 32, 32], "threads": 1}, 1, "AOT load", 120)
+    timed = run_child("effnet.experiments.bench.aot_child", {"package": compiled.path, "shape": [2, 3, 32, 32], "threads": 1}, 1, "AOT load", 120)
     assert timed["import_s"] > 0 and timed["load_to_first_batch_s"] > 0 and len(timed["later_batches_s"]) == 3 and timed["first_batch_at"] > 0
 
     # a package made by another torch version is refused with a clear message
@@ -469,7 +469,7 @@ def test_effnet_train_with_memory_efficient_ops_matches_plain_training(tmp_path)
     SGD, not the proxy preset's AdamW: Adam divides by the gradient's running RMS, which turns float32 rounding in
     near-zero gradients (e.g. the bias of a BN followed by another BN-normalised path) into full-size steps.
     """
-    from effnet.spec import NetSpec
+    from effnet.core.spec import NetSpec
     from effnet.train import config as train_config
     from effnet.train.trainer import train
 
@@ -492,8 +492,8 @@ def test_memory_efficient_ops_with_compile_use_the_compilers_budget_and_give_the
     `--memory-efficient-ops --compile` swaps nothing in and compiles with the partitioner's activation memory budget."""
     import torch._functorch.config as functorch_config
 
-    from effnet.nn.lean import COMPILED_ACTIVATION_MEMORY_BUDGET, compiled_memory_budget
-    from effnet.spec import NetSpec
+    from effnet.core.spec import NetSpec
+    from effnet.models.nn.lean import COMPILED_ACTIVATION_MEMORY_BUDGET, compiled_memory_budget
     from effnet.train import config as train_config
     from effnet.train.trainer import Trainer
 
@@ -514,7 +514,7 @@ def test_memory_efficient_ops_with_compile_use_the_compilers_budget_and_give_the
 
 @pytest.mark.slow
 def test_compiling_under_the_memory_budget_gives_the_plain_gradients():
-    from effnet.nn.lean import compiled_memory_budget
+    from effnet.models.nn.lean import compiled_memory_budget
 
     model = randomize_bn(effnet.build(TINY, num_classes=10, drop_path_rate=0.0, dropout=0.0)).train()
     compiled_copy = copy.deepcopy(model)

@@ -23,11 +23,11 @@ from safetensors.torch import load_file
 from effnet._io import WriteError, atomic_write_text
 from effnet._lock import LOCK_NAME, DirectoryInUse, lock_directory
 from effnet.cli import main
-from effnet.exit_status import WRITE_FAILED
+from effnet.cli.exit_status import WRITE_FAILED
+from effnet.experiments.trials import Experiment, Trial, TrialsError, TrialStore, run_trials
 from effnet.train import train
 from effnet.train.checkpoint import PREVIOUS_NAME, load_checkpoint, save_checkpoint
 from effnet.train.distributed import is_main_process
-from effnet.trials import Experiment, Trial, TrialsError, TrialStore, run_trials
 
 # a process that holds a directory's lock until its stdin closes, then writes a file there, as a run's last act
 HOLD = textwrap.dedent(
@@ -162,7 +162,7 @@ def test_a_full_disk_at_a_checkpoint_says_so_keeps_the_last_one_and_resume_conti
 
 def test_real_writers_hitting_a_size_limit_give_the_same_clear_error(tmp_path):
     """torch.save's C++ writer and safetensors' Rust writer fail for real (RLIMIT_FSIZE: EFBIG, as ENOSPC would)."""
-    from effnet.weights import save_file
+    from effnet.models.weights import save_file
 
     state = {"w": torch.zeros(100_000)}
     save_checkpoint(tmp_path / "last.pt", {"model": {}, "global_step": 1})

@@ -12,14 +12,14 @@ import torch
 
 import effnet
 from effnet.cli import main
-from effnet.predict import sample_images
+from effnet.models.predict import sample_images
 from effnet.train.finetune import BATCH_RANGE, MIN_STEPS_PER_EPOCH, WARMUP_FRACTION, finetune_values, plan_finetune
 
 
 def _photo_batch(resolution: int = 224) -> torch.Tensor:
     from PIL import Image
 
-    prep = effnet.zoo.get_preprocessing("efficientnet_lite0").replace(resolution=resolution)
+    prep = effnet.core.zoo.get_preprocessing("efficientnet_lite0").replace(resolution=resolution)
     return torch.stack([prep.eval_transform()(Image.open(path)) for path in sample_images()])
 
 
@@ -93,7 +93,7 @@ def test_eval_of_a_pretrained_folder_run_equals_training_validation(tuned_run: t
 
 
 def test_fixres_adapts_statistics_and_head_only(tuned_run: tuple[Path, str], capsys) -> None:
-    from effnet.weights import load_file
+    from effnet.models.weights import load_file
 
     run, printed = tuned_run
     outcome = json.loads((run / "fixres.json").read_text())
@@ -145,14 +145,14 @@ def test_finetune_prepares_the_run_once_and_trains_the_network_it_measured(tiny_
     """The folder is scanned once and the pretrained network built once, for the plan, the separability measure and the
     trainer; the trainer then starts exactly as one that built everything itself (same weights, same RNG state)."""
     import effnet.data
-    import effnet.factory
+    import effnet.models.factory
     from effnet.train.finetune import prepare_finetune
     from effnet.train.trainer import Trainer
 
     scans, builds = [], []
-    real_scan, real_create = effnet.data.image_folder_splits, effnet.factory.create_model
+    real_scan, real_create = effnet.data.image_folder_splits, effnet.models.factory.create_model
     monkeypatch.setattr(effnet.data, "image_folder_splits", lambda root, **k: scans.append(str(root)) or real_scan(root, **k))
-    monkeypatch.setattr(effnet.factory, "create_model", lambda name, **k: builds.append(name) or real_create(name, **k))
+    monkeypatch.setattr(effnet.models.factory, "create_model", lambda name, **k: builds.append(name) or real_create(name, **k))
     given = {"data_dir": str(tiny_photos), "resolution": 64, "epochs": 1, "workers": 0, "progress": False, "out_dir": str(tmp_path / "run")}
     run, plan = prepare_finetune(given)
     measured = run.model()

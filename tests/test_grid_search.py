@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from effnet.saved_options import ResumeError, short
-from effnet.spec import NetSpec, SpecError
-from effnet.study.grid import grid_candidates, grid_search
-from effnet.trials import TrialsError
+from effnet.core.spec import NetSpec, SpecError
+from effnet.experiments.saved_options import ResumeError, short
+from effnet.experiments.study.grid import grid_candidates, grid_search
+from effnet.experiments.trials import TrialsError
 
 TESTS = Path(__file__).parent
 # a small baseline: the grid search never builds it when the evaluator is fake
@@ -74,7 +74,7 @@ def test_finds_the_known_best_and_ranks(tmp_path, capsys):
     assert saved["best"] == {"alpha": 1.2, "beta": 1.1, "gamma": 1.15} and saved["candidates"] == len(grid)
     assert "**Best: α = 1.2, β = 1.1, γ = 1.15**" in (tmp_path / "grid.md").read_text()
     # each candidate's spec is the baseline compound-scaled with φ = 1
-    from effnet.scaling import compound
+    from effnet.core.scaling import compound
 
     assert best.spec == compound(BASELINE, 1.0, *OPTIMUM)
 
@@ -95,7 +95,7 @@ SEARCH_SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_grid_search import BASELINE, fake_accuracy
-    from effnet.study.grid import grid_search
+    from effnet.experiments.study.grid import grid_search
     grid_search(BASELINE, evaluate=fake_accuracy, step=0.1, tolerance=0.1, workers=1, progress=False, out_dir={out!r},
                 resume={resume}, train={{"log": {log!r}, "sleep": 0.25}}, log=None)
     """
@@ -174,7 +174,7 @@ def test_bad_input_is_explained(tmp_path):
 
 def _parser() -> argparse.ArgumentParser:
     """The study commands under a parser made the way effnet.cli makes its own."""
-    from effnet.study.commands import add_study_commands
+    from effnet.experiments.study.commands import add_study_commands
 
     parser = argparse.ArgumentParser(prog="effnet")
     sub = parser.add_subparsers(dest="command")

@@ -19,11 +19,11 @@ from torch import nn
 
 import effnet
 from effnet.cli import main
+from effnet.core.preprocessing import Preprocessing
 from effnet.data.folders import load_image
 from effnet.int8 import QuantizeError, compare, labelled_folder, load_int8, quantize
 from effnet.int8.rule import KINDS
-from effnet.preprocessing import Preprocessing
-from effnet.weights import save_file
+from effnet.models.weights import save_file
 
 pytest.importorskip("onnxruntime")
 
@@ -157,8 +157,8 @@ def test_quantize_command_errors_are_one_line(tmp_path, capsys):
 
 
 def test_the_rule_finds_the_stem_behind_tf_same_padding(tmp_path):
-    from effnet.export import export_onnx
     from effnet.int8.rule import float_layers
+    from effnet.models.export import export_onnx
 
     spec = effnet.NetSpec.from_string(TINY, resolution=32, num_classes=3, padding="tf_same")
     path = export_onnx(randomize_bn(effnet.build(spec, head_init="tf")), tmp_path / "tf.onnx", opset=17, verify=False)
@@ -172,7 +172,7 @@ def test_the_rule_finds_the_stem_behind_tf_same_padding(tmp_path):
 def test_fused_swish_computes_the_same_as_sigmoid_times_input(tmp_path):
     import onnxruntime
 
-    from effnet.export import export_onnx
+    from effnet.models.export import export_onnx
     from effnet.int8.rule import float_layers, fuse_swish
 
     spec = effnet.NetSpec.from_string(TINY, resolution=32, num_classes=3)

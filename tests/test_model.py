@@ -7,7 +7,7 @@ import torch
 from torchvision.ops import StochasticDepth
 
 import effnet
-from effnet.model import feature_levels
+from effnet.models.model import feature_levels
 
 
 def test_features_only_returns_five_maps_at_reported_strides() -> None:
@@ -195,8 +195,8 @@ def test_dropout_and_timms_drop_rate_are_one_setting() -> None:
 
 
 def test_zero_init_residuals_start_every_skip_block_as_its_shortcut() -> None:
-    from effnet.model import zero_init_residuals
-    from effnet.nn.blocks import Bottleneck, _Residual
+    from effnet.models.model import zero_init_residuals
+    from effnet.models.nn.blocks import Bottleneck, _Residual
 
     # every block kind, each with a stride-1 repeat that has an identity skip, and one block without a skip
     blocks = "ds_r2_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-fused_r2_k3_s1_e4_c24-cv_r2_k3_s1_c24_se0.25-sep_r2_k3_s1_c24-bt_r2_k3_s2_e4_c32-ir_r2_k3_s1_e6_c32_noskip"

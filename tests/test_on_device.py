@@ -9,10 +9,10 @@ import pytest
 import torch
 from torchvision.transforms import v2 as T
 
+from effnet.core.preprocessing import Preprocessing
+from effnet.core.spec import NetSpec
 from effnet.data import build_datasets
 from effnet.data.on_device import crop_boxes, on_device_data
-from effnet.preprocessing import Preprocessing
-from effnet.spec import NetSpec
 from effnet.train import preset, train
 
 

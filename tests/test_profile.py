@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import effnet
-from effnet.model import build
-from effnet.profile import measure
+from effnet.core.profile import measure
+from effnet.models.model import build
 
 # torchvision's published parameter counts (equal to timm's); paper Table 2: params (M) and FLOPS (B).
 TABLE_2 = {

@@ -32,7 +32,7 @@ def test_stage_values_are_algorithm_1s_linear_interpolation() -> None:
 
 
 def _config(out_dir: Path, **changes):
-    from effnet.spec import NetSpec
+    from effnet.core.spec import NetSpec
 
     spec = NetSpec.from_string(TINY, stem_channels=16, head_channels=64, resolution=64, dropout=0.3, name="tiny")
     values = {
@@ -57,7 +57,7 @@ def _config(out_dir: Path, **changes):
 
 
 def test_the_trainer_follows_the_stages_and_evaluates_at_the_final_size(tmp_path: Path, monkeypatch) -> None:
-    from effnet.model import EfficientNet
+    from effnet.models.model import EfficientNet
 
     seen: list[tuple[bool, int, float]] = []
     forward = EfficientNet.forward

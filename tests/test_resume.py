@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from effnet.resume import ResumableOptions
-from effnet.saved_options import OPTIONS_FILE, ResumeError, save_options
+from effnet.cli.resume import ResumableOptions
+from effnet.experiments.saved_options import OPTIONS_FILE, ResumeError, save_options
 
 
 def _command() -> tuple[ResumableOptions, argparse.ArgumentParser]:

@@ -13,7 +13,7 @@ import torch
 
 import effnet
 from effnet.cli import main
-from effnet.weights import WeightsError, load_file, save_file
+from effnet.models.weights import WeightsError, load_file, save_file
 
 CLASSES = ["cat", "coffee", "rocket"]  # the tiny photo task's folders, the tuned run's classes
 
@@ -25,9 +25,9 @@ def _val_images(photos: Path) -> list[Path]:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnx_export_of_a_run_predicts_its_classes_as_predict_run_does(tuned_run: tuple[Path, str], tiny_photos: Path, capsys) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    from effnet.export import read_metadata
-    from effnet.predict import read_image
-    from effnet.preprocessing import Preprocessing
+    from effnet.core.preprocessing import Preprocessing
+    from effnet.models.export import read_metadata
+    from effnet.models.predict import read_image
 
     run, _ = tuned_run
     images = _val_images(tiny_photos)
@@ -105,7 +105,7 @@ def test_weights_that_fit_load_whole_and_missing_tensors_are_named(tuned_run: tu
 
 
 def test_export_refuses_class_names_that_do_not_match_the_outputs(tmp_path: Path) -> None:
-    from effnet.export import ExportError, export_onnx
+    from effnet.models.export import ExportError, export_onnx
 
     model = effnet.create_model("efficientnet_lite0")
     model.class_names = CLASSES  # as a run's, but the model has an ImageNet classifier
@@ -134,7 +134,7 @@ def test_the_readme_api_lines_run_from_anywhere(tmp_path: Path, monkeypatch) -> 
     namespace: dict = {}
     with torch.no_grad():
         exec(compile("\n\n".join(offline), "README.md", "exec"), namespace)  # noqa: S102 - our own README
-    from effnet.predict import load_class_names
+    from effnet.models.predict import load_class_names
 
     probs = namespace["probs"]
     assert probs.shape == (1, 1000) and np.isclose(probs.sum().item(), 1.0, atol=1e-5)

@@ -8,8 +8,8 @@ import warnings
 import pytest
 
 import effnet
-from effnet.scaling import compound, compound_multipliers, round_filters, round_repeats, scale, scale_along, scale_to_macs, solve_multiplier, solve_phi
-from effnet.spec import SpecError
+from effnet.core.scaling import compound, compound_multipliers, round_filters, round_repeats, scale, scale_along, scale_to_macs, solve_multiplier, solve_phi
+from effnet.core.spec import SpecError
 
 
 def test_round_filters_matches_reference_rule() -> None:

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from effnet.core.profile import measure, profile_spec
+from effnet.core.spec import NetSpec
+from effnet.core.zoo import get_spec
 from effnet.data import DataError
-from effnet.model import build
-from effnet.profile import measure, profile_spec
-from effnet.saved_options import ResumeError
-from effnet.search import (
+from effnet.experiments.saved_options import ResumeError
+from effnet.experiments.search import (
     DIMENSIONS,
     EvaluatorConfig,
     Reward,
@@ -34,12 +35,11 @@ from effnet.search import (
     make_strategy,
     run_search,
 )
-from effnet.search.commands import add_search_commands
-from effnet.search.evaluators import score_candidate
-from effnet.search.report import pareto_front
-from effnet.search.space import parse_op
-from effnet.spec import NetSpec
-from effnet.zoo import get_spec
+from effnet.experiments.search.commands import add_search_commands
+from effnet.experiments.search.evaluators import score_candidate
+from effnet.experiments.search.report import pareto_front
+from effnet.experiments.search.space import parse_op
+from effnet.models.model import build
 
 # EfficientNet-B0 in the default space: per stage (op, kernel, se, skip, filters, layers) as choice indices;
 # ops are (cv, ds, ir3, ir6), kernels (3, 5), se (0, 0.25), skip (yes, no), filters (0.75, 1, 1.25), layers (-1, 0, +1).
@@ -316,7 +316,7 @@ def _search_script(directory: Path, config: SearchConfig) -> str:
     return textwrap.dedent(
         f"""
         import json
-        from effnet.search import SearchConfig, run_search
+        from effnet.experiments.search import SearchConfig, run_search
         config = SearchConfig.from_dict(json.loads({json.dumps(json.dumps(config.to_dict()))}))
         run_search(config, {str(directory)!r}, log=lambda line: None, report=False)
         """

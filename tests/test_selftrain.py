@@ -21,13 +21,13 @@ from conftest import save_tiny_spec
 
 from effnet.cli import main
 from effnet.data import DataError, MixedSources, SourceMix, batch_split
-from effnet.saved_options import ResumeError
-from effnet.selftrain import Budget, LabelRecord, Noise, NoisyStudentConfig, balanced_counts, label_images, read_labels, run_noisy_student, select
-from effnet.selftrain.balance import default_target
-from effnet.selftrain.runner import NoisyStudentError
+from effnet.experiments.saved_options import ResumeError
+from effnet.experiments.selftrain import Budget, LabelRecord, Noise, NoisyStudentConfig, balanced_counts, label_images, read_labels, run_noisy_student, select
+from effnet.experiments.selftrain.balance import default_target
+from effnet.experiments.selftrain.runner import NoisyStudentError
+from effnet.experiments.trial_store import TrialStore
 from effnet.train import TrainConfig, train
 from effnet.train.rundir import load_run_model
-from effnet.trial_store import TrialStore
 
 CLASSES = ("blue", "green", "red")
 COLOURS = {"blue": (40, 60, 200), "green": (40, 180, 60), "red": (210, 50, 40)}
@@ -234,12 +234,12 @@ def test_every_batch_mixes_the_two_sources_at_the_ratio() -> None:
 def test_the_student_trains_with_noise_on_labelled_and_pseudo_labelled_images(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path) -> None:
     from torchvision.transforms import v2
 
-    from effnet.selftrain import student_config
+    from effnet.experiments.selftrain import student_config
     from effnet.train.trainer import Trainer
 
     label_images(teacher_run, task / "unlabeled", tmp_path / "labels.jsonl", batch_size=8, workers=0, progress=False)
     selection = select(read_labels(tmp_path / "labels.jsonl"), 3, threshold=0.0)
-    from effnet.selftrain.balance import write_selection
+    from effnet.experiments.selftrain.balance import write_selection
 
     write_selection(selection, tmp_path / "selected.jsonl", list(CLASSES))
     pseudo = len(selection.records)
@@ -316,7 +316,7 @@ def test_sigkill_during_labelling_resumes_without_redoing_finished_chunks(teache
     script = textwrap.dedent(
         f"""
         import time, torch
-        from effnet.selftrain.labels import label_images
+        from effnet.experiments.selftrain.labels import label_images
         from effnet.train.rundir import load_run_model
         model = load_run_model({str(teacher_run)!r})
         model.register_forward_pre_hook(lambda module, inputs: time.sleep(0.3))
@@ -349,7 +349,7 @@ def test_sigkill_during_a_student_epoch_resumes_from_the_iteration_state(teacher
     script = textwrap.dedent(
         f"""
         import time
-        from effnet.selftrain import Budget, NoisyStudentConfig, run_noisy_student
+        from effnet.experiments.selftrain import Budget, NoisyStudentConfig, run_noisy_student
         from effnet.train.trainer import Trainer
         step = Trainer._train_step
         def slow(self, micro_batches):
@@ -384,7 +384,7 @@ def test_torchrun_processes_share_the_labelling(teacher_run: Path, task: Path, t
         textwrap.dedent(
             f"""
             import os, torch.distributed as dist
-            from effnet.selftrain.labels import label_images
+            from effnet.experiments.selftrain.labels import label_images
             for name in ("two.jsonl", "again.jsonl"):  # the second pass reuses the process group of the first
                 summary = label_images({str(teacher_run)!r}, {str(task / "unlabeled")!r}, {str(tmp_path)!r} + "/" + name,
                                        batch_size=4, chunk_size=4, workers=0, device="cpu", progress=False)
@@ -449,15 +449,15 @@ def _config_literal(task: Path, teacher_run: Path, tiny_spec: str, out: Path) ->
 
 
 def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    import effnet.core.zoo
     import effnet.data
-    import effnet.selftrain.runner
-    import effnet.zoo
+    import effnet.experiments.selftrain.runner
 
     scans, resolved = [], []  # the labelled folder is scanned once, the student resolved once, for every training and evaluation
-    real_scan, real_resolve = effnet.data.image_folder_splits, effnet.zoo.resolve_spec
-    for module in (effnet.data, effnet.selftrain.runner):
+    real_scan, real_resolve = effnet.data.image_folder_splits, effnet.core.zoo.resolve_spec
+    for module in (effnet.data, effnet.experiments.selftrain.runner):
         monkeypatch.setattr(module, "image_folder_splits", lambda root, **k: scans.append(str(root)) or real_scan(root, **k))
-    monkeypatch.setattr(effnet.zoo, "resolve_spec", lambda name, *a, **k: resolved.append(str(name)) or real_resolve(name, *a, **k))
+    monkeypatch.setattr(effnet.core.zoo, "resolve_spec", lambda name, *a, **k: resolved.append(str(name)) or real_resolve(name, *a, **k))
     out = tmp_path / "ns"
     (tmp_path / "train.yaml").write_text("deterministic: true\nverbose: false\n")
     common = ["--resolution", "32", "--epochs", "1", "--batch-size", "8", "--label-batch-size", "8", "--workers", "0", "--no-progress"]
@@ -493,7 +493,7 @@ def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: P
 
 
 def test_bad_input_gets_a_clear_message(teacher_run: Path, task: Path, tiny_spec: str, tmp_path: Path, capsys) -> None:
-    from effnet.spec import NetSpec
+    from effnet.core.spec import NetSpec
 
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
@@ -511,8 +511,8 @@ def test_bad_input_gets_a_clear_message(teacher_run: Path, task: Path, tiny_spec
     smaller = tmp_path / "smaller.json"
     NetSpec.from_string("ds_r1_k3_s1_e1_c8", stem_channels=8, head_channels=32, resolution=32, name="smaller").save(smaller)
     with pytest.warns(UserWarning, match=r"the student .*smaller.json \(0\.00M parameters\) is smaller than the teacher \(0\.04M\)"):
-        from effnet.selftrain.recipe import resolve_network
-        from effnet.selftrain.runner import check_student_size
+        from effnet.experiments.selftrain.recipe import resolve_network
+        from effnet.experiments.selftrain.runner import check_student_size
 
         check_student_size(load_run_model(teacher_run).spec, resolve_network(str(smaller)), 3)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything was written
@@ -538,7 +538,7 @@ def test_no_noise_means_none() -> None:
 
 
 def test_the_default_noise_is_milder_on_small_labelled_sets() -> None:
-    from effnet.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
+    from effnet.experiments.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
 
     assert Noise().resolved(200) == SMALL_SET_NOISE == Noise(9.0, 0.2, 0.1)
     assert Noise().resolved(SMALL_SET_IMAGES - 1) == SMALL_SET_NOISE and Noise().resolved(SMALL_SET_IMAGES) == PAPER_NOISE == Noise(27.0, 0.5, 0.2)
@@ -550,7 +550,7 @@ def test_the_default_noise_is_milder_on_small_labelled_sets() -> None:
 
 def _forced_evaluation(monkeypatch, top1_by_run: dict[str, float]) -> None:
     """Real evaluations, with top-1 replaced for the runs whose path ends with a key: a student made to lose or win."""
-    from effnet.selftrain import runner
+    from effnet.experiments.selftrain import runner
 
     real = runner.evaluate_run
 
@@ -613,7 +613,7 @@ def test_steps_budget_is_the_number_of_optimizer_steps_trained(task: Path, tiny_
     """--steps 8 with 3 steps per epoch (24 labelled images at batch 8) trains 8 steps, not 3 epochs x 3 = 9."""
     import dataclasses
 
-    from effnet.selftrain.recipe import teacher_config
+    from effnet.experiments.selftrain.recipe import teacher_config
 
     config, line = teacher_config(
         "efficientnet_lite0", labeled=str(task / "labeled"), images=24, out_dir=str(tmp_path / "t"), budget=Budget(steps=8, batch_size=8), extra=tiny_options()
@@ -662,9 +662,9 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(teacher
     import os
 
     from effnet.cli import build_parser
-    from effnet.saved_options import save_options
-    from effnet.selftrain.commands import _config
-    from effnet.selftrain.runner import _Steps
+    from effnet.experiments.saved_options import save_options
+    from effnet.experiments.selftrain.commands import _config
+    from effnet.experiments.selftrain.runner import _Steps
 
     parse = build_parser().parse_args
     out = tmp_path / "ns"

@@ -13,7 +13,7 @@ from torchvision.datasets import ImageFolder
 
 from effnet.data import build_datasets
 from effnet.data.shapes import CHUNK, MAX_CLASSES, ShapesTask, class_factors, render
-from effnet.proxy import task_classes
+from effnet.experiments.proxy import task_classes
 from effnet.train.config import TrainConfig
 
 

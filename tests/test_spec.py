@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import effnet
-from effnet.spec import NetSpec, SpecError, StageSpec
+from effnet.core.spec import NetSpec, SpecError, StageSpec
 
 
 def test_block_string_round_trip_for_every_variant() -> None:
@@ -89,7 +89,7 @@ def test_save_and_load(tmp_path) -> None:
 def test_bottleneck_ratio_is_a_reduction() -> None:
     import dataclasses
 
-    from effnet.parts import site_parts
+    from effnet.core.parts import site_parts
 
     stage = StageSpec(block="bt", repeats=2, kernel=3, stride=2, reduction=4, out_channels=256, se_ratio=0.0)
     assert stage == StageSpec.from_string("bt_r2_k3_s2_e4_c256")  # the block string keeps its e token

@@ -9,15 +9,15 @@ import os
 
 import pytest
 
-from effnet.profile import profile_spec
-from effnet.proxy import evaluate_candidate
-from effnet.spec import NetSpec
-from effnet.study.invocation import device_name
-from effnet.study.scaling_study import PRESETS, baseline_of, plan, run_study
-from effnet.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
-from effnet.study.stopping import _wall_estimate, stopping_decision
+from effnet.core.profile import profile_spec
+from effnet.core.spec import NetSpec
+from effnet.experiments.proxy import evaluate_candidate
+from effnet.experiments.study.invocation import device_name
+from effnet.experiments.study.scaling_study import PRESETS, baseline_of, plan, run_study
+from effnet.experiments.study.stats import _t_quantile_bisect, detectable_difference, mean_ci, paired_difference, seeds_for_half_width, t_quantile
+from effnet.experiments.study.stopping import _wall_estimate, stopping_decision
+from effnet.experiments.trials import TrialsError
 from effnet.train.config import PRESETS as PRESETS_TRAIN
-from effnet.trials import TrialsError
 
 TINY = dataclasses.replace(
     PRESETS["mini"],
@@ -277,8 +277,8 @@ def test_one_real_training_run(tmp_path):
 
 
 def test_verdict_says_when_nothing_was_learned():
-    from effnet.study.report import verdict
-    from effnet.study.scaling_study import StudyResult
+    from effnet.experiments.study.report import verdict
+    from effnet.experiments.study.scaling_study import StudyResult
 
     baseline = baseline_of(TINY, None, 4)
     points = plan(dataclasses.replace(TINY, width=(), depth=(), resolution=(), fig4_settings=()), baseline)
@@ -291,8 +291,8 @@ def test_verdict_says_when_nothing_was_learned():
 
 
 def test_verdict_names_the_smallest_detectable_difference_and_the_seeds_to_resolve():
-    from effnet.study.report import verdict
-    from effnet.study.scaling_study import StudyResult
+    from effnet.experiments.study.report import verdict
+    from effnet.experiments.study.scaling_study import StudyResult
 
     baseline = baseline_of(TINY, None, 4)
     points = plan(dataclasses.replace(TINY, width=(), depth=(), resolution=(), fig4_settings=()), baseline)
@@ -339,9 +339,9 @@ def test_cli_study_resumes_from_its_directory_alone(tmp_path, capsys, monkeypatc
     import argparse
     import functools
 
-    from effnet.saved_options import ResumeError
-    from effnet.study import scaling_study
-    from effnet.study.commands import add_study_commands
+    from effnet.experiments.saved_options import ResumeError
+    from effnet.experiments.study import scaling_study
+    from effnet.experiments.study.commands import add_study_commands
 
     monkeypatch.setitem(PRESETS, "tiny", dataclasses.replace(TINY, seeds=1))
     monkeypatch.setattr(scaling_study, "run_study", functools.partial(run_study, evaluate=fake_training))
@@ -402,7 +402,7 @@ def test_the_mini_preset_trains_on_shapes_unless_told_otherwise(tmp_path):
 
 
 def test_kendall_tau_b_matches_hand_counts_and_its_bootstrap_brackets_it():
-    from effnet.study.stats import kendall_tau_b, kendall_tau_interval
+    from effnet.experiments.study.stats import kendall_tau_b, kendall_tau_interval
 
     assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # 5 concordant pairs, 1 discordant
     assert kendall_tau_b([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(3 * 2))  # a tie in x: tau-b's correction

@@ -139,9 +139,9 @@ def test_a_run_is_not_overwritten_and_bad_checkpoints_are_refused(tiny_spec: str
 
 
 def test_a_spec_in_memory_trains_as_its_file_does_and_the_result_says_what_was_built(tiny_spec: str, tmp_path: Path) -> None:
-    from effnet.model import build
-    from effnet.profile import profile_spec
-    from effnet.spec import NetSpec
+    from effnet.core.profile import profile_spec
+    from effnet.core.spec import NetSpec
+    from effnet.models.model import build
 
     small = {"epochs": 1, "train_samples": 48, "val_samples": 16}
     from_file = train(quick(tiny_spec, tmp_path / "file", **small))
@@ -217,7 +217,7 @@ def _two_class_folder(root: Path, per_class: int = 6) -> Path:
 
 def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_name(tiny_spec: str, tmp_path: Path, capsys) -> None:
     from effnet.cli import build_parser
-    from effnet.search.commands import config_from_args as search_config
+    from effnet.experiments.search.commands import config_from_args as search_config
     from effnet.train.commands import resolve_config
 
     photos = str(_two_class_folder(tmp_path / "photos"))
@@ -407,7 +407,7 @@ def test_crop_min_area_reaches_the_training_crops_of_either_data_path(tiny_spec:
 
 
 def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_paper_recipe_does_not(tiny_spec: str, tmp_path: Path) -> None:
-    from effnet.nn.blocks import _Residual
+    from effnet.models.nn.blocks import _Residual
 
     def branch_scales(config: TrainConfig) -> set[float]:
         model = Trainer(config).model
@@ -422,7 +422,7 @@ def test_the_proxy_recipe_starts_residual_blocks_as_their_shortcuts_and_the_pape
 
 
 def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tmp_path: Path, monkeypatch) -> None:
-    from effnet.saved_options import ResumeError
+    from effnet.experiments.saved_options import ResumeError
     from effnet.train.commands import resume_config
 
     photos = _two_class_folder(tmp_path / "here" / "photos")

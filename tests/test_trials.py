@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from effnet.ranking import ranking_warning
-from effnet.trial_store import stored_identity
-from effnet.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, run_trials
+from effnet.experiments.ranking import ranking_warning
+from effnet.experiments.trial_store import stored_identity
+from effnet.experiments.trials import Experiment, Trial, TrialsError, TrialStore, evaluator_name, run_trials
 
 
 def square(params: dict) -> dict:
@@ -105,9 +105,9 @@ def test_the_experiment_skeleton_opens_by_identity_runs_and_resumes(tmp_path):
 
 
 def test_a_store_of_another_evaluator_is_refused(tmp_path):
-    from effnet.proxy import evaluate_candidate
+    from effnet.experiments.proxy import evaluate_candidate
 
-    assert evaluator_name(evaluate_candidate) == "effnet.proxy.evaluate_candidate"
+    assert evaluator_name(evaluate_candidate) == "effnet.experiments.proxy.evaluate_candidate"
     identity = {"study": "scaling", "evaluator": evaluator_name(evaluate_candidate)}
     TrialStore(tmp_path, identity).add(Trial("k", {}, result={"top1": 50.0}))
     assert TrialStore(tmp_path, dict(identity)).get("k").result == {"top1": 50.0}
@@ -166,7 +166,7 @@ KILLED_PARENT = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_trials import announce_and_sleep
-    from effnet.trials import run_trials
+    from effnet.experiments.trials import run_trials
     items = [(f"t{{i}}", {{"log": {log!r}, "sleep": 60, "i": i}}) for i in range(4)]
     run_trials(announce_and_sleep, items, workers=2, threads_per_worker=1, progress=None)
     """
@@ -257,7 +257,7 @@ def test_interrupted_pool_stops_its_running_trials(tmp_path):
 WATCHED_CHILD = textwrap.dedent(
     """
     import os, subprocess, sys, time
-    child = "import sys, threading, time\\nfrom effnet.trials import _watch_parent\\n"
+    child = "import sys, threading, time\\nfrom effnet.experiments.trials import _watch_parent\\n"
     child += "threading.Thread(target=_watch_parent, args=(int(sys.argv[1]), 0.1), daemon=True).start()\\n"
     child += "open(sys.argv[2], 'w').close()\\ntime.sleep(60)"
     subprocess.Popen([sys.executable, "-c", child, str(os.getpid()), {ready!r}])

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import effnet
-from effnet.factory import weights_path
-from effnet.profile import profile_spec
-from effnet.weights import WeightsError, load_file
-from effnet.zoo import UnknownModelError, UnknownWeightsError, get_info, get_weights, list_weights
+from effnet.core.profile import profile_spec
+from effnet.core.zoo import UnknownModelError, UnknownWeightsError, get_info, get_weights, list_weights
+from effnet.models.factory import weights_path
+from effnet.models.weights import WeightsError, load_file
 
 ALL_WEIGHTS = list_weights()
 

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import effnet
-from effnet.factory import weights_path
-from effnet.predict import load_class_names, sample_images
-from effnet.weights import WeightsError, detect_layout, load_file, save_file
-from effnet.zoo import get_info
+from effnet.core.zoo import get_info
+from effnet.models.factory import weights_path
+from effnet.models.predict import load_class_names, sample_images
+from effnet.models.weights import WeightsError, detect_layout, load_file, save_file
 
 lite_reference = pytest.importorskip("efficientnet_lite_pytorch")
 
@@ -141,7 +141,7 @@ def test_missing_weights_package_says_what_to_install(monkeypatch) -> None:
 
 
 def test_b_series_weights_point_at_checksummed_hub_files() -> None:
-    from effnet.factory import _hash_prefix
+    from effnet.models.factory import _hash_prefix
 
     for i in range(8):
         source = get_info(f"efficientnet_b{i}").weights[0]

@@ -69,14 +69,14 @@ def read_runs(log: Path) -> list[dict[str, Any]]:
 
 
 def _cell(values: list[float]) -> str:
-    from effnet.study.stats import mean_ci
+    from effnet.experiments.study.stats import mean_ci
 
     return mean_ci(values).text(1) if values else ""
 
 
 def summarise(rows: list[dict[str, Any]], default_length: int) -> str:
     """Markdown: per half, set and length, each method's last-epoch top-1, the bar (better plain loop) and effnet - bar."""
-    from effnet.study.stats import mean_ci
+    from effnet.experiments.study.stats import mean_ci
 
     lines = []
     for half in ("tuning", "confirmation"):

@@ -3,7 +3,7 @@
     python benchmarks/battery/self_training.py --data-root ~/battery-data --sets pets dtd ucmerced --seeds 0 1 2
 
 Per set and seed, a seeded `--labeled-fraction` of each class's training images keeps its labels (at least one per
-class) and the rest are given as unlabelled images (kept in class folders, whose names `effnet.selftrain` uses only
+class) and the rest are given as unlabelled images (kept in class folders, whose names `effnet.experiments.selftrain` uses only
 to report pseudo-label accuracy); the set's validation split is the check. `effnet noisy-student` then runs as a user
 runs it: pretrained Lite0 teacher fine-tuned on the labelled part, a Lite0 student, every other option its default
 (the noise, the student's budget, soft labels, threshold, balancing). Each run gives the teacher's and the student's
@@ -32,7 +32,7 @@ def one_run(data: Path, work: Path, *, seed: int, fraction: float, val_cap: int,
     """One `effnet noisy-student` with its defaults on a seeded labelled/unlabelled split of `data`."""
     from noisy_student import split
 
-    from effnet.selftrain import NoisyStudentConfig, run_noisy_student
+    from effnet.experiments.selftrain import NoisyStudentConfig, run_noisy_student
 
     labeled, unlabeled, counts = split(data, work / "data", seed, fraction, val_cap)
     out = work / "run"
@@ -64,7 +64,7 @@ def one_run(data: Path, work: Path, *, seed: int, fraction: float, val_cap: int,
 
 
 def summarise(rows: list[dict[str, Any]]) -> str:
-    from effnet.study.stats import mean_ci, paired_difference
+    from effnet.experiments.study.stats import mean_ci, paired_difference
 
     lines = [
         "| set | half | labelled / unlabelled / val images | seeds | teacher | student | student - teacher (paired) | kept (teacher - kept) | pseudo labels correct |",

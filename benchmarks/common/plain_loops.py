@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import effnet
+from effnet.core.profile import profile_spec
+from effnet.core.zoo import get_preprocessing
 from effnet.data import build_datasets
-from effnet.profile import profile_spec
 from effnet.train.evaluate import evaluate as evaluate_model
-from effnet.zoo import get_preprocessing
 
 MODEL = "efficientnet_lite0"
 

@@ -1,4 +1,4 @@
-"""The runs of a benchmark script, in the store every experiment of effnet keeps (`effnet.trial_store.TrialStore`).
+"""The runs of a benchmark script, in the store every experiment of effnet keeps (`effnet.experiments.trial_store.TrialStore`).
 
 OUT/trials.json holds one trial a finished run, keyed by what identifies the run (its set, method, seed, ...), written
 atomically as each finishes; a rerun skips the runs there, and a store cut short keeps its complete runs. One process
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet._lock import lock_directory
-from effnet.trial_store import Trial, TrialStore
+from effnet.experiments.trial_store import Trial, TrialStore
 
 
 class RunLog:

@@ -7,7 +7,7 @@
 
 The spec layer (specs, scaling, profiles, the model zoo's tables) is imported here directly and
 needs no torch; the names that build or run models (create_model, build, optimize, ...) import
-torch on first use, so `import effnet.spec` and the analytic tools start fast.
+torch on first use, so `import effnet.core.spec` and the analytic tools start fast.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import importlib
 from typing import Any
 
 from effnet._version import __version__
-from effnet.preprocessing import Preprocessing
-from effnet.profile import Profile
-from effnet.profile import profile as _profile_spec_or_model
-from effnet.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi, v2_scale
-from effnet.spec import NetSpec, SpecError, StageSpec
-from effnet.zoo import (
+from effnet.core.preprocessing import Preprocessing
+from effnet.core.profile import Profile
+from effnet.core.profile import profile as _profile_spec_or_model
+from effnet.core.scaling import compound, round_filters, round_repeats, scale, scale_to_macs, solve_phi, v2_scale
+from effnet.core.spec import NetSpec, SpecError, StageSpec
+from effnet.core.zoo import (
     ModelInfo,
     UnknownModelError,
     WeightSource,
@@ -36,18 +36,18 @@ from effnet.zoo import (
 
 # name -> module of the torch-backed API, imported when the name is first used (PEP 562)
 _LAZY = {
-    "create_model": "effnet.factory",
-    "EfficientNet": "effnet.model",
-    "EfficientNetFeatures": "effnet.model",
-    "build": "effnet.model",
-    "WeightsError": "effnet.weights",
-    "convert_state_dict": "effnet.weights",
-    "load_state_dict": "effnet.weights",
-    "optimize": "effnet.fast",
-    "save_compiled": "effnet.fast",
-    "load_compiled": "effnet.fast",
-    "compile_cached": "effnet.fast",
-    "sample_image": "effnet.predict",
+    "create_model": "effnet.models.factory",
+    "EfficientNet": "effnet.models.model",
+    "EfficientNetFeatures": "effnet.models.model",
+    "build": "effnet.models.model",
+    "WeightsError": "effnet.models.weights",
+    "convert_state_dict": "effnet.models.weights",
+    "load_state_dict": "effnet.models.weights",
+    "optimize": "effnet.models.fast",
+    "save_compiled": "effnet.models.fast",
+    "load_compiled": "effnet.models.fast",
+    "compile_cached": "effnet.models.fast",
+    "sample_image": "effnet.models.predict",
     "quantize": "effnet.int8",
     "load_int8": "effnet.int8",
 }

@@ -2,8 +2,8 @@
 
 Every command is a thin layer over the library, registered by its group's module:
 `effnet.cli.models` (models, profile, scale), `effnet.cli.predict` (predict, export, convert,
-demo), `effnet.cli.quantize` (quantize), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.study.commands`,
-`effnet.search.commands`, `effnet.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
+demo), `effnet.cli.quantize` (quantize), `effnet.cli.bench` (bench), and `effnet.train.commands`, `effnet.experiments.study.commands`,
+`effnet.experiments.search.commands`, `effnet.experiments.selftrain.commands` (train, finetune, eval; grid-search, study; search; noisy-student).
 `main(argv)` returns the exit status (0 success, 1 nothing classified by `predict`, 2 usage or
 input errors or a run directory in use, 4 a file that could not be written, e.g. on a full disk) and
 prints expected errors as one line ``effnet: error: ...`` instead of a traceback.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.cli.common import CLIError, HelpFormatter
-from effnet.exit_status import INTERRUPTED, USAGE, WRITE_FAILED
+from effnet.cli.exit_status import INTERRUPTED, USAGE, WRITE_FAILED
 
 __all__ = ["CLIError", "build_parser", "main", "run"]
 
@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     from effnet.cli.models import add_model_commands
     from effnet.cli.predict import add_demo_command, add_predict_commands
     from effnet.cli.quantize import add_quantize_command
-    from effnet.search.commands import add_search_commands
-    from effnet.selftrain.commands import add_selftrain_commands
-    from effnet.study.commands import add_study_commands
+    from effnet.experiments.search.commands import add_search_commands
+    from effnet.experiments.selftrain.commands import add_selftrain_commands
+    from effnet.experiments.study.commands import add_study_commands
     from effnet.train.commands import add_train_commands
 
     parser = argparse.ArgumentParser(
@@ -81,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `effnet` command line with `argv` (default: sys.argv[1:]) and return the exit status."""
     from effnet._io import WriteError
     from effnet._lock import DirectoryInUse
-    from effnet.spec import SpecError
+    from effnet.core.spec import SpecError
+    from effnet.core.zoo import UnknownModelError
+    from effnet.models.weights import WeightsError
     from effnet.train.checkpoint import CheckpointError
-    from effnet.weights import WeightsError
-    from effnet.zoo import UnknownModelError
 
     parser = build_parser()
     try:

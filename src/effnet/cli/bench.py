@@ -1,4 +1,4 @@
-"""`effnet bench`: speed and memory against timm and torchvision (the work is `effnet.bench`'s)."""
+"""`effnet bench`: speed and memory against timm and torchvision (the work is `effnet.experiments.bench`'s)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from effnet.cli.common import CLIError, non_negative_int, positive_int
 def cmd_bench(args: argparse.Namespace) -> int:
     """`effnet bench`: inference of effnet's paths against timm and torchvision; with --full also Table 4, AOT load and training."""
     try:
-        from effnet import bench
+        from effnet.experiments import bench
     except ImportError as err:
         raise CLIError(f"benchmarking is not available ({err})") from None
-    from effnet.zoo import canonical_name
+    from effnet.core.zoo import canonical_name
 
     if args.device.startswith("cuda"):
         import torch

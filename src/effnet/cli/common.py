@@ -87,7 +87,7 @@ def load_model(name: str, weights: str | None, tf_compat: bool = False, num_clas
     A file is loaded whole, into a model of `num_classes` outputs (default 1000): a tensor that does not fit is an
     error naming the shapes, never dropped; for a file of a training run the error (or a note) points at --run.
     """
-    from effnet.factory import create_model
+    from effnet.models.factory import create_model
     from effnet.train.rundir import load_weights, run_hint
 
     if weights is None or weights == "none":

@@ -13,9 +13,9 @@ from effnet.cli.common import LITE, MACS_HEADER, MACS_NOTE, PAPER_TABLE2, CLIErr
 
 
 def resolve_targets(targets: Sequence[str]) -> list[Any]:
-    """NetSpecs for profile targets: the group keywords all, lite and zoo, else what `effnet.zoo.resolve_spec` reads
+    """NetSpecs for profile targets: the group keywords all, lite and zoo, else what `effnet.core.zoo.resolve_spec` reads
     (a model name, a spec file or a block string); a spec file without a name is named after the file."""
-    from effnet.zoo import get_spec, list_models, resolve_spec
+    from effnet.core.zoo import get_spec, list_models, resolve_spec
 
     groups = {"all": PAPER_TABLE2, "lite": LITE, "zoo": tuple(list_models())}
     specs = []
@@ -31,8 +31,8 @@ def resolve_targets(targets: Sequence[str]) -> list[Any]:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """`effnet models`: one row per built-in variant."""
-    from effnet.profile import profile_spec
-    from effnet.zoo import MODELS
+    from effnet.core.profile import profile_spec
+    from effnet.core.zoo import MODELS
 
     rows = []
     sources: dict[str, list[Any]] = {}
@@ -100,7 +100,7 @@ def profile_table(profiles: Sequence[Any]) -> str:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """`effnet profile`: params and MACs, like the paper's Table 2; per stage like its Table 1."""
-    from effnet.profile import profile_spec
+    from effnet.core.profile import profile_spec
 
     specs = resolve_targets(args.targets)
     profiles = [profile_spec(spec, args.resolution) for spec in specs]
@@ -125,8 +125,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_scale(args: argparse.Namespace) -> int:
     """`effnet scale`: a spec scaled by φ, by multipliers, or to a MACs budget; printed, profiled and saved."""
-    from effnet.profile import profile_spec
-    from effnet.scaling import compound, scale, scale_to_macs, v2_scale
+    from effnet.core.profile import profile_spec
+    from effnet.core.scaling import compound, scale, scale_to_macs, v2_scale
 
     specs = resolve_targets([args.target])
     if len(specs) != 1:

@@ -14,7 +14,7 @@ from effnet.cli.models import profile_table
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """`effnet predict`: top-k labels for image files (the bundled samples by default), of an ImageNet model or a training run."""
-    from effnet.predict import predict, sample_images
+    from effnet.models.predict import predict, sample_images
 
     if args.run:
         from effnet.train.rundir import load_run_model
@@ -45,7 +45,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """`effnet export`: ONNX or TorchScript file of a named model or of a training run, with its class names."""
     try:
-        from effnet import export
+        from effnet.models import export
     except ImportError as err:
         raise CLIError(f"export support is not available ({err})") from None
 
@@ -79,7 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _model_to_export(args: argparse.Namespace) -> tuple[Any, str, Path]:
     """The model `effnet export` writes, what its weights are (for the report) and the output path."""
-    from effnet.zoo import canonical_name
+    from effnet.core.zoo import canonical_name
 
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     if args.run:
@@ -104,7 +104,7 @@ def _model_to_export(args: argparse.Namespace) -> tuple[Any, str, Path]:
 def _report_export(written: Path, args: argparse.Namespace, source: str, metadata: dict[str, Any], model: Any, resolution: int | None) -> None:
     """What was written: file, weights, input and output shapes, the class names (also beside the file), verification."""
     from effnet._io import atomic_write_text
-    from effnet.export import input_shape
+    from effnet.models.export import input_shape
 
     size = written.stat().st_size / 2**20 if written.exists() else 0.0
     in_chans, pixels = input_shape(model, resolution)
@@ -135,9 +135,9 @@ def _outputs_ignore_the_input(model: Any, in_chans: int, resolution: int) -> boo
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """`effnet convert`: foreign weights (timm, torchvision, EfficientNet-PyTorch) to effnet safetensors."""
-    from effnet.factory import create_model
-    from effnet.weights import convert_state_dict, detect_layout, guess_variant, load_file, load_state_dict, save_file, unwrap
-    from effnet.zoo import canonical_name, get_spec
+    from effnet.core.zoo import canonical_name, get_spec
+    from effnet.models.factory import create_model
+    from effnet.models.weights import convert_state_dict, detect_layout, guess_variant, load_file, load_state_dict, save_file, unwrap
 
     output = Path(args.output)
     if output.suffix != ".safetensors":
@@ -175,9 +175,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`effnet demo`: the B0-B7 profile table, then the bundled photos classified by pretrained Lite0."""
-    from effnet.predict import predict, sample_images
-    from effnet.profile import profile_spec
-    from effnet.zoo import get_info, get_spec
+    from effnet.core.profile import profile_spec
+    from effnet.core.zoo import get_info, get_spec
+    from effnet.models.predict import predict, sample_images
 
     print("EfficientNet-B0 to B7, computed from their specs (compare the paper's Table 2):")
     print()

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from effnet.core.preprocessing import Preprocessing
 from effnet.data.folders import DataError, ImageFolderSplit, collate_skip_bad, find_images, image_folder_splits, load_image
 from effnet.data.mixed import MixedSources, OneHot, PseudoLabelled, SourceMix, batch_split
 from effnet.data.shapes import ShapesTask
 from effnet.data.synthetic import SyntheticProxy
 from effnet.data.transforms import AUTO_AUGMENT, SeededTransform, eval_transform, stable_seed, train_transform
-from effnet.preprocessing import Preprocessing
 
 DATASETS = ("synthetic", "shapes", "folder", "cifar10", "cifar100")
 # The generated tasks: their dataset class and class count when none is given.

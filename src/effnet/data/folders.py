@@ -1,6 +1,6 @@
 """Image-folder datasets: ``root/train/CLASS/*`` + ``root/val/CLASS/*``, or ``root/CLASS/*`` with a held-out split.
 
-Images are read by `effnet.images.read_image` (PIL, EXIF orientation, RGB), as prediction reads them. A file that cannot be
+Images are read by `effnet.core.images.read_image` (PIL, EXIF orientation, RGB), as prediction reads them. A file that cannot be
 read (truncated, corrupt, not an image) does not stop training: the dataset returns
 ``(None, label)`` for it and `collate_skip_bad` drops it from the batch and counts it.
 """
@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 from torchvision.datasets import ImageFolder
 
+from effnet.core.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 from effnet.data.transforms import stable_seed
-from effnet.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 
 logger = logging.getLogger(__name__)
 

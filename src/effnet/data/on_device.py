@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from effnet.core.preprocessing import Preprocessing
 from effnet.data.transforms import stable_seed
-from effnet.preprocessing import Preprocessing
 
 
 def split_tensors(dataset: Dataset, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +68,7 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, interp
     torchvision's `resized_crop` (antialiased), the very operation `RandomResizedCrop` applies: same dtype as `images`."""
     from torchvision.transforms.v2 import functional as TF
 
-    from effnet.preprocessing import _interpolation
+    from effnet.core.preprocessing import _interpolation
 
     mode = _interpolation(interpolation)
     corners = boxes.round().long().tolist()  # one transfer: each crop's geometry is host-side arithmetic

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2 as T
 
-from effnet.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocessing, _interpolation, _to_rgb
+from effnet.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocessing, _interpolation, _to_rgb
 
 AUTO_AUGMENT = ("randaugment", "autoaugment", "none")
 

@@ -3,7 +3,7 @@
 - `rule`: which layers stay float (squeeze-excitation and swish by default; the stem and classifier on request), found in the ONNX graph;
 - `calibration`: calibration images from a folder, read and preprocessed as the model evaluates; `QuantizeError`;
 - `quantizer`: `quantize(model, calibration_images, out)` -> the INT8 ONNX file and what stayed float;
-- `runtime`: `load_int8(path)`, the file as a module that `effnet.predict` and evaluation run;
+- `runtime`: `load_int8(path)`, the file as a module that `effnet.models.predict` and evaluation run;
 - `check`: float and INT8 top-1 side by side on labelled images (`compare`).
 """
 

@@ -50,7 +50,7 @@ def labelled_folder(root: str | os.PathLike[str], preprocessing: Any, class_name
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise QuantizeError(f"validation folder {str(root)!r} has no class folders; expected {root}/CLASS/*.jpg with CLASS a class name of the model")
-    from effnet.predict import default_class_names
+    from effnet.models.predict import default_class_names
 
     names = list(class_names) if class_names else default_class_names(num_classes) or []
     index = {name: i for i, name in enumerate(names)}

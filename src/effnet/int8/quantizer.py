@@ -1,6 +1,6 @@
 """`quantize`: static INT8 of an effnet model through ONNX Runtime's QDQ quantization, written as one ONNX file.
 
-Steps: export the float model to ONNX (`effnet.export.export_onnx`, checked against PyTorch),
+Steps: export the float model to ONNX (`effnet.models.export.export_onnx`, checked against PyTorch),
 ONNX Runtime's pre-processing (shape inference, graph optimisation), the float-layer rule
 (`effnet.int8.rule`; a swish kept float becomes one onnxruntime QuickGelu node), then
 `onnxruntime.quantization.quantize_static` in QDQ format: weights per output channel as signed
@@ -106,7 +106,7 @@ def _export(model: nn.Module, path: Path, resolution: int) -> None:
     Opset 17's TorchScript-based exporter takes about a tenth of the time of the torch.export one here and
     writes the same operators; the INT8 file has a fixed resolution anyway, which is all its tracing fixes.
     """
-    from effnet.export import ExportError, export_onnx
+    from effnet.models.export import ExportError, export_onnx
 
     errors = []
     for opset in (17, None):

@@ -17,7 +17,7 @@ from effnet.int8.quantizer import METADATA_KEY
 class OnnxModel(nn.Module):
     """An onnxruntime session as a module: tensor in, logits tensor out, with ``.preprocessing``, ``.class_names``, ``.float_layers``.
 
-    It has no parameters and no training mode; `effnet.predict.predict` and the evaluation loop (`effnet eval
+    It has no parameters and no training mode; `effnet.models.predict.predict` and the evaluation loop (`effnet eval
     --weights FILE.onnx`) use it as they use a float model. Inputs are converted to float32 NumPy on the CPU; the
     logits come back on the input's device. The file's input size is fixed: run it at the resolution it was written for.
     """
@@ -41,7 +41,7 @@ class OnnxModel(nn.Module):
         self.float_layers = meta.get("float_layers")
         self.preprocessing = None
         if meta.get("preprocessing"):
-            from effnet.preprocessing import Preprocessing
+            from effnet.core.preprocessing import Preprocessing
 
             self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
 

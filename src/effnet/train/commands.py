@@ -145,7 +145,7 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
 
 def resume_config(run_dir: str | Path, given: dict[str, Any]) -> TrainConfig:
     """The saved config of the run in `run_dir`, with `given` options that may change on resume; any other that differs is refused."""
-    from effnet.resume import refuse_changed
+    from effnet.cli.resume import refuse_changed
     from effnet.train.checkpoint import CheckpointError
     from effnet.train.rundir import RunLayout
 
@@ -185,7 +185,7 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[An
 
 def run_until_stopped(call: Callable[[], Any], resume_hint: str = "") -> tuple[Any, int]:
     """`(call(), 0)`, or `(None, exit status)` with a message when the training in it was interrupted or diverged."""
-    from effnet.exit_status import DIVERGED, INTERRUPTED
+    from effnet.cli.exit_status import DIVERGED, INTERRUPTED
     from effnet.train.trainer import TrainingDiverged, TrainingInterrupted
 
     try:

@@ -153,7 +153,7 @@ class TrainConfig:
         False,
         "lean ops: activations rebuilt in backward from the conv outputs instead of kept (about a third of the activation memory); "
         "with --compile, torch.compile's activation memory budget instead (the compiler picks what to recompute); "
-        "on CPU also tunes the allocator so that freed memory goes back to the OS (effnet.allocator)",
+        "on CPU also tunes the allocator so that freed memory goes back to the OS (effnet.models.allocator)",
     )
     sync_bn: bool = _f(False, "synchronise BatchNorm statistics across processes (torchrun)")
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")

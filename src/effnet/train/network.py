@@ -14,8 +14,8 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
     """The network to train, with the recipe's settings: `spec` (default: the config's, see `network_of`), or, when the
     config asks for pretrained weights, its named model with them, built by `create_model` as the weights need (TF
     padding, BN eps); `spec` (the prepared run's) then only decided the resolution."""
-    from effnet.factory import create_model
-    from effnet.model import build
+    from effnet.models.factory import create_model
+    from effnet.models.model import build
 
     options: dict[str, Any] = {
         "num_classes": num_classes,
@@ -30,7 +30,7 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
     if not config.pretrained:
         model = build(spec if spec is not None else network_of(config), **options)
         if config.zero_init_residual:
-            from effnet.model import zero_init_residuals
+            from effnet.models.model import zero_init_residuals
 
             zero_init_residuals(model)
         return model
@@ -41,8 +41,8 @@ def make_model(config: TrainConfig, num_classes: int, spec: Any = None) -> nn.Mo
 
 
 def network_of(config: TrainConfig) -> Any:
-    """The network a config names: its --spec (a file or block string), else its --model (`effnet.zoo.resolve_spec`)."""
-    from effnet.zoo import resolve_spec
+    """The network a config names: its --spec (a file or block string), else its --model (`effnet.core.zoo.resolve_spec`)."""
+    from effnet.core.zoo import resolve_spec
 
     return resolve_spec(config.spec or config.model)
 

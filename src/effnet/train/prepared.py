@@ -49,7 +49,7 @@ class PreparedRun:
     config: TrainConfig
     spec: Any  # the NetSpec to train (for pretrained weights: the named model's, which its weights may adjust)
     resolution: int
-    preprocessing: Any  # effnet.preprocessing.Preprocessing at `resolution`
+    preprocessing: Any  # effnet.core.preprocessing.Preprocessing at `resolution`
     data: Any  # effnet.data.DataBundle
     layout: RunLayout
     _model: tuple[nn.Module, torch.Tensor] | None = field(default=None, repr=False)  # built early (separability), with the RNG after it

@@ -29,7 +29,7 @@ class TrainResult:
     spec: Any = field(default=None, repr=False)
     resolution: int = 0
     params: int = 0
-    macs: int = 0  # multiply-adds at `resolution` (effnet.profile)
+    macs: int = 0  # multiply-adds at `resolution` (effnet.core.profile)
 
     def summary(self) -> str:
         ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""

@@ -100,7 +100,7 @@ class RunLayout:
 
     def write_weights(self, kind: str, state: dict[str, Any], spec: Any, **metadata: str) -> None:
         """`kind` weights as safetensors, with the spec (and `metadata`) in the header."""
-        from effnet.weights import save_file
+        from effnet.models.weights import save_file
 
         save_file(state, self.weights(kind), metadata={"spec": spec.to_json(), **metadata})
 
@@ -111,8 +111,8 @@ class RunLayout:
 
 def config_preprocessing(config: TrainConfig, resolution: int) -> Any:
     """Eval preprocessing at `resolution`: that of the pretrained weights (e.g. TF's statistics for Lite), or the variant's."""
-    from effnet.preprocessing import Preprocessing
-    from effnet.zoo import get_info, get_preprocessing
+    from effnet.core.preprocessing import Preprocessing
+    from effnet.core.zoo import get_info, get_preprocessing
 
     if config.spec:
         base = Preprocessing()
@@ -171,7 +171,7 @@ def run_hint(weights: str | Path) -> str:
 def load_weights(model: Any, weights: str | Path) -> Any:
     """Load a weights file whole into `model` (any supported layout): a tensor that does not fit is a `WeightsError`
     naming the shapes, and for a file of a training run the error says to use the run (`run_hint`)."""
-    from effnet.weights import WeightsError, load_file, load_state_dict
+    from effnet.models.weights import WeightsError, load_file, load_state_dict
 
     try:
         return load_state_dict(model, load_file(weights))
@@ -182,7 +182,7 @@ def load_weights(model: Any, weights: str | Path) -> Any:
 
 def run_preprocessing(run: str | Path, kind: str = "model") -> Any:
     """The eval preprocessing a run validated with (at the FixRes resolution for kind 'fixres')."""
-    from effnet.preprocessing import Preprocessing
+    from effnet.core.preprocessing import Preprocessing
 
     saved = RunLayout(check_run(run)).preprocessing
     if saved.is_file():
@@ -209,11 +209,11 @@ def load_run_model(run: str | Path, kind: str = "model") -> Any:
     """The network a run trained, with `kind` weights ('model', 'ema' or 'fixres'), in eval mode.
 
     It carries `.preprocessing` (the run's) and `.class_names` (the folder names, when saved), so
-    `effnet.predict.predict(model, images)` prints the run's labels.
+    `effnet.models.predict.predict(model, images)` prints the run's labels.
     """
-    from effnet.model import build
-    from effnet.spec import NetSpec
-    from effnet.weights import load_file, load_state_dict
+    from effnet.core.spec import NetSpec
+    from effnet.models.model import build
+    from effnet.models.weights import load_file, load_state_dict
 
     run = check_run(run)
     available = weights_of(run)

@@ -67,7 +67,7 @@ def set_up_model(run: Any, device: torch.device, dist: D.DistInfo) -> TrainedMod
     if config.activation_checkpointing:
         model.grad_checkpointing = True
     if config.memory_efficient_ops and not config.compile:  # compiled: the compiler's memory budget instead (Trainer._train_step)
-        from effnet.nn.lean import use_memory_efficient_ops
+        from effnet.models.nn.lean import use_memory_efficient_ops
 
         use_memory_efficient_ops(model)  # same parameters and state-dict keys: checkpoints stay interchangeable
     model.to(device)

@@ -53,7 +53,7 @@ class Trainer:
         self.workers = config.loader_workers(self.device.type)
         allocator = None
         if config.memory_efficient_ops and self.device.type == "cpu":
-            from effnet.allocator import tune_cpu_allocator
+            from effnet.models.allocator import tune_cpu_allocator
 
             # before anything allocates (process group, data, model): PyTorch reads its huge-page setting once
             allocator = tune_cpu_allocator()
@@ -273,7 +273,7 @@ class Trainer:
     def _memory_budget(self) -> Any:
         """--memory-efficient-ops with --compile: the compiler's activation memory budget around the training forward."""
         if self.config.memory_efficient_ops and self.config.compile:
-            from effnet.nn.lean import compiled_memory_budget
+            from effnet.models.nn.lean import compiled_memory_budget
 
             return compiled_memory_budget()
         return contextlib.nullcontext()
@@ -411,7 +411,7 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> TrainResult:
-        from effnet.profile import profile_spec
+        from effnet.core.profile import profile_spec
 
         final = self.history[-1] if self.history else {}
         cost = profile_spec(self.model.spec, self.resolution)
