@@ -172,8 +172,8 @@ def test_the_rule_finds_the_stem_behind_tf_same_padding(tmp_path):
 def test_fused_swish_computes_the_same_as_sigmoid_times_input(tmp_path):
     import onnxruntime
 
-    from effnet.models.export import export_onnx
     from effnet.int8.rule import float_layers, fuse_swish
+    from effnet.models.export import export_onnx
 
     spec = effnet.NetSpec.from_string(TINY, resolution=32, num_classes=3)
     path = export_onnx(randomize_bn(effnet.build(spec, head_init="tf")), tmp_path / "float.onnx", opset=17, verify=False)
