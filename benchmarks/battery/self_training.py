@@ -67,7 +67,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     from effnet.experiments.study.stats import mean_ci, paired_difference
 
     lines = [
-        "| set | half | labelled / unlabelled / val images | seeds | teacher | student | student - teacher (paired) | kept (teacher - kept) | pseudo labels correct |",
+        "| set | half | labelled / unlabelled / val images | seeds | teacher | student | student - teacher (paired) | kept by the command, per seed | pseudo labels correct |",
         "|---|---|---|---|---:|---:|---:|---|---:|",
     ]
     for name in sorted({r["set"] for r in rows}):
