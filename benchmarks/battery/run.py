@@ -13,7 +13,7 @@ The sets are those `fetch.py` laid out (DATA_ROOT/NAME/{train,val}/CLASS). Per s
   cosine, batch 16, zero head, BatchNorm training).
 
 The bar of a set at a length is the better plain loop there (by mean over seeds). Runs are appended to
-OUT/runs.jsonl as they finish; a rerun skips those done (same set, method, seed and epochs). OUT/battery.md is the
+OUT/trials.json (`benchmarks/common/run_log.py`, effnet's one store) as they finish; a rerun skips those done (same set, method, seed and epochs). OUT/battery.md is the
 table: mean +- 95% t-interval over seeds per method, the bar, and effnet minus the bar, tuning and confirmation
 halves apart. --out defaults to a scratch folder; results worth keeping are copied to benchmarks/results/battery/.
 """
@@ -62,10 +62,6 @@ def run_one(data_dir: Path, out: Path, method: str, *, epochs: int, seed: int, w
         run = plain_loop(data_dir, mode=METHODS[method], epochs=epochs, seed=seed, **caps)
     run["seconds"] = time.perf_counter() - started
     return run
-
-
-def read_runs(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
 
 
 def _cell(values: list[float]) -> str:
@@ -122,11 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="a recipe variant on tuning sets: effnet finetune with these TrainConfig values on top of its defaults (a method of its own in runs.jsonl)",
+        help="a recipe variant on tuning sets: effnet finetune with these TrainConfig values on top of its defaults (a method of its own in the store)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery", help="runs.jsonl, battery.md, effnet's run folders")
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery", help="trials.json (the runs), battery.md, effnet's run folders"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -141,21 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
     methods = [f"{EFFNET} + {', '.join(f'{k}={v}' for k, v in options.items())}" if m == EFFNET and options else m for m in args.methods]
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "runs.jsonl"
-    rows = read_runs(log)
-    done = {(r["set"], r["method"], r["seed"], r["epochs"]) for r in rows}
+    from common.run_log import RunLog
+
+    log = RunLog(args.out, "battery", ("set", "method", "seed", "epochs"))
+    rows = log.rows()
     for entry in entries:
         for epochs in lengths:
             for seed in args.seeds:
                 for method in methods:
-                    if (entry.name, method, seed, epochs) in done:
+                    if {"set": entry.name, "method": method, "seed": seed, "epochs": epochs} in log:
                         continue
                     kind = EFFNET if method.startswith(EFFNET) else method
                     run = run_one(args.data_root / entry.name, args.out, kind, epochs=epochs, seed=seed, workers=args.workers, options=options)
                     row = {"set": entry.name, "half": entry.half, "kind": entry.kind, "method": method, "seed": seed, "epochs": epochs}
                     row.update(val_top1=run["history"][-1]["val_top1"], threads=args.threads, **run)
-                    with log.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    log.add(row)
                     rows.append(row)
                     by_epoch = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
                     print(f"{entry.name} {epochs} epochs seed {seed} {method}: top-1 by epoch {by_epoch} ({run['seconds']:.0f} s)", flush=True)

@@ -7,14 +7,13 @@ class) and the rest are given as unlabelled images (kept in class folders, whose
 to report pseudo-label accuracy); the set's validation split is the check. `effnet noisy-student` then runs as a user
 runs it: pretrained Lite0 teacher fine-tuned on the labelled part, a Lite0 student, every other option its default
 (the noise, the student's budget, soft labels, threshold, balancing). Each run gives the teacher's and the student's
-top-1 and which of the two the command kept. Rows go to OUT/runs.jsonl as they finish (a rerun skips them);
+top-1 and which of the two the command kept. Rows go to OUT/trials.json (`benchmarks/common/run_log.py`) as they finish (a rerun skips them);
 OUT/noisy_student.md is the table: student - teacher paired by seed, mean and 95% t-interval.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ def one_run(data: Path, work: Path, *, seed: int, fraction: float, val_cap: int,
         progress=False,
     )
     started = time.perf_counter()
-    result = run_noisy_student(config, resume=(out / "state.json").is_file())
+    result = run_noisy_student(config, resume=(out / "trials.json").is_file())
     first, last = result.records[0], result.records[-1]
     return {
         "images": counts,
@@ -96,27 +95,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=0, help="training resolution (0: the model's own, the command's default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery-ns", help="runs.jsonl, the table, the runs")
+    parser.add_argument(
+        "--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery-ns", help="trials.json (the runs), the table, the run folders"
+    )
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "runs.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
-    done = {(r["set"], r["seed"]) for r in rows}
+    from common.run_log import RunLog
+
+    log = RunLog(args.out, "battery self-training", ("set", "seed"))
+    rows = log.rows()
     for name in args.sets:
         entry = get(name)
         for seed in args.seeds:
-            if (name, seed) in done:
+            if {"set": name, "seed": seed} in log:
                 continue
             work = args.out / "runs" / f"{name}-s{seed}"
             run = one_run(
                 args.data_root / name, work, seed=seed, fraction=args.labeled_fraction, val_cap=args.val_cap, resolution=args.resolution, workers=args.workers
             )
             row = {"set": name, "half": entry.half, "seed": seed, "labeled_fraction": args.labeled_fraction, "resolution": args.resolution, **run}
-            with log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            log.add(row)
             rows.append(row)
             print(f"{name} seed {seed}: teacher {run['teacher']:.1f} -> student {run['student']:.1f}, kept {run['kept']} ({run['seconds']:.0f} s)", flush=True)
     table = summarise(rows)
