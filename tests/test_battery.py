@@ -140,3 +140,27 @@ def test_offline_copies_become_class_folders(tmp_path: Path) -> None:
     assert offline.split_idx(tmp_path / "i.gz", tmp_path / "l", tmp_path / "digits") == 3
     assert np.array_equal(np.asarray(Image.open(tmp_path / "digits" / "2" / "00002.png")), images[2])
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == ["0", "2"]
+
+
+def test_a_rerun_skips_the_runs_in_the_store_and_a_variant_is_a_method_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """run.py keeps its runs in effnet's store: a second invocation trains nothing; --effnet-option runs effnet with those values as its own method."""
+    _folder(tmp_path / "download", {"a": 9, "b": 9})
+    entry = dataclasses.replace(registry.get("hymenoptera"), name="tiny", classes=0)
+    fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=0)
+    monkeypatch.setattr(run, "get", lambda name: entry)
+    calls = []
+
+    def trained(data_dir, out, method, *, epochs, seed, workers, options=None):
+        calls.append((method, seed, dict(options or {})))
+        return {"history": [{"epoch": 1, "val_top1": 60.0 + seed + 10 * (method == run.EFFNET)}], "seconds": 0.0}
+
+    monkeypatch.setattr(run, "run_one", trained)
+    argv = ["--data-root", str(tmp_path / "data"), "--sets", "tiny", "--lengths", "1", "--seeds", "0", "1", "--threads", "1", "--out", str(tmp_path / "out")]
+    run.main(argv)
+    assert len(calls) == 6 and (tmp_path / "out" / "trials.json").is_file()
+    run.main(argv)
+    assert len(calls) == 6  # all six in the store: nothing trained again
+    run.main([*argv, "--methods", run.EFFNET, "--effnet-option", "cosine_min_steps=100"])
+    assert calls[6:] == [(run.EFFNET, 0, {"cosine_min_steps": 100}), (run.EFFNET, 1, {"cosine_min_steps": 100})]
+    table = (tmp_path / "out" / "battery.md").read_text()
+    assert "| tiny |" in table and "| 70.5 ± 6.4 |" in table  # effnet's defaults: 70 and 71 over two seeds; the variant is not mixed in
