@@ -71,10 +71,7 @@ def float_layers(graph: Any, keep: tuple[str, ...] | list[str] = KINDS) -> Float
     unknown = sorted(set(keep) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown layer kinds to keep float {unknown}; choose from {', '.join(KINDS)}")
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
+    consumers = _consumers(graph)
     found = FloatLayers()
     if "stem" in keep:
         stem = next((n for n in graph.node if n.op_type == "Conv"), None)
@@ -113,10 +110,7 @@ def fuse_swish(model: Any) -> int:
     from onnx import helper
 
     graph = model.graph
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
+    consumers = _consumers(graph)
     fused: dict[str, Any] = {}  # Mul name -> its replacement
     dropped = set()
     for gate in (n for n in graph.node if n.op_type == "Sigmoid"):
@@ -132,6 +126,15 @@ def fuse_swish(model: Any) -> int:
         if not any(entry.domain == FUSED_SWISH[1] for entry in model.opset_import):
             model.opset_import.append(helper.make_opsetid(FUSED_SWISH[1], 1))
     return len(fused)
+
+
+def _consumers(graph: Any) -> dict[str, list[Any]]:
+    """Each tensor name of `graph` -> the nodes that read it."""
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+    return consumers
 
 
 def _swish_mul(gate: Any, consumers: dict[str, list[Any]]) -> Any:
