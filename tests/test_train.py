@@ -222,13 +222,16 @@ def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_
 
     photos = str(_two_class_folder(tmp_path / "photos"))
     parse = build_parser().parse_args
-    train_config, _ = resolve_config(parse(["train", "--data-dir", photos]), "train")
-    assert (train_config.dataset, train_config.data_dir) == ("folder", photos)
+    folder_run, line = resolve_config(parse(["train", "--data-dir", photos]), "train")
+    assert (folder_run.config.dataset, folder_run.config.data_dir) == ("folder", photos)
+    assert line.startswith("small-folder recipe from scratch: 10 images") and folder_run.config.optimizer == "adamw"
+    paper, line = resolve_config(parse(["train", "--data-dir", photos, "--preset", "paper"]), "train")
+    assert (paper.optimizer, paper.epochs, line) == ("rmsprop_tf", 350, "")  # the paper's recipe, asked for by name
     assert resolve_config(parse(["train"]), "train")[0].dataset == "synthetic"  # neither: the built-in task
     assert resolve_config(parse(["train", "--dataset", "cifar10", "--data-dir", photos]), "train")[0].dataset == "cifar10"  # its download root
     # finetune plans from the folder's 10 training images (BN mode given, so no separability measurement)
     tuned, plan = resolve_config(parse(["finetune", "--data-dir", photos, "--no-freeze-bn", "--backbone-lr-scale", "1"]), "finetune")
-    assert tuned.config.dataset == "folder" and len(tuned.data.train) == 10 and plan.startswith("10 images")  # the run, prepared once
+    assert tuned.config.dataset == "folder" and len(tuned.data.train) == 10 and plan.startswith("fine-tuning: 10 images")  # the run, prepared once
     assert search_config(parse(["search", "--data-dir", photos, "--out-dir", str(tmp_path / "s")])).evaluator["dataset"] == "folder"
     # eval: the folder's validation split (10% held out per class: 1 + 1 images), per class by name
     assert main(["eval", "--spec", tiny_spec, "--data-dir", photos, "--resolutions", "32", "--workers", "0", "--json"]) == 0

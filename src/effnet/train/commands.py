@@ -33,7 +33,10 @@ def add_train_commands(command: Any) -> None:
         "Train a named model or a spec file. Defaults are the paper's recipe (RMSProp TF, 0.016 per 256 images,\n"
         "x0.97 every 2.4 epochs, label smoothing 0.1, EMA 0.9999, drop path 0.2, AutoAugment), made for 350 epochs\n"
         "of ImageNet; --preset proxy is the recipe for minutes-long runs. --data-dir DIR trains on the image folders in\n"
-        "DIR; with neither --data-dir nor --dataset, on the built-in synthetic proxy task.",
+        "DIR; with neither --data-dir nor --dataset, on the built-in synthetic proxy task. A folder of at most 50,000\n"
+        "training images, without --preset or --pretrained, is trained with the small-folder recipe instead (AdamW 3e-3,\n"
+        "cosine, no auto-augment, crops >= 0.25 of the image, residual branches starting at zero, 30 epochs, batch and\n"
+        "warm-up from the image count), printed at start and saved in config.json; --preset paper keeps the paper's.",
         epilog="examples:\n  effnet train --preset proxy --model efficientnet_b0 --resolution 96 --epochs 5 --out-dir runs/b0\n"
         "  effnet train --resume runs/b0\n"
         "  torchrun --nproc-per-node 2 -m effnet train --data-dir DATA --sync-bn",
@@ -165,6 +168,7 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[An
     """The run, a TrainConfig or (for the adaptive fine-tune recipe) a `PreparedRun` that planning scanned once, and a
     line describing the adaptive choices ('' when there are none)."""
     from effnet.train.finetune import describe, prepare_finetune
+    from effnet.train.scratch import describe_scratch, prepare_scratch, uses_scratch_recipe
 
     given = chosen_options(args)
     resume = vars(args).get("resume")
@@ -173,14 +177,17 @@ def resolve_config(args: argparse.Namespace, command: str = "train") -> tuple[An
         if not run_dir:
             raise ValueError("--resume needs the run to continue: --resume RUN_DIR (or --out-dir RUN_DIR --resume)")
         return resume_config(run_dir, {k: v for k, v in given.items() if k != "out_dir" or not isinstance(resume, str)}), ""
-    if command != "finetune":
-        return TrainConfig.from_dict(given), ""
-    if getattr(args, "preset", None):  # a named recipe, with pretrained weights
-        return TrainConfig.from_dict({**FINETUNE_BASE, **given}), ""
     from effnet.train.distributed import world_size
 
+    if command != "finetune":
+        if getattr(args, "preset", None) or not uses_scratch_recipe(given):
+            return TrainConfig.from_dict(given), ""
+        run, scratch_plan = prepare_scratch(given, world_size())  # a folder: the small-folder recipe, if it is small
+        return run, describe_scratch(scratch_plan, run.config)
+    if getattr(args, "preset", None):  # a named recipe, with pretrained weights
+        return TrainConfig.from_dict({**FINETUNE_BASE, **given}), ""
     run, plan = prepare_finetune(given, world_size())
-    return run, describe(plan, run.config)
+    return run, "fine-tuning: " + describe(plan, run.config)
 
 
 def run_until_stopped(call: Callable[[], Any], resume_hint: str = "") -> tuple[Any, int]:
@@ -205,7 +212,7 @@ def run_train(args: argparse.Namespace, command: str = "train") -> int:
 
     run, plan_line = resolve_config(args, command)
     if plan_line and is_main_process():
-        print(f"fine-tuning: {plan_line}", flush=True)
+        print(plan_line, flush=True)
     result, status = run_until_stopped(lambda: train(run))
     if status:
         return status
