@@ -139,3 +139,14 @@ def tuned_run(tiny_photos: Path, tmp_path_factory) -> tuple[Path, str]:
         )
     assert status == 0, out.getvalue()
     return run, out.getvalue()
+
+
+def two_colour_folder(root: Path, per_class: int = 6) -> Path:
+    """A flat CLASS/*.jpg folder of two solid-colour classes (red, blue), `per_class` 36 px images each."""
+    from PIL import Image
+
+    for label, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (36, 36), color).save(root / label / f"{i}.jpg")
+    return root

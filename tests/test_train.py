@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import quick
+from conftest import quick, two_colour_folder
 from safetensors.torch import load_file
 
 from effnet.cli import main
@@ -205,22 +205,12 @@ def test_cli_train_eval_and_bad_input(tiny_spec: str, tmp_path: Path, capsys) ->
     assert "effnet: error:" in capsys.readouterr().err
 
 
-def _two_class_folder(root: Path, per_class: int = 6) -> Path:
-    from PIL import Image
-
-    for label, color in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
-        (root / label).mkdir(parents=True)
-        for i in range(per_class):
-            Image.new("RGB", (36, 36), color).save(root / label / f"{i}.jpg")
-    return root
-
-
 def test_a_data_dir_means_a_folder_dataset_and_a_generated_task_is_asked_for_by_name(tiny_spec: str, tmp_path: Path, capsys) -> None:
     from effnet.cli import build_parser
     from effnet.experiments.search.commands import config_from_args as search_config
     from effnet.train.commands import resolve_config
 
-    photos = str(_two_class_folder(tmp_path / "photos"))
+    photos = str(two_colour_folder(tmp_path / "photos"))
     parse = build_parser().parse_args
     folder_run, line = resolve_config(parse(["train", "--data-dir", photos]), "train")
     assert (folder_run.config.dataset, folder_run.config.data_dir) == ("folder", photos)
@@ -428,8 +418,8 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tmp_pat
     from effnet.experiments.saved_options import ResumeError
     from effnet.train.commands import resume_config
 
-    photos = _two_class_folder(tmp_path / "here" / "photos")
-    _two_class_folder(tmp_path / "here" / "other")
+    photos = two_colour_folder(tmp_path / "here" / "photos")
+    two_colour_folder(tmp_path / "here" / "other")
     monkeypatch.chdir(tmp_path / "here")
     config = TrainConfig(data_dir="photos", out_dir="runs/mine", pseudo_labels="", spec="ds_r1_k3_s1_e1_c16")
     assert (config.dataset, config.data_dir, config.out_dir) == ("folder", str(photos), str(tmp_path / "here" / "runs" / "mine"))
