@@ -125,11 +125,20 @@ def plain_epoch(data_dir: Path, *, batch: int, workers: int, channels_last: bool
 
 
 def folder_adamw_loop(
-    model: torch.nn.Module, data_dir: str | Path, *, resolution: int, lr: float, batch_size: int, epochs: int, seed: int, crop_min_area: float
+    model: torch.nn.Module,
+    data_dir: str | Path,
+    *,
+    resolution: int,
+    lr: float,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    crop_min_area: float,
+    weight_decay: float = 0.01,
 ) -> dict[str, Any]:
     """`model` trained from scratch on DATA/train, evaluated on DATA/val after every epoch: torchvision's ImageFolder and
-    transforms (random-resized crop, flip; eval resize and centre crop as effnet's eval transform), AdamW at `lr` with a
-    cosine schedule over all steps, cross entropy. Its clock counts the training steps and their data loading.
+    transforms (random-resized crop, flip; eval resize and centre crop as effnet's eval transform), AdamW at `lr` (and
+    `weight_decay` on every parameter; 0.01 is torch's default) with a cosine schedule over all steps, cross entropy. Its clock counts the training steps and their data loading.
     The caller seeds torch before it builds `model`."""
     from torchvision import datasets
     from torchvision import transforms as T
@@ -143,7 +152,7 @@ def folder_adamw_loop(
     eval_tf = T.Compose([T.Resize(prep.resize_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(res), *normalize])
     val_set = datasets.ImageFolder(str(Path(data_dir) / "val"), eval_tf)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
     macs = profile_spec(model.spec, res).macs
     history: list[dict[str, Any]] = []
