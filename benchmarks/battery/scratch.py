@@ -9,7 +9,8 @@ Per set and seed, the same network (`--model`, random init, `--resolution`) trai
 - **plain AdamW loop**: the loop of `benchmarks/results/scratch_ablation/` (`common/plain_loops.folder_adamw_loop`):
   torchvision's ImageFolder and transforms (random-resized crops of torchvision's default 0.08-1, flip),
   `torch.optim.AdamW(lr=3e-3)` (weight decay 0.01 on every parameter), cosine over all steps, batch 32, cross
-  entropy, on `effnet.create_model(M, num_classes=...)` as PyTorch initialises it;
+  entropy, on `effnet.create_model(M, num_classes=..., bn_momentum=0.1, drop_path_rate=0)` (the network effnet's run
+  trains, without its zero-initialised residual branches) as PyTorch initialises it;
 - **plain AdamW loop, issue 28's anchor**: the same loop at the battery's fine-tuning anchor's settings (AdamW 1e-3,
   weight decay 0.05, cosine, batch 16), from scratch.
 
@@ -76,10 +77,15 @@ def plain_run(data_dir: Path, method: str, *, model: str, resolution: int, epoch
     from torchvision import datasets
 
     import effnet
+    from effnet.train.scratch import SCRATCH_RECIPE
 
     classes = datasets.ImageFolder(str(data_dir / "train")).classes
     torch.manual_seed(seed)
-    network = effnet.create_model(model, num_classes=len(classes))
+    # the network effnet's run trains (BN momentum 0.1, no drop path), but for its zero-initialised residual branches:
+    # at the model's TF BN momentum (0.01) a few hundred steps leave the running statistics behind the weights and the
+    # loop's validation sits at chance while its training loss falls
+    same = {name: SCRATCH_RECIPE[name] for name in ("bn_momentum", "drop_path_rate")}
+    network = effnet.create_model(model, num_classes=len(classes), **same)
     lr, decay, batch = PLAIN_LOOPS[method]
     run = folder_adamw_loop(network, data_dir, resolution=resolution, lr=lr, batch_size=batch, epochs=epochs, seed=seed, crop_min_area=0.0, weight_decay=decay)
     keep = ("epoch", "val_top1", "val_loss", "train_loss")
