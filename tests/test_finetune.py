@@ -186,3 +186,19 @@ def test_trained_batchnorm_statistics_follow_the_weights_within_a_short_run(tune
     before, after = pretrained.stem.bn.running_mean, tuned.stem.bn.running_mean
     moved = torch.dot(after - before, data_mean - before) / torch.dot(data_mean - before, data_mean - before)
     assert 0.5 < moved.item() < 1.1
+
+
+def test_a_run_that_learned_nothing_says_so(tiny_photos: Path, tmp_path: Path, capsys) -> None:
+    """At learning rate 0 the zero-initialised head keeps uniform predictions: the run ends at chance, and says so
+    (on stderr and in summary.json) instead of finishing quietly; a run that learned says nothing."""
+    from effnet.train.result import at_chance_warning
+
+    run = tmp_path / "stuck"
+    args = ["finetune", "--data-dir", str(tiny_photos), "--epochs", "1", "--resolution", "64", "--workers", "0", "--no-progress"]
+    assert main([*args, "--lr", "1e-12", "--out-dir", str(run)]) == 0
+    warning = json.loads((run / "summary.json").read_text())["warning"]
+    assert warning.startswith("the run ended at chance") and "warning: the run ended at chance" in capsys.readouterr().err
+    assert at_chance_warning({"train_loss": 1.09, "val_top1": 33.3}, 3)
+    assert not at_chance_warning({"train_loss": 0.30, "val_top1": 95.0}, 3)
+    assert not at_chance_warning({"train_loss": 1.09, "val_top1": 90.0}, 3)  # a high loss alone (mixup, soft labels) is not chance
+    assert not at_chance_warning({"train_loss": 0.2}, 3)  # no validation: nothing to say

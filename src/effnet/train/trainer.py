@@ -32,7 +32,7 @@ from effnet.train.metrics import repair_history
 from effnet.train.network import batchnorm_eval, train_only_classifier_mode
 from effnet.train.prepared import PreparedRun, prepare_run
 from effnet.train.progressive import Stage, config_schedule, stage_of
-from effnet.train.result import TrainingDiverged, TrainingInterrupted, TrainResult
+from effnet.train.result import TrainingDiverged, TrainingInterrupted, TrainResult, at_chance_warning
 from effnet.train.setup import on_device_data, set_up_model, set_up_optimization, source_mix
 from effnet.train.timing import Progress, StepTimer, epoch_estimate
 from effnet.train.writer import RunWriter
@@ -435,6 +435,11 @@ class Trainer:
             "seconds": result.seconds,
             "images_per_second": result.images_per_second,
         }
+        warning = at_chance_warning(result.final, self.prepared.num_classes)
+        if warning:
+            summary["warning"] = warning
+            if self.main:
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
         self.writer.finish(self.model, self.ema, summary)
         if self.config.fixres:
             adapted, result.fixres = run_fixres(self.model, self.prepared, device=self.device, workers=self.workers)
