@@ -114,6 +114,7 @@ class TrainConfig:
     rmsprop_decay: float = _f(0.9, "RMSProp decay of the squared-gradient average")
     rmsprop_eps: float = _f(1e-3, "RMSProp epsilon, inside the square root as in TF")
     weight_decay: float = _f(1e-5, "L2 weight decay, not applied to BN parameters and biases")
+    clip_grad_norm: float = _f(0.0, "scale the gradients down to this global norm when they exceed it, before each step (0: off)")
     schedule: str = _f("exponential", "exponential (x decay-rate every decay-epochs, the paper's), cosine or constant", SCHEDULES)
     cosine_min_steps: int = _f(
         0,

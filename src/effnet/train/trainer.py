@@ -254,6 +254,9 @@ class Trainer:
             loss_sum += loss.item() * labels.numel()
             correct += (logits.argmax(1) == labels).sum().item()
             seen += labels.numel()
+        if cfg.clip_grad_norm > 0:  # one spike of SGD on frozen BN statistics can kill a layer's units for good
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
