@@ -13,7 +13,7 @@ import torch
 import effnet
 from effnet.cli import main
 from effnet.models.predict import sample_images
-from effnet.train.finetune import BATCH_RANGE, MIN_STEPS_PER_EPOCH, WARMUP_FRACTION, finetune_values, plan_finetune
+from effnet.train.finetune import BATCH_RANGE, FINETUNE_RECIPE, MIN_STEPS_PER_EPOCH, WARMUP_FRACTION, finetune_values, plan_finetune
 
 
 def _photo_batch(resolution: int = 224) -> torch.Tensor:
@@ -72,6 +72,7 @@ def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, s
     # 48 images: the plan picks batch 8 (>= MIN_STEPS_PER_EPOCH is impossible above the smallest batch), and says so
     assert "48 images -> batch 8, 6 steps/epoch" in printed
     assert "pretrained features separate the classes" in printed and "BN statistics trained" in printed  # chosen, and said
+    assert f"gradient norm <= {FINETUNE_RECIPE['clip_grad_norm']:g}" in printed and config["clip_grad_norm"] == FINETUNE_RECIPE["clip_grad_norm"] > 0
     assert (config["model"], config["pretrained"], config["batch_size"], config["head_init"]) == ("efficientnet_lite0", "default", 8, "zeros")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and printed.count('{"epoch"') == 2  # --no-progress keeps the epoch lines

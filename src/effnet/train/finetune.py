@@ -30,6 +30,10 @@ FINETUNE_RECIPE: dict[str, Any] = {
     # the whole net at a lower rate leaves the head behind (the recipe sweep in benchmarks/results/finetune_real/).
     "lr_per_256": 0.16,
     "backbone_lr_scale": 0.25,
+    # A safety net, not a rate: normal steps stay below it, but one gradient spike through frozen BN statistics (their
+    # fixed scales amplify it) can push a layer's units dead for good, and the run then ends at chance
+    # (benchmarks/results/battery/README.md, "A collapse to chance, and gradient clipping").
+    "clip_grad_norm": 5.0,
     "schedule": "cosine",
     "weight_decay": 1e-5,
     "label_smoothing": 0.1,
@@ -165,6 +169,7 @@ def describe(plan: FinetunePlan, config: Any) -> str:
     world = f" x {plan.world_size} processes" if plan.world_size > 1 else ""
     lr = config.peak_lr(plan.world_size)
     scale = f", backbone x{config.backbone_lr_scale:g}" if config.backbone_lr_scale != 1 else ""
+    clip = f", gradient norm <= {config.clip_grad_norm:g}" if config.clip_grad_norm > 0 else ""
     ema = f"EMA {config.ema_decay:g}" if config.ema_decay > 0 else "EMA off"
     bn = "BN statistics kept from pretraining" if config.freeze_bn else f"BN statistics trained (momentum {config.bn_momentum:g})"
     if plan.separability is not None:
@@ -173,6 +178,6 @@ def describe(plan: FinetunePlan, config: Any) -> str:
     warmup = int(round(config.warmup_epochs * plan.steps_per_epoch))
     return (
         f"{plan.images} images -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {plan.steps_per_epoch * config.epochs} steps "
-        f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}, {config.schedule}; {ema}; {bn}; "
+        f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}{clip}, {config.schedule}; {ema}; {bn}; "
         f"{augment}, crops >= {config.crop_min_area or 0.08:g} of the image; head init {config.head_init}"
     )
