@@ -278,8 +278,10 @@ def test_ctrl_c_saves_and_resume_finishes(tiny_spec: str, tmp_path: Path) -> Non
     while not (run / "metrics.jsonl").exists() and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
-    assert child.returncode == 130, err[-2000:]
+    out, err = child.communicate(timeout=60)
+    # a 0 here with an empty stderr means the interrupt was lost and the run trained to the end (seen once in CI,
+    # not reproduced alone): stdout's last epochs say where it was
+    assert child.returncode == 130, f"rc {child.returncode}; stderr: {err[-1500:]!r}; stdout: {out[-1500:]!r}"
     assert "checkpoint saved" in err and "--resume" in err
     result = train(quick(tiny_spec, run, epochs=2, train_samples=256, resume=True))
     assert [row["epoch"] for row in result.history] == [1, 2]
