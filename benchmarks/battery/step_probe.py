@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     def step(self, *a, **k):
         number = len(steps) + 1
         groups = [
-            (round(g["lr"], 5), round(math.sqrt(sum(float(p.grad.pow(2).sum()) for p in g["params"] if p.grad is not None)), 3)) for g in self.param_groups
+            (round(g["lr"], 5), round(float(torch.nn.utils.get_total_norm([p.grad for p in g["params"] if p.grad is not None])), 3)) for g in self.param_groups
         ]
         if number in args.top_at:
             names = {id(p): n for n, p in models[0].named_parameters()}
