@@ -190,7 +190,7 @@ def test_trained_batchnorm_statistics_follow_the_weights_within_a_short_run(tune
 
 
 def test_a_run_that_learned_nothing_says_so(tiny_photos: Path, tmp_path: Path, capsys) -> None:
-    """At learning rate 0 the zero-initialised head keeps uniform predictions: the run ends at chance, and says so
+    """At a learning rate of 1e-12 the zero-initialised head keeps uniform predictions: the run ends at chance, and says so
     (on stderr and in summary.json) instead of finishing quietly; a run that learned says nothing."""
     from effnet.train.result import at_chance_warning
 

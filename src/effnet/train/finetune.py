@@ -30,8 +30,8 @@ FINETUNE_RECIPE: dict[str, Any] = {
     # the whole net at a lower rate leaves the head behind (the recipe sweep in benchmarks/results/finetune_real/).
     "lr_per_256": 0.16,
     "backbone_lr_scale": 0.25,
-    # A safety net, not a rate: normal steps stay below it, but one gradient spike through frozen BN statistics (their
-    # fixed scales amplify it) can push a layer's units dead for good, and the run then ends at chance
+    # A safety net, not a rate (where BN statistics train it never bound on the battery): one gradient spike through
+    # frozen BN statistics (their fixed scales amplify it) can push a layer's units dead for good, and the run then ends at chance
     # (benchmarks/results/battery/README.md, "A collapse to chance, and gradient clipping").
     "clip_grad_norm": 5.0,
     "schedule": "cosine",
