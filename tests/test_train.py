@@ -39,6 +39,14 @@ def test_learns_the_proxy_task_above_chance(tiny_spec: str, tmp_path: Path) -> N
     print(f"tiny net on the proxy task: {result.best_top1:.1f}% (EMA {result.best_ema_top1:.1f}%), chance {chance:.0f}%, {elapsed:.0f} s")
 
 
+def test_the_at_chance_warning_reaches_the_python_result(tiny_spec: str, tmp_path: Path) -> None:
+    """`train()`'s caller gets the warning summary.json holds (not only a line on stderr): a zero head at lr 1e-12 ends at chance."""
+    run = tmp_path / "stuck"
+    result = train(quick(tiny_spec, run, lr=1e-12, head_init="zeros", epochs=1, warmup_epochs=0, train_samples=32, val_samples=32))
+    assert result.warning.startswith("the run ended at chance"), result.final
+    assert json.loads((run / "summary.json").read_text())["warning"] == result.warning
+
+
 def _final_state(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model.safetensors"))
 

@@ -31,6 +31,7 @@ class TrainResult:
     resolution: int = 0
     params: int = 0
     macs: int = 0  # multiply-adds at `resolution` (effnet.core.profile)
+    warning: str = ""  # what summary.json's "warning" says: e.g. the run ended at chance (`at_chance_warning`); "" when all is well
 
     def summary(self) -> str:
         ema = f", EMA {self.best_ema_top1:.2f}%" if self.best_ema_top1 is not None else ""

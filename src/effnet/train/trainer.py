@@ -438,11 +438,11 @@ class Trainer:
             "seconds": result.seconds,
             "images_per_second": result.images_per_second,
         }
-        warning = at_chance_warning(result.final, self.prepared.num_classes)
-        if warning:
-            summary["warning"] = warning
+        result.warning = at_chance_warning(result.final, self.prepared.num_classes)
+        if result.warning:
+            summary["warning"] = result.warning
             if self.main:
-                print(f"warning: {warning}", file=sys.stderr, flush=True)
+                print(f"warning: {result.warning}", file=sys.stderr, flush=True)
         self.writer.finish(self.model, self.ema, summary)
         if self.config.fixres:
             adapted, result.fixres = run_fixres(self.model, self.prepared, device=self.device, workers=self.workers)
