@@ -9,11 +9,17 @@ runs it: pretrained Lite0 teacher fine-tuned on the labelled part, a Lite0 stude
 (the noise, the student's budget, soft labels, threshold, balancing). Each run gives the teacher's and the student's
 top-1 and which of the two the command kept. Rows go to OUT/trials.json (`benchmarks/common/run_log.py`) as they finish (a rerun skips them);
 OUT/noisy_student.md is the table: student - teacher paired by seed, mean and 95% t-interval.
+
+Trying a change to the student on the tuning half: `--teachers-from DIR` reuses the teachers an earlier run of this
+script trained (DIR/runs/SET-sSEED/run/teacher, on the same seeded split), so every variant's student is compared with
+the same teacher; `--student-init teacher` starts the student from that teacher's weights instead of the pretrained
+ones; `--option FIELD=JSON` sets any other `NoisyStudentConfig` field (e.g. `budget={"epochs": 20}`, `soft=false`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -27,24 +33,43 @@ from registry import get  # noqa: E402
 TEACHER = STUDENT = "efficientnet_lite0"
 
 
-def one_run(data: Path, work: Path, *, seed: int, fraction: float, val_cap: int, resolution: int, workers: int) -> dict[str, Any]:
-    """One `effnet noisy-student` with its defaults on a seeded labelled/unlabelled split of `data`."""
+def one_run(
+    data: Path,
+    work: Path,
+    *,
+    seed: int,
+    fraction: float,
+    val_cap: int,
+    resolution: int,
+    workers: int,
+    teacher: Path | None = None,
+    student_init: str = "pretrained",
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One `effnet noisy-student` on a seeded labelled/unlabelled split of `data`: its defaults, unless `teacher` (a
+    run trained on the same split), `student_init` or `options` (NoisyStudentConfig fields) say otherwise."""
     from noisy_student import split
 
     from effnet.experiments.selftrain import NoisyStudentConfig, run_noisy_student
+    from effnet.train.rundir import RunLayout
 
     labeled, unlabeled, counts = split(data, work / "data", seed, fraction, val_cap)
     out = work / "run"
+    if student_init == "teacher":
+        if teacher is None:
+            raise SystemExit("--student-init teacher needs --teachers-from (the teacher's weights are the student's start)")
+        options = {**(options or {}), "student_pretrained": str(RunLayout(teacher).weights())}
     config = NoisyStudentConfig(
         labeled=str(labeled),
         unlabeled=str(unlabeled),
-        teacher=TEACHER,
+        teacher=str(teacher) if teacher else TEACHER,
         student=STUDENT,
         out_dir=str(out),
         seed=seed,
         resolution=resolution,
         workers=workers,
         progress=False,
+        **(options or {}),
     )
     started = time.perf_counter()
     result = run_noisy_student(config, resume=(out / "trials.json").is_file())
@@ -84,6 +109,17 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _earlier_teacher(folders: list[Path], run_name: str) -> Path | None:
+    """The teacher an earlier run of this script trained for `run_name` (SET-sSEED), or None when no folders are given."""
+    if not folders:
+        return None
+    for folder in folders:
+        teacher = folder / "runs" / run_name / "run" / "teacher"
+        if (teacher / "model.safetensors").is_file():
+            return teacher
+    raise SystemExit(f"no finished teacher for {run_name} under {', '.join(map(str, folders))}: run this script without --teachers-from there first")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, required=True, help="where fetch.py laid the sets out")
@@ -97,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(tempfile.gettempdir()) / "effnet-battery-ns", help="trials.json (the runs), the table, the run folders"
     )
+    parser.add_argument("--teachers-from", type=Path, nargs="*", default=[], help="earlier --out folders whose teachers the students reuse")
+    parser.add_argument(
+        "--student-init", choices=("pretrained", "teacher"), default="pretrained", help="the student starts from the pretrained weights or its teacher's"
+    )
+    parser.add_argument("--option", action="append", default=[], metavar="FIELD=JSON", help='a NoisyStudentConfig field, e.g. budget={"epochs": 20}')
     args = parser.parse_args(argv)
+    options = {key: json.loads(value) for key, _, value in (o.partition("=") for o in args.option)}
     import torch
 
     torch.set_num_threads(args.threads)
@@ -111,10 +153,21 @@ def main(argv: list[str] | None = None) -> int:
             if {"set": name, "seed": seed} in log:
                 continue
             work = args.out / "runs" / f"{name}-s{seed}"
+            teacher = _earlier_teacher(args.teachers_from, f"{name}-s{seed}")
             run = one_run(
-                args.data_root / name, work, seed=seed, fraction=args.labeled_fraction, val_cap=args.val_cap, resolution=args.resolution, workers=args.workers
+                args.data_root / name,
+                work,
+                seed=seed,
+                fraction=args.labeled_fraction,
+                val_cap=args.val_cap,
+                resolution=args.resolution,
+                workers=args.workers,
+                teacher=teacher,
+                student_init=args.student_init,
+                options=options,
             )
-            row = {"set": name, "half": entry.half, "seed": seed, "labeled_fraction": args.labeled_fraction, "resolution": args.resolution, **run}
+            variant = {"teacher_run": str(teacher) if teacher else "", "student_init": args.student_init, "options": options}
+            row = {"set": name, "half": entry.half, "seed": seed, "labeled_fraction": args.labeled_fraction, "resolution": args.resolution, **variant, **run}
             log.add(row)
             rows.append(row)
             print(f"{name} seed {seed}: teacher {run['teacher']:.1f} -> student {run['student']:.1f}, kept {run['kept']} ({run['seconds']:.0f} s)", flush=True)
