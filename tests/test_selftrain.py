@@ -25,7 +25,7 @@ from effnet.experiments.saved_options import ResumeError
 from effnet.experiments.selftrain import Budget, LabelRecord, Noise, NoisyStudentConfig, balanced_counts, label_images, read_labels, run_noisy_student, select
 from effnet.experiments.selftrain.balance import default_target
 from effnet.experiments.selftrain.runner import NoisyStudentError
-from effnet.experiments.trial_store import TrialStore
+from effnet.experiments.trial_store import STATE_FILE, TrialStore
 from effnet.train import TrainConfig, train
 from effnet.train.rundir import load_run_model
 
@@ -107,7 +107,7 @@ def ns_config(task: Path, teacher: str, student: str, out: Path, **changes) -> N
         "teacher": teacher,
         "student": student,
         "out_dir": str(out),
-        "budget": Budget(epochs=1, batch_size=8),
+        "budget": Budget(epochs=1, batch_size=8, student_epochs=1),
         "resolution": 32,
         "train_options": tiny_options(),
         "label_batch_size": 8,
@@ -250,7 +250,7 @@ def test_the_student_trains_with_noise_on_labelled_and_pseudo_labelled_images(te
         pseudo_file=str(tmp_path / "selected.jsonl"),
         pseudo_images=pseudo,
         out_dir=str(tmp_path / "student"),
-        budget=Budget(epochs=1, batch_size=8),
+        budget=Budget(epochs=1, batch_size=8, student_epochs=1),
         resolution=32,
         extra=tiny_options(workers=0, progress=False),
     )
@@ -356,7 +356,7 @@ def test_sigkill_during_a_student_epoch_resumes_from_the_iteration_state(teacher
             time.sleep(0.4)
             return step(self, micro_batches)
         Trainer._train_step = slow
-        config = NoisyStudentConfig(**{{**{_config_literal(task, teacher_run, tiny_spec, out)}, "budget": Budget(epochs=1, batch_size=8)}})
+        config = NoisyStudentConfig(**{{**{_config_literal(task, teacher_run, tiny_spec, out)}, "budget": Budget(epochs=1, batch_size=8, student_epochs=1)}})
         run_noisy_student(config)
         """
     )
@@ -480,12 +480,22 @@ def test_the_command_runs_reports_and_grows_by_resume(teacher_run: Path, task: P
     assert "| teacher | tiny |" in (out / "iter1" / "report.md").read_text() and (out / "report.png").is_file()
     saved = json.loads((out / "options.json").read_text())
     assert saved["command"] == "noisy-student" and saved["train_config_contents"] == {"deterministic": True, "verbose": False}
+    assert json.loads((out / "iter1" / "student" / "config.json").read_text())["epochs"] == 2  # the student: twice the teacher's --epochs
 
     assert main(["noisy-student", "--resume", str(out), "--dropout", "0.3"]) == 2  # another noise level: refused, named
     assert "--dropout: saved None, given 0.3" in capsys.readouterr().err  # None: the default for the labelled set's size
     with pytest.raises(ResumeError, match=r"cannot resume .* \(.*confidence_threshold: saved 0.3, given 0.5"):  # the library says it too
         run_noisy_student(ns_config(task, str(teacher_run), tiny_spec, out, confidence_threshold=0.5), resume=True)
+    # a run saved before --student-epochs existed (no such option or budget field) resumes, its students as long as then: --epochs
+    for name, strip in (
+        ("options.json", lambda d: d["options"].pop("student_epochs")),
+        (STATE_FILE, lambda d: d["identity"]["config"]["budget"].pop("student_epochs")),
+    ):
+        data = json.loads((out / name).read_text())
+        strip(data)
+        (out / name).write_text(json.dumps(data))
     assert main(["noisy-student", "--resume", str(out), "--iterations", "2", "--workers", "0", "--no-progress"]) == 0
+    assert json.loads((out / "iter2" / "student" / "config.json").read_text())["epochs"] == 1
     summary = json.loads((out / "report.json").read_text())["iterations"]
     assert [r["iteration"] for r in summary] == [1, 2]
     assert summary[1]["teacher"]["run"] == str(out / "iter1" / "student")  # the student became the teacher
@@ -569,7 +579,20 @@ def test_a_student_that_loses_is_reported_and_the_teacher_kept(teacher_run: Path
     _forced_evaluation(monkeypatch, {str(teacher_run): 73.5, "iter1/student": 54.3})
     (tmp_path / "train.yaml").write_text("deterministic: true\nverbose: false\n")
     args = ["noisy-student", "--labeled", str(task / "labeled"), "--unlabeled", str(task / "unlabeled"), "--teacher", str(teacher_run)]
-    args += ["--student", tiny_spec, "--train-config", str(tmp_path / "train.yaml"), "--out-dir", str(out), "--resolution", "32", "--epochs", "1"]
+    args += [
+        "--student",
+        tiny_spec,
+        "--train-config",
+        str(tmp_path / "train.yaml"),
+        "--out-dir",
+        str(out),
+        "--resolution",
+        "32",
+        "--epochs",
+        "1",
+        "--student-epochs",
+        "1",
+    ]
     assert main([*args, "--batch-size", "8", "--label-batch-size", "8", "--workers", "0", "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("student 54.3% < teacher 73.5%: kept the teacher; the result: ") and str(out / "best") in last
@@ -628,6 +651,8 @@ def test_budgets_in_steps_and_the_pseudo_label_file_format(tmp_path: Path) -> No
     from effnet.data.mixed import read_pseudo_labels
 
     assert Budget(epochs=4).values(10) == {"epochs": 4}
+    assert Budget(epochs=4).student().values(10) == {"epochs": 8} and Budget(epochs=4, student_epochs=5).student().values(10) == {"epochs": 5}
+    assert Budget(steps=25).student().values(10) == Budget(steps=25).values(10)  # a steps budget is every training's
     assert Budget(steps=25).values(10) == {"epochs": 5, "max_steps_per_epoch": 5, "eval_every": 5}  # 25 exactly, not 3 x 9 = 27
     assert Budget(steps=20).values(10) == {"epochs": 2, "max_steps_per_epoch": 0, "eval_every": 2}
     assert Budget(steps=20).values(7) == {"epochs": 4, "max_steps_per_epoch": 5, "eval_every": 4}  # not 3 x 7 = 21

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from effnet.cli.resume import ResumableOptions
-from effnet.experiments.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE
+from effnet.experiments.selftrain.recipe import PAPER_NOISE, SMALL_SET_IMAGES, SMALL_SET_NOISE, STUDENT_EPOCH_FACTOR
 from effnet.experiments.selftrain.runner import MAY_CHANGE, is_run_dir
 from effnet.experiments.trial_store import STATE_FILE
 
@@ -111,7 +111,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         path=Path.is_file,
         help="auto (a named model's pretrained weights, if any), default, none, or a weights file",
     )
-    add(p, "--epochs", type=int, default=10, help="epochs of each training (teacher, students)")
+    add(p, "--epochs", type=int, default=10, help="epochs of the teacher's training")
+    add(
+        p,
+        "--student-epochs",
+        type=int,
+        default=0,
+        help="epochs of each student's training (over labelled + pseudo-labelled images)",
+        shown=f"{STUDENT_EPOCH_FACTOR} x --epochs",
+    )
     add(
         p, "--steps", type=int, default=0, help="optimizer steps of each training instead of --epochs (equal budgets for unequal data)", shown="0: use --epochs"
     )
@@ -153,7 +161,7 @@ def _config(args: argparse.Namespace) -> CommandLineRun:
         pseudo_label_ratio=v.pseudo_label_ratio,
         noise=noise,
         student_pretrained=v.student_pretrained,
-        budget=Budget(v.epochs, v.steps, v.batch_size),
+        budget=Budget(v.epochs, v.steps, v.batch_size, _student_epochs(v.student_epochs, v.epochs, run.saved)),
         resolution=v.resolution,
         seed=v.seed,
         train_options=extra,
@@ -164,6 +172,13 @@ def _config(args: argparse.Namespace) -> CommandLineRun:
         progress=v.progress,
     )
     return CommandLineRun(config, run.resuming, NOISY.payload(v, train_config_contents=extra))
+
+
+def _student_epochs(given: int, epochs: int, saved: dict[str, Any] | None) -> int:
+    """--student-epochs as given; for a run saved before the option existed, its students' length then: --epochs."""
+    if not given and saved is not None and "student_epochs" not in saved.get("options", {}):
+        return epochs
+    return given
 
 
 def run_noisy_student_command(args: argparse.Namespace) -> int:

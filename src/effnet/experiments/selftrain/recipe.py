@@ -89,13 +89,25 @@ def default_noise(labeled_images: int) -> Noise:
     return SMALL_SET_NOISE if labeled_images < SMALL_SET_IMAGES else PAPER_NOISE
 
 
+# The student trains this many times the teacher's epochs unless told otherwise: the paper's student trains far
+# longer than its teacher, and on the battery's tuning half twice the epochs beat equal ones
+# (benchmarks/results/battery/ns_tuning/).
+STUDENT_EPOCH_FACTOR = 2
+
+
 @dataclass(frozen=True)
 class Budget:
-    """How long each training runs: `epochs`, or `steps` optimizer steps in all (equal budgets for unequal data)."""
+    """How long each training runs: `epochs` for the teacher and `student_epochs` for each student (0: twice
+    `epochs`), or `steps` optimizer steps for every training (equal budgets for unequal data)."""
 
     epochs: int = 10
     steps: int = 0
     batch_size: int = 0  # 0: from the image count, as fine-tuning does
+    student_epochs: int = 0  # 0: STUDENT_EPOCH_FACTOR x epochs
+
+    def student(self) -> Budget:
+        """The student's budget: its own epochs; a `steps` budget stays the same for every training."""
+        return Budget(self.student_epochs or STUDENT_EPOCH_FACTOR * self.epochs, self.steps, self.batch_size, self.student_epochs)
 
     def values(self, steps_per_epoch: int) -> dict[str, Any]:
         """epochs (and a per-epoch cap) giving `steps` steps, evaluated once at the end; or `epochs` as they are.
@@ -196,7 +208,8 @@ def student_config(
     resolution: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[TrainConfig, str]:
-    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `pseudo_label_ratio` pseudo-labelled per labelled image (0: `default_ratio`).
+    """Step 3: the student on labelled + pseudo-labelled images with `noise`, `pseudo_label_ratio` pseudo-labelled per labelled image (0: `default_ratio`),
+    for `budget.student()` (twice the teacher's epochs unless `budget.student_epochs` says otherwise).
     `network`: a model name or spec, or a `Network` resolved already (then `pretrained` is its own)."""
     world = world_size()
     resolved = network if isinstance(network, Network) else resolve_network(network, pretrained)
@@ -207,7 +220,8 @@ def student_config(
     split = batch_split(batch, ratio)
     mix = SourceMix((labeled_images, pseudo_images), split)
     steps_per_epoch = max(1, mix.batches_per_epoch // world)
-    values.update(noise.train_values(), pseudo_labels=str(pseudo_file), pseudo_label_ratio=ratio, batch_size=batch, **budget.values(steps_per_epoch))
+    length = budget.student().values(steps_per_epoch)
+    values.update(noise.train_values(), pseudo_labels=str(pseudo_file), pseudo_label_ratio=ratio, batch_size=batch, **length)
     values["warmup_epochs"] = WARMUP_FRACTION * values["epochs"]
     values.update(extra or {})
     config = TrainConfig.from_dict(values)

@@ -84,7 +84,7 @@ class NoisyStudentConfig:
     pseudo_label_ratio: float = 0.0  # pseudo-labelled images per labelled one in each batch (0: the paper's 3, or fewer for few images)
     noise: Noise = field(default_factory=Noise)  # settings left None: the default for the labelled set's size (recipe.default_noise)
     student_pretrained: str = "auto"  # auto (a named model's pretrained weights when it has some), default, none, or a weights file
-    budget: Budget = field(default_factory=Budget)
+    budget: Budget = field(default_factory=Budget)  # the teacher's epochs, the students' (twice the teacher's unless set), or steps for every training
     resolution: int = 0  # training resolution of teacher and student (0: each model's own)
     seed: int = 0
     train_options: dict[str, Any] = field(default_factory=dict)  # further TrainConfig options for every training
@@ -167,6 +167,11 @@ class _Steps:
             saved = stored_identity(out_dir)
             if saved.get("experiment") != "noisy-student":
                 raise NoisyStudentError(f"{path} is not a noisy-student run's; continue that run with its own command, or choose another --out-dir")
+            budget = saved["config"].get("budget", {})
+            if "student_epochs" not in budget:  # a run from before students had their own length: its students trained `epochs`
+                saved["config"]["budget"] = {**budget, "student_epochs": budget.get("epochs")}
+                if now["budget"] == saved["config"]["budget"]:
+                    identity["config"]["budget"] = budget  # the store's identity as it was written
             refuse_changed(out_dir, saved["config"], now, MAY_CHANGE | {"out_dir"}, lambda name: name)  # every long command's rule
         _sync(config.device)
         if _main():
