@@ -309,6 +309,7 @@ def test_scale_command_applies_the_v2_rule(tmp_path, capsys: pytest.CaptureFixtu
 
 
 # ------------------------------------------------------------------ export
+@pytest.mark.slow  # the default suite's longest test (a 21M-parameter export); B0's ONNX parity stays in the default suite
 def test_onnx_export_of_v2_s_matches_onnxruntime(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime
