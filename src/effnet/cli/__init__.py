@@ -135,8 +135,9 @@ def run() -> None:
 
     After an interrupt that was handled (checkpoint saved, message printed), exit with 130 at
     once: CPython's shutdown can otherwise re-raise SIGINT on itself and die with -2 instead,
-    which a CI run of the Ctrl-C test saw once (not reproduced in 16 tries; cause not pinned
-    down). The streams are flushed first; every file the trainer writes is already closed.
+    which a CI run of the Ctrl-C test saw once (likely the same interrupt, half handled inside a
+    library, that effnet.train.interrupts now defers). The streams are flushed first; every file
+    the trainer writes is already closed.
     """
     import os
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from effnet.train.checkpoint import CheckpointError, check_compatible, load_newe
 from effnet.train.config import TrainConfig
 from effnet.train.evaluate import EvalResult, autocast, evaluate, unpack
 from effnet.train.fixres import run_fixres
+from effnet.train.interrupts import InterruptGuard
 from effnet.train.metrics import repair_history
 from effnet.train.network import batchnorm_eval, train_only_classifier_mode
 from effnet.train.prepared import PreparedRun, prepare_run
@@ -99,6 +99,7 @@ class Trainer:
         self._timing: StepTimer | None = StepTimer()
         self._epoch_estimate_due = True  # refreshed once, after the first epoch this process runs
         self._epoch_start: tuple[float, int] = (0.0, 0)  # when the epoch in progress started here, and at which step
+        self.interrupts = InterruptGuard()  # Ctrl-C waits for the step, checkpoint or plot in progress
 
     def _progress(self) -> Progress:
         cfg = self.config
@@ -137,7 +138,8 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the state at the last step boundary (rank 0 writes; everyone waits)."""
-        self.writer.checkpoint(self._payload() if self.main else {}, self._rng_at_step)
+        with self.interrupts.critical():
+            self.writer.checkpoint(self._payload() if self.main else {}, self._rng_at_step)
 
     def _checkpoint_due(self) -> bool:
         """A mid-epoch checkpoint every --checkpoint-every steps and/or --checkpoint-minutes minutes."""
@@ -299,11 +301,14 @@ class Trainer:
         for micro_batches in self._batches(loader):
             if self._timing is not None:
                 self._timing.step_started()
-            loss_sum, correct, seen, bad = self._train_step(micro_batches)
-            self.epoch_stats = [a + b for a, b in zip(self.epoch_stats, (loss_sum, correct, seen, bad), strict=True)]
-            self.step_in_epoch += 1
-            self.global_step += 1
-            self.images_seen += seen * self.dist.world_size
+            with self.interrupts.critical():  # the weights and the step counter change together
+                loss_sum, correct, seen, bad = self._train_step(micro_batches)
+                self.epoch_stats = [a + b for a, b in zip(self.epoch_stats, (loss_sum, correct, seen, bad), strict=True)]
+                self.step_in_epoch += 1
+                self.global_step += 1
+                self.images_seen += seen * self.dist.world_size
+                # RNG state at this step boundary: what any checkpoint (periodic, Ctrl-C mid-next-step) restores
+                self._rng_at_step = rng_state()
             elapsed = time.perf_counter() - started
             if bar is not None:
                 bar.update(1)
@@ -312,8 +317,6 @@ class Trainer:
                     lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                     img_s=f"{self.images_seen / max(1e-9, self.train_seconds + elapsed):.1f}",
                 )
-            # RNG state at this step boundary: what any checkpoint (periodic, Ctrl-C mid-next-step) restores
-            self._rng_at_step = rng_state()
             if self._timing is not None and self._timing.ready():
                 if self.main and cfg.verbose:
                     _say(self._timing.estimate(self._progress()), bar)  # a line of its own, not inside the progress bar's
@@ -353,16 +356,17 @@ class Trainer:
                 self.best["ema_top1"] = max(self.best["ema_top1"], ema.top1)
         if bad and self.main:
             print(f"epoch {self.epoch + 1}: skipped {int(bad)} unreadable image(s)")
-        self.history.append(row)
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.epoch_stats = [0.0, 0.0, 0.0, 0.0]
-        self._rng_at_step = rng_state()
-        self.save()
-        self.writer.epoch_done(self.history)
-        if self.main and cfg.verbose:
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
-            print(json.dumps(shown), flush=True)
+        with self.interrupts.critical():  # the epoch's row, checkpoint, metrics files and plot (a first matplotlib import)
+            self.history.append(row)
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.epoch_stats = [0.0, 0.0, 0.0, 0.0]
+            self._rng_at_step = rng_state()
+            self.save()
+            self.writer.epoch_done(self.history)
+            if self.main and cfg.verbose:
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not isinstance(v, list)}
+                print(json.dumps(shown), flush=True)
         if self._epoch_estimate_due and self.epoch < cfg.epochs:
             # the first steps' estimate misses what a whole epoch shows (a busy machine, loader starts, checkpoints): again, measured
             self._epoch_estimate_due = False
@@ -398,7 +402,7 @@ class Trainer:
         else:
             self.writer.check_new()
         self.writer.begin(self.prepared, self.model, self.ema)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+        self.interrupts.install()
         try:
             while self.epoch < cfg.epochs:
                 self._run_epoch()
@@ -409,8 +413,7 @@ class Trainer:
                 f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; checkpoint saved to {last}; continue with --resume"
             ) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            self.interrupts.restore()
         return self._finish()
 
     def _finish(self) -> TrainResult:
@@ -468,16 +471,6 @@ def _say(line: str, bar: Any) -> None:
         sys.stdout.flush()
     else:
         print(line, flush=True)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def train(run: TrainConfig | PreparedRun, spec: Any = None) -> TrainResult:
