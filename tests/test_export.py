@@ -92,6 +92,23 @@ def test_onnx_dynamic_batch(b0, b0_onnx):
     assert max_diff(expected, got) < ONNX_ATOL
 
 
+def test_onnx_tf_same_padding_of_a_small_net_matches_pytorch(tmp_path):
+    """TF 'same' padding (odd sizes pad unevenly) through ONNX, on a small net; B0's own is in the slow step."""
+    torch.manual_seed(0)
+    model = effnet.build("ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25", num_classes=7, head_init="tf", padding="tf_same")
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 45, 45))  # BN statistics of real magnitude (see `calibrated`)
+    model.eval()
+    path = export_onnx(model, tmp_path / "tiny_tf.onnx", resolution=45, batch_size=2)  # verify=True raises on mismatch
+    x = images(3, seed=3, size=(45, 45))
+    with torch.no_grad():
+        expected = model(x)
+    (got,) = run_onnx(path, x)
+    assert max_diff(expected, got) < ONNX_ATOL and float(expected.abs().max()) > 1e-3
+
+
+@pytest.mark.slow  # 8 s; a small net's TF 'same' padding through ONNX is in the default suite
 def test_onnx_tf_compat_with_builtin_verification(tmp_path):
     model = calibrated(tf_compat=True)
     path = export_onnx(model, tmp_path / "b0_tf.onnx", resolution=RES, batch_size=2)  # verify=True raises on mismatch

@@ -84,7 +84,7 @@ def test_ctrl_c_during_the_epoch_plot_lets_it_finish_then_stops(tiny_spec: str, 
 
 
 def test_sigterm_inside_a_step_saves_that_step_whole_and_resume_is_bitwise(tiny_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = {"epochs": 2, "drop_path_rate": 0.2}
+    settings = {"epochs": 1, "drop_path_rate": 0.2}
     train(quick(tiny_spec, tmp_path / "straight", **settings))
     real_step, steps = Trainer._train_step, []
 
