@@ -30,16 +30,20 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated
 
 
 def calibrated(name: str = "efficientnet_b0", **kwargs) -> nn.Module:
-    """A model whose BN running stats come from one random batch (cumulative average), in eval mode."""
+    """The named model (a TF-initialised head: a zero head would make every output 0), calibrated."""
     torch.manual_seed(0)
-    model = effnet.create_model(name, head_init="tf", **kwargs)  # a zero head would make every output 0
+    return calibrate(effnet.create_model(name, head_init="tf", **kwargs))
+
+
+def calibrate(model: nn.Module, size: int = RES) -> nn.Module:
+    """`model` with BN running stats from one random batch (cumulative average), in eval mode."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None
     model.train()
     with torch.no_grad():
-        model(torch.randn(8, model.spec.in_chans, RES, RES))
+        model(torch.randn(8, model.spec.in_chans, size, size))
     return model.eval()
 
 
@@ -95,11 +99,8 @@ def test_onnx_dynamic_batch(b0, b0_onnx):
 def test_onnx_tf_same_padding_of_a_small_net_matches_pytorch(tmp_path):
     """TF 'same' padding (odd sizes pad unevenly) through ONNX, on a small net; B0's own is in the slow step."""
     torch.manual_seed(0)
-    model = effnet.build("ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25", num_classes=7, head_init="tf", padding="tf_same")
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(8, 3, 45, 45))  # BN statistics of real magnitude (see `calibrated`)
-    model.eval()
+    spec = "ds_r1_k3_s1_e1_c16_se0.25-ir_r2_k3_s2_e6_c24_se0.25-ir_r1_k5_s2_e6_c40_se0.25"
+    model = calibrate(effnet.build(spec, num_classes=7, head_init="tf", padding="tf_same"), size=45)
     path = export_onnx(model, tmp_path / "tiny_tf.onnx", resolution=45, batch_size=2)  # verify=True raises on mismatch
     x = images(3, seed=3, size=(45, 45))
     with torch.no_grad():
