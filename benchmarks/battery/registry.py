@@ -142,6 +142,26 @@ SETS = [
         archive="https://github.com/ardamavi/Sign-Language-Digits-Dataset/archive/refs/heads/master.zip",
         note="the archive's Dataset/ folder holds the class folders",
     ),
+    # Added in the eighth session (2026-12-07), to the tuning half only, before the few-shot schedule rule
+    # they tune ran (benchmarks/results/battery/few_shot_schedule/README.md): one few-shot tuning set was too few to fit it.
+    BatterySet(
+        "imagenette_fewshot",
+        "5-10 images per class (ImageNet-like objects)",
+        "tuning",
+        "Imagenette, as above; 5-10 training images per class (drawn by the seed)",
+        IMAGENET_TERMS,
+        derived_from="imagenette",
+        counts="fewshot",
+    ),
+    BatterySet(
+        "sign_digits_fewshot",
+        "5-10 images per class (far from ImageNet: hand signs)",
+        "tuning",
+        "Sign-Language-Digits-Dataset, as above; 5-10 training images per class (drawn by the seed)",
+        "Apache-2.0",
+        derived_from="sign_digits",
+        counts="fewshot",
+    ),
     # ---------------------------------------------------------------- confirmation half
     BatterySet(
         "caltech101",
