@@ -66,11 +66,36 @@ def test_the_plan_gives_enough_steps_per_epoch_and_warm_up_in_steps() -> None:
     assert (values["batch_size"], values["epochs"]) == (32, 2)  # the user's choice wins
 
 
+def test_few_images_per_class_stretch_the_cosine_and_the_plan_line_says_why() -> None:
+    from effnet.train.config import TrainConfig
+    from effnet.train.finetune import FEW_SHOT_IMAGES_PER_CLASS, FEW_SHOT_SCHEDULE, describe
+    from effnet.train.optim import make_scheduler
+
+    span = FEW_SHOT_SCHEDULE["cosine_min_steps"]
+    few, plan = finetune_values(228, {"epochs": 3}, classes=30)  # 7.6 per class: caltech101_fewshot's shape
+    assert few["cosine_min_steps"] == span and plan.few_shot and plan.total_steps < span
+    line = describe(plan, TrainConfig.from_dict(few))
+    assert line.startswith("228 images in 30 classes -> batch 16") and f"cosine spanning {span} steps (7.6 images per class)" in line
+    # the last step of the 3-epoch run is still well up the stretched cosine, not at zero
+    config = TrainConfig.from_dict(few)
+    scheduler = make_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), config, plan.steps_per_epoch)
+    last = scheduler.lr_lambdas[0](plan.total_steps - 1)
+    assert 0.5 < last < 1.0
+    # at the boundary, with many images per class, without a class count, or when the user sets the span: unchanged
+    assert finetune_values(FEW_SHOT_IMAGES_PER_CLASS * 10, {"epochs": 3}, classes=10)[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(500, {"epochs": 3}, classes=10)[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(228, {"epochs": 3})[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(228, {"epochs": 3, "cosine_min_steps": 0}, classes=30)[0]["cosine_min_steps"] == 0
+    # a run long enough for the span is the plain cosine, and its line does not claim a stretch
+    long, long_plan = finetune_values(228, {"epochs": 10}, classes=30)
+    assert long_plan.total_steps >= span and ", cosine;" in describe(long_plan, TrainConfig.from_dict(long))
+
+
 def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, str]) -> None:
     run, printed = tuned_run
     config = json.loads((run / "config.json").read_text())
     # 48 images: the plan picks batch 8 (>= MIN_STEPS_PER_EPOCH is impossible above the smallest batch), and says so
-    assert "48 images -> batch 8, 6 steps/epoch" in printed
+    assert "48 images in 3 classes -> batch 8, 6 steps/epoch" in printed
     assert "pretrained features separate the classes" in printed and "BN statistics trained" in printed  # chosen, and said
     assert f"gradient norm <= {FINETUNE_RECIPE['clip_grad_norm']:g}" in printed and config["clip_grad_norm"] == FINETUNE_RECIPE["clip_grad_norm"] > 0
     assert (config["model"], config["pretrained"], config["batch_size"], config["head_init"]) == ("efficientnet_lite0", "default", 8, "zeros")

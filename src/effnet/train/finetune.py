@@ -57,6 +57,12 @@ FINETUNE_RECIPE: dict[str, Any] = {
 # from BN training and those that lost (benchmarks/results/finetune_real/bn_choice/).
 BN_TRAINING_MIN_SEPARABILITY = 0.9
 BN_TRAINING = {"freeze_bn": False, "backbone_lr_scale": 1.0}
+# Few images per class: the cosine spans at least this many steps, so a short run stops part-way down it. Each class's
+# head weights get only a few dozen gradient contributions in a run of a few epochs, and a cosine that reaches zero
+# spends half of them at a fraction of the rate; runs longer than the span are unchanged
+# (benchmarks/results/battery/few_shot_schedule/).
+FEW_SHOT_IMAGES_PER_CLASS = 20
+FEW_SHOT_SCHEDULE = {"cosine_min_steps": 100}
 MIN_STEPS_PER_EPOCH = 10
 BATCH_RANGE = (8, 64)
 WARMUP_FRACTION = 0.05  # of all optimizer steps
@@ -73,6 +79,11 @@ class FinetunePlan:
     epochs: int
     warmup_steps: int
     separability: Separability | None = None  # measured when the BatchNorm mode was chosen from the data
+    classes: int = 0  # the training set's classes (0: not counted)
+
+    @property
+    def few_shot(self) -> bool:
+        return is_few_shot(self.images, self.classes)
 
     @property
     def total_steps(self) -> int:
@@ -82,6 +93,11 @@ class FinetunePlan:
     def warmup_epochs(self) -> float:
         """The warm-up in the unit TrainConfig takes (epochs; fractional)."""
         return self.warmup_steps / self.steps_per_epoch
+
+
+def is_few_shot(images: int, classes: int) -> bool:
+    """Fewer than FEW_SHOT_IMAGES_PER_CLASS training images per class on average (False when classes is not known)."""
+    return classes > 0 and images < FEW_SHOT_IMAGES_PER_CLASS * classes
 
 
 def batch_for(images: int, world_size: int = 1, grad_accum: int = 1) -> int:
@@ -118,13 +134,16 @@ def chooses_bn_mode(given: Mapping[str, Any]) -> bool:
 
 
 def finetune_values(
-    images: int, given: Mapping[str, Any], world_size: int = 1, separability: Separability | None = None
+    images: int, given: Mapping[str, Any], world_size: int = 1, separability: Separability | None = None, classes: int = 0
 ) -> tuple[dict[str, Any], FinetunePlan]:
-    """TrainConfig values for fine-tuning on `images` training images: the recipe, the BatchNorm mode `separability`
-    calls for (when given and the user set none), the plan, then `given` on top."""
+    """TrainConfig values for fine-tuning on `images` training images in `classes` classes: the recipe, the BatchNorm
+    mode `separability` calls for (when given and the user set none), the schedule few images per class call for,
+    the plan, then `given` on top."""
     values = dict(FINETUNE_RECIPE)
     if separability is not None and chooses_bn_mode(given) and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
         values.update(BN_TRAINING)
+    if is_few_shot(images, classes):
+        values.update(FEW_SHOT_SCHEDULE)
     values.update(given)
     plan = plan_finetune(
         images,
@@ -134,7 +153,7 @@ def finetune_values(
         batch_size=given.get("batch_size"),
     )
     values["batch_size"] = plan.batch_size
-    plan = dataclasses.replace(plan, separability=separability)
+    plan = dataclasses.replace(plan, separability=separability, classes=classes)
     if "warmup_epochs" not in given:
         values["warmup_epochs"] = plan.warmup_epochs
     return values, plan
@@ -154,7 +173,7 @@ def prepare_finetune(given: Mapping[str, Any], world_size: int = 1) -> tuple[Any
 
     recipe = prepare_run(TrainConfig.from_dict({**FINETUNE_RECIPE, **given}))
     separability = pretrained_separability(recipe) if chooses_bn_mode(given) else None
-    values, plan = finetune_values(len(recipe.labelled_train), given, world_size, separability)
+    values, plan = finetune_values(len(recipe.labelled_train), given, world_size, separability, recipe.num_classes)
     return recipe.with_config(TrainConfig.from_dict(values)), plan
 
 
@@ -176,8 +195,14 @@ def describe(plan: FinetunePlan, config: Any) -> str:
         bn = f"{plan.separability.describe()} -> {bn}"
     augment = "AutoAugment" if config.auto_augment == "autoaugment" else ("RandAugment" if config.auto_augment == "randaugment" else "no auto-augment")
     warmup = int(round(config.warmup_epochs * plan.steps_per_epoch))
+    schedule = config.schedule
+    total = plan.steps_per_epoch * config.epochs
+    if schedule == "cosine" and config.cosine_min_steps > total:
+        reason = f" ({plan.images / plan.classes:.1f} images per class)" if plan.few_shot else ""
+        schedule = f"cosine spanning {config.cosine_min_steps} steps{reason}"
+    images = f"{plan.images} images in {plan.classes} classes" if plan.classes else f"{plan.images} images"
     return (
-        f"{plan.images} images -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {plan.steps_per_epoch * config.epochs} steps "
-        f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}{clip}, {config.schedule}; {ema}; {bn}; "
+        f"{images} -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {plan.steps_per_epoch * config.epochs} steps "
+        f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}{clip}, {schedule}; {ema}; {bn}; "
         f"{augment}, crops >= {config.crop_min_area or 0.08:g} of the image; head init {config.head_init}"
     )
