@@ -93,6 +93,23 @@ def test_pretrained_features_separate_photos_of_distinct_objects_but_not_the_sha
     assert photos.accuracy >= BN_TRAINING_MIN_SEPARABILITY > shapes.accuracy
 
 
+def test_many_classes_are_measured_on_enough_images_per_class() -> None:
+    from effnet.train.separability import MAX_IMAGES, MIN_IMAGES_PER_CLASS, images_to_measure
+
+    assert images_to_measure(500, 10) == MAX_IMAGES  # few classes: the evenly spaced subset, as before
+    assert images_to_measure(100, 2) == 100  # a small folder: all of it
+    assert images_to_measure(2040, 102) == 2040  # Flowers-102's training split: all, not 4 per class
+    assert images_to_measure(50_000, 1000) == MIN_IMAGES_PER_CLASS * 1000
+    # why: with class means of 3 other images, separable clusters read as much less separable than they are
+    torch.manual_seed(0)
+    centres = torch.randn(102, 64)
+    labels = torch.arange(102).repeat_interleave(20)
+    features = centres[labels] + 1.5 * torch.randn(len(labels), 64)
+    subset = torch.linspace(0, len(labels) - 1, 400).long()
+    few, every = nearest_class_mean_accuracy(features[subset], labels[subset]), nearest_class_mean_accuracy(features, labels)
+    assert few < BN_TRAINING_MIN_SEPARABILITY <= every  # 400 images would freeze BN statistics that all 2,040 train
+
+
 def test_a_folder_with_one_image_per_class_leaves_the_recipe_as_it_is(tiny_photos: Path, tmp_path: Path) -> None:
     import shutil
 
