@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 MAX_IMAGES = 400  # an evenly spaced subset of larger training sets: enough for the estimate, a few seconds on 2 cores
 # ... but never fewer than this many per class where the folder has them: class means of 3-4 images read many classes
-# as inseparable (Flowers-102's 102 classes: 46.8% on 400 images, 70.4% on all 2,040), and the 90% line was fitted on
+# as far less separable than they are (Flowers-102, benchmarks/results/transfer/), and the 90% line was fitted on
 # estimates with 25 or more per class (benchmarks/results/finetune_real/bn_choice/). One forward pass over the images
 # measured costs a few percent of a fine-tune over all of them.
 MIN_IMAGES_PER_CLASS = 25
@@ -69,8 +69,9 @@ def images_to_measure(images: int, classes: int, max_images: int = MAX_IMAGES) -
 
 def pretrained_separability(run: Any, max_images: int = MAX_IMAGES, batch_size: int = 32) -> Separability | None:
     """`nearest_class_mean_accuracy` of the pretrained network of a prepared run (`effnet.train.prepared.PreparedRun`)
-    on its labelled training images (an evenly spaced subset of `images_to_measure` of them); None when no class has two readable images (nothing to measure). The network is
-    the run's own (`PreparedRun.model`), which the trainer then trains."""
+    on its labelled training images (an evenly spaced subset of `images_to_measure` of them); None when no class has
+    two readable images (nothing to measure). The network is the run's own (`PreparedRun.model`), which the trainer
+    then trains."""
     from torch.utils.data import DataLoader, Subset
 
     from effnet.data import TransformedDataset
