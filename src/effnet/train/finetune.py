@@ -202,7 +202,7 @@ def describe(plan: FinetunePlan, config: Any) -> str:
         schedule = f"cosine spanning {config.cosine_min_steps} steps{reason}"
     images = f"{plan.images} images in {plan.classes} classes" if plan.classes else f"{plan.images} images"
     return (
-        f"{images} -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {plan.steps_per_epoch * config.epochs} steps "
+        f"{images} -> batch {config.batch_size}{world}, {plan.steps_per_epoch} steps/epoch, {total} steps "
         f"over {config.epochs} epochs; warm-up {warmup} steps; {config.optimizer} lr {lr:.4g}{scale}{clip}, {schedule}; {ema}; {bn}; "
         f"{augment}, crops >= {config.crop_min_area or 0.08:g} of the image; head init {config.head_init}"
     )
