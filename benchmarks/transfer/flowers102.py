@@ -34,8 +34,9 @@ def read_split(src: Path) -> tuple[list[int], list[int], list[int]]:
     for name, expected in OFFICIAL_MD5.items():
         if not (src / name).is_file():
             raise SystemExit(f"{src / name} is missing: SRC must hold jpg/, setid.mat and imagelabels.mat (or use --download)")
-        if md5(src / name) != expected:
-            raise SystemExit(f"{src / name} is not the official file (md5 {md5(src / name)}, expected {expected})")
+        found = md5(src / name)
+        if found != expected:
+            raise SystemExit(f"{src / name} is not the official file (md5 {found}, expected {expected})")
     try:
         from scipy.io import loadmat
     except ImportError:
