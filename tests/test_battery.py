@@ -83,6 +83,9 @@ def test_a_folder_is_laid_out_as_train_and_val_class_folders(tmp_path: Path) -> 
     assert (len(train), len(val), list(train.classes)) == (34, 17, ["a", "b", "c"])
     again = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=0)
     assert again == json.loads((out / "battery.json").read_text())  # laid out before: skipped
+    older = {**again, "entry": {k: v for k, v in again["entry"].items() if k != "dropped_classes"}}
+    (out / "battery.json").write_text(json.dumps(older))  # laid out before the registry had that field: still the same
+    assert fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=0) == older
     with pytest.raises(SystemExit, match="laid out with another entry, seed or source"):
         fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
     other = fetch.lay_out(entry, tmp_path / "data2", tmp_path / "cache", {"tiny": tmp_path / "download"}, seed=1)
@@ -105,6 +108,19 @@ def test_a_derived_set_is_laid_out_from_its_sources_folder_with_its_own_test_spl
     Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "test" / "unlabelled.png")
     train, val = fetch.find_class_root(tmp_path / "flat")
     assert (train, val) == (tmp_path / "flat" / "train", None)  # an unlabelled test/ is no split: val is held out
+
+
+def test_a_folder_drops_the_classes_the_sets_own_loader_drops(tmp_path: Path) -> None:
+    """Caltech-101's archive holds BACKGROUND_Google, which torchvision drops: a --from-dir layout counts its classes
+    (and its first_class) the same way, for the set and for a set derived from it."""
+    _folder(tmp_path / "101_ObjectCategories", {"BACKGROUND_Google": 9, "Faces": 9, "accordion": 9, "airplanes": 9})
+    assert registry.get("caltech101").dropped_classes == ("BACKGROUND_Google",)
+    entry = dataclasses.replace(registry.get("caltech101"), name="tiny_caltech", classes=2, first_class=1)
+    manifest = fetch.lay_out(entry, tmp_path / "data", tmp_path / "cache", {"tiny_caltech": tmp_path / "101_ObjectCategories"}, seed=0)
+    assert sorted(manifest["counts"]["train"]) == ["accordion", "airplanes"]
+    derived = dataclasses.replace(registry.get("caltech101_fewshot"), name="tiny_fewshot", classes=2, first_class=0)
+    manifest = fetch.lay_out(derived, tmp_path / "data", tmp_path / "cache", {"caltech101": tmp_path / "101_ObjectCategories"}, seed=0)
+    assert sorted(manifest["counts"]["train"]) == ["Faces", "accordion"]
 
 
 def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_apart() -> None:

@@ -113,9 +113,9 @@ def folder_pool(root: Path, classes: list[str] | None = None) -> Pool:
     return Pool(names, labels, lambda i: Image.open(paths[i]))
 
 
-def folder_pools(root: Path) -> tuple[Pool, Pool | None]:
+def folder_pools(root: Path, dropped: tuple[str, ...] = ()) -> tuple[Pool, Pool | None]:
     train_root, val_root = find_class_root(root)
-    train = folder_pool(train_root)
+    train = folder_pool(train_root, [d.name for d in _class_folders(train_root) if d.name not in dropped])
     return train, (folder_pool(val_root, train.classes) if val_root else None)
 
 
@@ -126,14 +126,14 @@ def archive_pools(entry: BatterySet, cache: Path) -> tuple[Pool, Pool | None]:
     if not (target / ".extracted").is_file():
         download_and_extract_archive(entry.archive, download_root=str(target), extract_root=str(target / "files"))
         (target / ".extracted").write_text("")
-    return folder_pools(target / "files")
+    return folder_pools(target / "files", entry.dropped_classes)
 
 
 def source_pools(entry: BatterySet, cache: Path, from_dirs: dict[str, Path]) -> tuple[Pool, Pool | None]:
     """The training pool and validation pool (None: to be held out of the training pool) of `entry`'s source."""
     source = source_of(entry)
     if source.name in from_dirs or entry.name in from_dirs:
-        return folder_pools(from_dirs.get(entry.name) or from_dirs[source.name])
+        return folder_pools(from_dirs.get(entry.name) or from_dirs[source.name], source.dropped_classes)
     if source.torchvision:
         train = torchvision_pool(source, source.train_pool, cache)
         return train, (torchvision_pool(source, source.val_pool, cache) if source.val_pool is not None else None)
@@ -205,13 +205,21 @@ def _folder_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip()) or "class"
 
 
+def _json_defaults() -> dict[str, Any]:
+    """The registry's field defaults, as a manifest stores them."""
+    return json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(BatterySet) if f.default is not dataclasses.MISSING}))
+
+
 def lay_out(entry: BatterySet, data_root: Path, cache: Path, from_dirs: dict[str, Path], seed: int) -> dict[str, Any]:
     """DATA_ROOT/NAME/{train,val}/CLASS/*.jpg and NAME/battery.json; skipped when laid out before with the same entry and seed."""
     target = data_root / entry.name
-    identity = {"entry": dataclasses.asdict(entry), "seed": seed, "from_dir": str(from_dirs.get(entry.name) or from_dirs.get(source_of(entry).name) or "")}
+    from_dir = str(from_dirs.get(entry.name) or from_dirs.get(source_of(entry).name) or "")
+    identity = json.loads(json.dumps({"entry": dataclasses.asdict(entry), "seed": seed, "from_dir": from_dir}))  # as stored
     if (target / MANIFEST).is_file():
         manifest = json.loads((target / MANIFEST).read_text())
-        if {k: manifest.get(k) for k in identity} == identity:
+        # a field added to the registry since the layout was made is read at its default
+        stored_entry = {**_json_defaults(), **manifest.get("entry", {})}
+        if {**{k: manifest.get(k) for k in identity}, "entry": stored_entry} == identity:
             return manifest
         raise SystemExit(f"{target} was laid out with another entry, seed or source; remove it to lay it out again")
     train, val = source_pools(entry, cache, from_dirs)

@@ -36,6 +36,7 @@ class BatterySet:
     counts: str = "balanced"  # balanced | imbalanced | fewshot | natural (per-class training counts, see layout.train_counts)
     ratio: float = 6.0  # imbalanced: most / fewest training images per class
     grayscale: bool = False  # single-channel images (saved as RGB JPEGs; the models take 3 channels)
+    dropped_classes: tuple[str, ...] = ()  # class folders its torchvision loader drops; a --from-dir layout drops them too
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -171,6 +172,7 @@ SETS = [
         "CC BY 4.0",
         torchvision="Caltech101",
         train_pool={"target_type": "category"},
+        dropped_classes=("BACKGROUND_Google",),  # as torchvision's Caltech101 does: first_class counts without it
         first_class=5,  # past the faces/leopards/motorbikes classes, which dominate it
     ),
     BatterySet(
