@@ -103,6 +103,17 @@ SETS = [
         note=SUBSTITUTED + " for eurosat (EuroSAT RGB, torchvision EuroSAT, MIT); the archive's AID/ folder holds the class folders",
     ),
     BatterySet(
+        "aid_imbalanced",
+        "classes imbalanced 6:1 (aerial scenes, AID's first 10 classes)",
+        "tuning",
+        "AID, as above; per-class training counts falling geometrically, most/fewest 6:1 (rarest classes drawn by the seed)",
+        "not stated (Wuhan University, research data)",
+        derived_from="aid",
+        counts="imbalanced",
+        ratio=6.0,
+        note="added in the ninth session, before the rare-class schedule rule it tunes ran",
+    ),
+    BatterySet(
         "brain_mri",
         "medical (brain MRI slices: glioma, meningioma, no tumour, pituitary tumour)",
         "tuning",
