@@ -25,6 +25,7 @@ def _load(name: str):
 fetch = _load("fetch")
 run = _load("run")
 offline = _load("offline_sources")
+coarse = _load("coarse_check")
 registry = sys.modules["registry"]  # the one both scripts import (their folder is on sys.path)
 
 
@@ -121,6 +122,27 @@ def test_a_folder_drops_the_classes_the_sets_own_loader_drops(tmp_path: Path) ->
     derived = dataclasses.replace(registry.get("caltech101_fewshot"), name="tiny_fewshot", classes=2, first_class=0)
     manifest = fetch.lay_out(derived, tmp_path / "data", tmp_path / "cache", {"caltech101": tmp_path / "101_ObjectCategories"}, seed=0)
     assert sorted(manifest["counts"]["train"]) == ["Faces", "accordion"]
+
+
+def test_the_coarse_stand_in_has_the_issues_counts_drawn_disjoint_from_pooled_categories(tmp_path: Path) -> None:
+    categories = {c: 14 for cats, _, _ in coarse.GROUPS.values() for c in cats}
+    caltech = _folder(tmp_path / "101_ObjectCategories", categories)
+    for folder in caltech.iterdir():  # Caltech-101 ships JPEGs
+        for png in folder.glob("*.png"):
+            png.rename(png.with_suffix(".jpg"))
+    counts = coarse.lay_out(caltech, tmp_path / "out" / "coarse_animals")
+    assert counts["train"] == {"mammal": 83, "bird": 41, "reptile": 25, "insect": 14}  # the issue's 163 training images
+    assert sum(counts["val"].values()) == 70
+    out = tmp_path / "out" / "coarse_animals"
+    for group in coarse.GROUPS:
+        train, val = ({p.name for p in (out / split / group).iterdir()} for split in ("train", "val"))
+        assert not train & val
+    (caltech / "mayfly").rename(caltech / "mayflies")
+    with pytest.raises(SystemExit, match="no folder 'mayfly'"):
+        coarse.lay_out(caltech, tmp_path / "again")
+    (caltech / "crocodile" / "0.jpg").unlink()  # reptile: 41 images, one short of 25 + 17
+    with pytest.raises(SystemExit, match="reptile: 41 images .* fewer than the 42"):
+        coarse.lay_out(caltech, tmp_path / "again")
 
 
 def test_the_table_puts_the_bar_at_the_better_plain_loop_and_keeps_the_halves_apart() -> None:

@@ -1,0 +1,102 @@
+"""Issue 28's own held-out check, stood in: 4 coarse groups, imbalanced 83 / 41 / 25 / 14 training images, 70 validation.
+
+    python benchmarks/battery/coarse_check.py --caltech101 101_ObjectCategories --out /tmp/coarse --epochs 3 --seeds 0 1 2
+
+The issue's set (coarse groups of ImageNet photos) is held back. This lays out one of the same shape from Caltech-101
+(a confirmation-half source): each group pools the Caltech-101 categories of one kind of animal, and a seeded draw
+takes the issue's counts from the pool, disjoint between training and validation. Then it trains what `run.py` trains
+on a battery set (effnet finetune's defaults and the two plain loops) and writes OUT/trials.json and OUT/coarse.md
+(the same table as `run.py`'s battery.md). Images are never committed: the folder comes from a Caltech-101 download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+import run  # noqa: E402
+
+NAME = "coarse_animals"
+KIND = "issue 28's held-out check, stood in: 4 coarse animal groups from Caltech-101, imbalanced 83/41/25/14"
+# group: (Caltech-101 categories pooled into it, training images, validation images)
+GROUPS = {
+    "mammal": (
+        ("beaver", "cougar_body", "dalmatian", "elephant", "gerenuk", "hedgehog", "kangaroo", "llama", "okapi", "panda", "platypus", "rhino", "wild_cat"),
+        83,
+        18,
+    ),
+    "bird": (("emu", "flamingo", "ibis", "pigeon", "rooster"), 41, 18),
+    "reptile": (("crocodile", "crocodile_head", "hawksbill"), 25, 17),
+    "insect": (("ant", "butterfly", "dragonfly", "mayfly"), 14, 17),
+}
+
+
+def lay_out(caltech101: Path, target: Path, seed: int = 0) -> dict[str, dict[str, int]]:
+    """TARGET/{train,val}/GROUP/*.jpg drawn from the pooled categories by `seed`; returns the counts."""
+    rng = random.Random(seed)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    counts: dict[str, dict[str, int]] = {"train": {}, "val": {}}
+    for group, (categories, n_train, n_val) in GROUPS.items():
+        missing = [c for c in categories if not (caltech101 / c).is_dir()]
+        if missing:
+            raise SystemExit(f"{caltech101} has no folder {missing[0]!r}: give Caltech-101's 101_ObjectCategories folder")
+        pool = sorted(p for c in categories for p in (caltech101 / c).glob("*.jpg"))
+        if len(pool) < n_train + n_val:
+            raise SystemExit(f"{group}: {len(pool)} images in {', '.join(categories)}, fewer than the {n_train + n_val} it draws")
+        rng.shuffle(pool)
+        for split, picks in (("train", pool[:n_train]), ("val", pool[n_train : n_train + n_val])):
+            (partial / split / group).mkdir(parents=True, exist_ok=True)
+            for p in picks:
+                shutil.copy(p, partial / split / group / f"{p.parent.name}_{p.name}")
+            counts[split][group] = len(picks)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--caltech101", type=Path, required=True, help="Caltech-101's 101_ObjectCategories folder")
+    parser.add_argument("--out", type=Path, required=True, help="the laid-out set, trials.json, coarse.md")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(run.METHODS), choices=list(run.METHODS), metavar="METHOD")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = args.out / NAME
+    if not (data / "train").is_dir():
+        print(lay_out(args.caltech101, data))
+    from common.run_log import RunLog
+
+    log = RunLog(args.out, "coarse check", ("set", "method", "seed", "epochs"))
+    rows = log.rows()
+    for epochs in args.epochs:
+        for seed in args.seeds:
+            for method in args.methods:
+                if {"set": NAME, "method": method, "seed": seed, "epochs": epochs} in log:
+                    continue
+                result = run.run_one(data, args.out, method, epochs=epochs, seed=seed, workers=args.workers)
+                row = {"set": NAME, "half": "confirmation", "kind": KIND, "method": method, "seed": seed, "epochs": epochs}
+                row.update(val_top1=result["history"][-1]["val_top1"], threads=args.threads, **result)
+                log.add(row)
+                rows.append(row)
+                by_epoch = " ".join(f"{h['val_top1']:.1f}" for h in result["history"])
+                print(f"{epochs} epochs seed {seed} {method}: top-1 by epoch {by_epoch}", flush=True)
+    table = run.summarise(rows, run.default_epochs())
+    (args.out / "coarse.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
