@@ -12,6 +12,7 @@ on a battery set (effnet finetune's defaults and the two plain loops) and writes
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -23,7 +24,8 @@ import run  # noqa: E402
 
 NAME = "coarse_animals"
 KIND = "issue 28's held-out check, stood in: 4 coarse animal groups from Caltech-101, imbalanced 83/41/25/14"
-# group: (Caltech-101 categories pooled into it, training images, validation images)
+TUNING_KIND = "the same shape from Imagenette (4 classes, 83/41/25/14)"
+# group: (source categories pooled into it, training images, validation images)
 GROUPS = {
     "mammal": (
         ("beaver", "cougar_body", "dalmatian", "elephant", "gerenuk", "hedgehog", "kangaroo", "llama", "okapi", "panda", "platypus", "rhino", "wild_cat"),
@@ -34,26 +36,35 @@ GROUPS = {
     "reptile": (("crocodile", "crocodile_head", "hawksbill"), 25, 17),
     "insect": (("ant", "butterfly", "dragonfly", "mayfly"), 14, 17),
 }
+# The same shape from the tuning half's Imagenette (train/ and val/ class folders pooled), for probing what the
+# stand-in shows without tuning on it: Imagenette has no coarse groups, so each group is one class.
+TUNING_NAME = "imagenette_4_imbalanced"
+TUNING_GROUPS = {
+    "English_springer": (("train/English_springer", "val/English_springer"), 83, 18),
+    "church": (("train/church", "val/church"), 41, 18),
+    "golf_ball": (("train/golf_ball", "val/golf_ball"), 25, 17),
+    "tench": (("train/tench", "val/tench"), 14, 17),
+}
 
 
-def lay_out(caltech101: Path, target: Path, seed: int = 0) -> dict[str, dict[str, int]]:
-    """TARGET/{train,val}/GROUP/*.jpg drawn from the pooled categories by `seed`; returns the counts."""
+def lay_out(source: Path, target: Path, seed: int = 0, groups: dict = GROUPS) -> dict[str, dict[str, int]]:
+    """TARGET/{train,val}/GROUP/*.jpg drawn from the pooled categories (folders under `source`) by `seed`; returns the counts."""
     rng = random.Random(seed)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     counts: dict[str, dict[str, int]] = {"train": {}, "val": {}}
-    for group, (categories, n_train, n_val) in GROUPS.items():
-        missing = [c for c in categories if not (caltech101 / c).is_dir()]
+    for group, (categories, n_train, n_val) in groups.items():
+        missing = [c for c in categories if not (source / c).is_dir()]
         if missing:
-            raise SystemExit(f"{caltech101} has no folder {missing[0]!r}: give Caltech-101's 101_ObjectCategories folder")
-        pool = sorted(p for c in categories for p in (caltech101 / c).glob("*.jpg"))
+            raise SystemExit(f"{source} has no folder {missing[0]!r}: give Caltech-101's 101_ObjectCategories folder (or Imagenette's root)")
+        pool = sorted(p for c in categories for p in (source / c).glob("*.[jJ][pP]*[gG]"))
         if len(pool) < n_train + n_val:
             raise SystemExit(f"{group}: {len(pool)} images in {', '.join(categories)}, fewer than the {n_train + n_val} it draws")
         rng.shuffle(pool)
         for split, picks in (("train", pool[:n_train]), ("val", pool[n_train : n_train + n_val])):
             (partial / split / group).mkdir(parents=True, exist_ok=True)
             for p in picks:
-                shutil.copy(p, partial / split / group / f"{p.parent.name}_{p.name}")
+                shutil.copy(p, partial / split / group / f"{p.parent.parent.name}_{p.parent.name}_{p.name}")
             counts[split][group] = len(picks)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -62,31 +73,38 @@ def lay_out(caltech101: Path, target: Path, seed: int = 0) -> dict[str, dict[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--caltech101", type=Path, required=True, help="Caltech-101's 101_ObjectCategories folder")
+    parser.add_argument("--caltech101", type=Path, help="Caltech-101's 101_ObjectCategories folder (the stand-in)")
+    parser.add_argument("--imagenette", type=Path, help="or Imagenette's root (train/, val/): the tuning half's shape-alike")
     parser.add_argument("--out", type=Path, required=True, help="the laid-out set, trials.json, coarse.md")
     parser.add_argument("--epochs", type=int, nargs="+", default=[3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(run.METHODS), choices=list(run.METHODS), metavar="METHOD")
+    parser.add_argument("--effnet-option", nargs="*", default=[], metavar="KEY=JSON", help="a TrainConfig value on top of effnet's defaults (a variant)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    data = args.out / NAME
+    if bool(args.caltech101) == bool(args.imagenette):
+        parser.error("give --caltech101 (the stand-in) or --imagenette (its tuning-half shape-alike)")
+    name, half, kind = (NAME, "confirmation", KIND) if args.caltech101 else (TUNING_NAME, "tuning", TUNING_KIND)
+    data = args.out / name
     if not (data / "train").is_dir():
-        print(lay_out(args.caltech101, data))
+        print(lay_out(args.caltech101 or args.imagenette, data, groups=GROUPS if args.caltech101 else TUNING_GROUPS))
     from common.run_log import RunLog
 
     log = RunLog(args.out, "coarse check", ("set", "method", "seed", "epochs"))
     rows = log.rows()
+    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
     for epochs in args.epochs:
         for seed in args.seeds:
-            for method in args.methods:
-                if {"set": NAME, "method": method, "seed": seed, "epochs": epochs} in log:
+            for kind_of_run in args.methods:
+                method = run.variant_name(kind_of_run, options)
+                if {"set": name, "method": method, "seed": seed, "epochs": epochs} in log:
                     continue
-                result = run.run_one(data, args.out, method, epochs=epochs, seed=seed, workers=args.workers)
-                row = {"set": NAME, "half": "confirmation", "kind": KIND, "method": method, "seed": seed, "epochs": epochs}
+                result = run.run_one(data, args.out, kind_of_run, epochs=epochs, seed=seed, workers=args.workers, options=options)
+                row = {"set": name, "half": half, "kind": kind, "method": method, "seed": seed, "epochs": epochs}
                 row.update(val_top1=result["history"][-1]["val_top1"], threads=args.threads, **result)
                 log.add(row)
                 rows.append(row)

@@ -64,6 +64,11 @@ def run_one(data_dir: Path, out: Path, method: str, *, epochs: int, seed: int, w
     return run
 
 
+def variant_name(method: str, options: dict[str, Any]) -> str:
+    """effnet's method with `options` on top of its defaults is a method of its own in the tables."""
+    return f"{EFFNET} + {', '.join(f'{k}={v}' for k, v in options.items())}" if method == EFFNET and options else method
+
+
 def _cell(values: list[float]) -> str:
     from effnet.experiments.study.stats import mean_ci
 
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"not laid out under {args.data_root}: {', '.join(missing)}; run benchmarks/battery/fetch.py --sets {' '.join(missing)}")
     lengths = [default_epochs() if x == "default" else int(x) for x in args.lengths]
     options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
-    methods = [f"{EFFNET} + {', '.join(f'{k}={v}' for k, v in options.items())}" if m == EFFNET and options else m for m in args.methods]
+    methods = [variant_name(m, options) for m in args.methods]
     args.out.mkdir(parents=True, exist_ok=True)
     from common.run_log import RunLog
 
