@@ -66,12 +66,12 @@ def test_the_plan_gives_enough_steps_per_epoch_and_warm_up_in_steps() -> None:
     assert (values["batch_size"], values["epochs"]) == (32, 2)  # the user's choice wins
 
 
-def test_few_images_per_class_stretch_the_cosine_and_the_plan_line_says_why() -> None:
+def test_short_runs_stretch_the_cosine_and_the_plan_line_says_why() -> None:
     from effnet.train.config import TrainConfig
-    from effnet.train.finetune import FEW_SHOT_IMAGES_PER_CLASS, FEW_SHOT_SCHEDULE, describe
+    from effnet.train.finetune import FEW_SHOT_IMAGES_PER_CLASS, SHORT_RUN_IMAGES_SEEN, SHORT_RUN_SCHEDULE, describe
     from effnet.train.optim import make_scheduler
 
-    span = FEW_SHOT_SCHEDULE["cosine_min_steps"]
+    span = SHORT_RUN_SCHEDULE["cosine_min_steps"]
     few, plan = finetune_values(228, {"epochs": 3}, classes=30)  # 7.6 per class: caltech101_fewshot's shape
     assert few["cosine_min_steps"] == span and plan.few_shot and plan.total_steps < span
     line = describe(plan, TrainConfig.from_dict(few))
@@ -81,14 +81,21 @@ def test_few_images_per_class_stretch_the_cosine_and_the_plan_line_says_why() ->
     scheduler = make_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), config, plan.steps_per_epoch)
     last = scheduler.lr_lambdas[0](plan.total_steps - 1)
     assert 0.5 < last < 1.0
-    # at the boundary, with many images per class, without a class count, or when the user sets the span: unchanged
-    assert finetune_values(FEW_SHOT_IMAGES_PER_CLASS * 10, {"epochs": 3}, classes=10)[0].get("cosine_min_steps", 0) == 0
+    # 40 images per class, but 163 x 3 = 489 images seen in all (the imbalanced check): stretched, and said why
+    short, short_plan = finetune_values(163, {"epochs": 3}, classes=4)
+    assert not short_plan.few_shot and short_plan.short_run and short["cosine_min_steps"] == span
+    assert f"cosine spanning {span} steps (489 images seen in the run)" in describe(short_plan, TrainConfig.from_dict(short))
+    # at the boundaries (20 per class; 1,000 images seen), with many images, or when the user sets the span: unchanged
+    assert finetune_values(FEW_SHOT_IMAGES_PER_CLASS * 50, {"epochs": 3}, classes=50)[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(SHORT_RUN_IMAGES_SEEN // 2, {"epochs": 2}, classes=10)[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(SHORT_RUN_IMAGES_SEEN // 2 - 1, {"epochs": 2}, classes=10)[0]["cosine_min_steps"] == span
     assert finetune_values(500, {"epochs": 3}, classes=10)[0].get("cosine_min_steps", 0) == 0
-    assert finetune_values(228, {"epochs": 3})[0].get("cosine_min_steps", 0) == 0
-    assert finetune_values(228, {"epochs": 3, "cosine_min_steps": 0}, classes=30)[0]["cosine_min_steps"] == 0
-    # a run long enough for the span is the plain cosine, and its line does not claim a stretch
-    long, long_plan = finetune_values(228, {"epochs": 10}, classes=30)
-    assert long_plan.total_steps >= span and ", cosine;" in describe(long_plan, TrainConfig.from_dict(long))
+    assert finetune_values(500, {"epochs": 3})[0].get("cosine_min_steps", 0) == 0
+    assert finetune_values(163, {"epochs": 3, "cosine_min_steps": 0}, classes=4)[0]["cosine_min_steps"] == 0
+    # runs long enough for the span are the plain cosine, and their line does not claim a stretch
+    for images, classes in ((228, 30), (163, 4)):
+        long, long_plan = finetune_values(images, {"epochs": 10}, classes=classes)
+        assert long_plan.total_steps >= span and ", cosine;" in describe(long_plan, TrainConfig.from_dict(long))
 
 
 def test_finetune_defaults_learn_a_tiny_real_photo_task(tuned_run: tuple[Path, str]) -> None:

@@ -57,12 +57,14 @@ FINETUNE_RECIPE: dict[str, Any] = {
 # from BN training and those that lost (benchmarks/results/finetune_real/bn_choice/).
 BN_TRAINING_MIN_SEPARABILITY = 0.9
 BN_TRAINING = {"freeze_bn": False, "backbone_lr_scale": 1.0}
-# Few images per class: the cosine spans at least this many steps, so a short run stops part-way down it. Each class's
-# head weights get only a few dozen gradient contributions in a run of a few epochs, and a cosine that reaches zero
-# spends half of them at a fraction of the rate; runs longer than the span are unchanged
-# (benchmarks/results/battery/few_shot_schedule/).
+# Short runs: the cosine spans at least this many steps, so the run stops part-way down it. SGD's progress is the
+# integral of the learning rate over the images seen, and a cosine to zero halves it: a run of ~1,500 images can spare
+# that (its tail settles the weights), a run of a few hundred, or of a few dozen per class (each class's head weights
+# then get only a few dozen gradient contributions), cannot. Runs longer than the span are unchanged
+# (benchmarks/results/battery/few_shot_schedule/, rare_class_schedule/).
 FEW_SHOT_IMAGES_PER_CLASS = 20
-FEW_SHOT_SCHEDULE = {"cosine_min_steps": 100}
+SHORT_RUN_IMAGES_SEEN = 1000  # training images x epochs
+SHORT_RUN_SCHEDULE = {"cosine_min_steps": 100}
 MIN_STEPS_PER_EPOCH = 10
 BATCH_RANGE = (8, 64)
 WARMUP_FRACTION = 0.05  # of all optimizer steps
@@ -86,6 +88,10 @@ class FinetunePlan:
         return is_few_shot(self.images, self.classes)
 
     @property
+    def short_run(self) -> bool:
+        return is_short_run(self.images, self.epochs)
+
+    @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.epochs
 
@@ -98,6 +104,11 @@ class FinetunePlan:
 def is_few_shot(images: int, classes: int) -> bool:
     """Fewer than FEW_SHOT_IMAGES_PER_CLASS training images per class on average (False when classes is not known)."""
     return classes > 0 and images < FEW_SHOT_IMAGES_PER_CLASS * classes
+
+
+def is_short_run(images: int, epochs: int) -> bool:
+    """Fewer than SHORT_RUN_IMAGES_SEEN training images seen over the whole run."""
+    return images * epochs < SHORT_RUN_IMAGES_SEEN
 
 
 def batch_for(images: int, world_size: int = 1, grad_accum: int = 1) -> int:
@@ -137,13 +148,14 @@ def finetune_values(
     images: int, given: Mapping[str, Any], world_size: int = 1, separability: Separability | None = None, classes: int = 0
 ) -> tuple[dict[str, Any], FinetunePlan]:
     """TrainConfig values for fine-tuning on `images` training images in `classes` classes: the recipe, the BatchNorm
-    mode `separability` calls for (when given and the user set none), the schedule few images per class call for,
+    mode `separability` calls for (when given and the user set none), the schedule a short run calls for,
     the plan, then `given` on top."""
     values = dict(FINETUNE_RECIPE)
     if separability is not None and chooses_bn_mode(given) and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
         values.update(BN_TRAINING)
-    if is_few_shot(images, classes):
-        values.update(FEW_SHOT_SCHEDULE)
+    epochs = int(given.get("epochs", values["epochs"]))
+    if is_few_shot(images, classes) or is_short_run(images, epochs):
+        values.update(SHORT_RUN_SCHEDULE)
     values.update(given)
     plan = plan_finetune(
         images,
@@ -198,7 +210,12 @@ def describe(plan: FinetunePlan, config: Any) -> str:
     schedule = config.schedule
     total = plan.steps_per_epoch * config.epochs
     if schedule == "cosine" and config.cosine_min_steps > total:
-        reason = f" ({plan.images / plan.classes:.1f} images per class)" if plan.few_shot else ""
+        if plan.few_shot:
+            reason = f" ({plan.images / plan.classes:.1f} images per class)"
+        elif plan.short_run:
+            reason = f" ({plan.images * plan.epochs} images seen in the run)"
+        else:
+            reason = ""
         schedule = f"cosine spanning {config.cosine_min_steps} steps{reason}"
     images = f"{plan.images} images in {plan.classes} classes" if plan.classes else f"{plan.images} images"
     return (
