@@ -61,7 +61,7 @@ BN_TRAINING = {"freeze_bn": False, "backbone_lr_scale": 1.0}
 # integral of the learning rate over the images seen, and a cosine to zero halves it: a run of ~1,500 images can spare
 # that (its tail settles the weights), a run of a few hundred, or of a few dozen per class (each class's head weights
 # then get only a few dozen gradient contributions), cannot. Runs longer than the span are unchanged
-# (benchmarks/results/battery/few_shot_schedule/, rare_class_schedule/).
+# (benchmarks/results/battery/few_shot_schedule/, images_seen_schedule/).
 FEW_SHOT_IMAGES_PER_CLASS = 20
 SHORT_RUN_IMAGES_SEEN = 1000  # training images x epochs
 SHORT_RUN_SCHEDULE = {"cosine_min_steps": 100}
