@@ -153,9 +153,6 @@ def finetune_values(
     values = dict(FINETUNE_RECIPE)
     if separability is not None and chooses_bn_mode(given) and separability.accuracy >= BN_TRAINING_MIN_SEPARABILITY:
         values.update(BN_TRAINING)
-    epochs = int(given.get("epochs", values["epochs"]))
-    if is_few_shot(images, classes) or is_short_run(images, epochs):
-        values.update(SHORT_RUN_SCHEDULE)
     values.update(given)
     plan = plan_finetune(
         images,
@@ -166,6 +163,8 @@ def finetune_values(
     )
     values["batch_size"] = plan.batch_size
     plan = dataclasses.replace(plan, separability=separability, classes=classes)
+    if (plan.few_shot or plan.short_run) and "cosine_min_steps" not in given:
+        values.update(SHORT_RUN_SCHEDULE)
     if "warmup_epochs" not in given:
         values["warmup_epochs"] = plan.warmup_epochs
     return values, plan
