@@ -12,7 +12,6 @@ on a battery set (effnet finetune's defaults and the two plain loops) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import sys
@@ -112,20 +111,14 @@ def main(argv: list[str] | None = None) -> int:
 
     log = RunLog(args.out, "coarse check", ("set", "method", "seed", "epochs"))
     rows = log.rows()
-    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
+    options = run.parse_options(args.effnet_option)
     for epochs in args.epochs:
         for seed in args.seeds:
-            for kind_of_run in args.methods:
-                method = run.variant_name(kind_of_run, options)
-                if {"set": name, "method": method, "seed": seed, "epochs": epochs} in log:
-                    continue
-                result = run.run_one(data, args.out, kind_of_run, epochs=epochs, seed=seed, workers=args.workers, options=options)
-                row = {"set": name, "half": half, "kind": kind, "method": method, "seed": seed, "epochs": epochs}
-                row.update(val_top1=result["history"][-1]["val_top1"], threads=args.threads, **result)
-                log.add(row)
-                rows.append(row)
-                by_epoch = " ".join(f"{h['val_top1']:.1f}" for h in result["history"])
-                print(f"{epochs} epochs seed {seed} {method}: top-1 by epoch {by_epoch}", flush=True)
+            for method in args.methods:
+                row = {"set": name, "half": half, "kind": kind, "method": run.variant_name(method, options), "seed": seed, "epochs": epochs}
+                done = run.run_and_record(log, data, args.out, row=row, options=options, workers=args.workers, threads=args.threads)
+                if done is not None:
+                    rows.append(done)
     table = run.summarise(rows, run.default_epochs())
     (args.out / "coarse.md").write_text(table)
     print(table)

@@ -69,6 +69,25 @@ def variant_name(method: str, options: dict[str, Any]) -> str:
     return f"{EFFNET} + {', '.join(f'{k}={v}' for k, v in options.items())}" if method == EFFNET and options else method
 
 
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`--effnet-option KEY=JSON ...` as TrainConfig values."""
+    return {k: json.loads(v) for k, v in (item.split("=", 1) for item in items)}
+
+
+def run_and_record(log: Any, data_dir: Path, out: Path, *, row: dict[str, Any], options: dict[str, Any], workers: int, threads: int) -> dict[str, Any] | None:
+    """Train `row`'s method (its set, method, seed, epochs; its half and kind for the table) on `data_dir` unless `log`
+    holds that run already; store and print the finished run, and return its row (None: done before)."""
+    if row in log:
+        return None
+    method = EFFNET if row["method"].startswith(EFFNET) else row["method"]
+    run = run_one(data_dir, out, method, epochs=row["epochs"], seed=row["seed"], workers=workers, options=options)
+    row = {**row, "val_top1": run["history"][-1]["val_top1"], "threads": threads, **run}
+    log.add(row)
+    by_epoch = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
+    print(f"{row['set']} {row['epochs']} epochs seed {row['seed']} {row['method']}: top-1 by epoch {by_epoch} ({run['seconds']:.0f} s)", flush=True)
+    return row
+
+
 def _cell(values: list[float]) -> str:
     from effnet.experiments.study.stats import mean_ci
 
@@ -141,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"not laid out under {args.data_root}: {', '.join(missing)}; run benchmarks/battery/fetch.py --sets {' '.join(missing)}")
     lengths = [default_epochs() if x == "default" else int(x) for x in args.lengths]
-    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.effnet_option)}
+    options = parse_options(args.effnet_option)
     methods = [variant_name(m, options) for m in args.methods]
     args.out.mkdir(parents=True, exist_ok=True)
     from common.run_log import RunLog
@@ -152,16 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         for epochs in lengths:
             for seed in args.seeds:
                 for method in methods:
-                    if {"set": entry.name, "method": method, "seed": seed, "epochs": epochs} in log:
-                        continue
-                    kind = EFFNET if method.startswith(EFFNET) else method
-                    run = run_one(args.data_root / entry.name, args.out, kind, epochs=epochs, seed=seed, workers=args.workers, options=options)
                     row = {"set": entry.name, "half": entry.half, "kind": entry.kind, "method": method, "seed": seed, "epochs": epochs}
-                    row.update(val_top1=run["history"][-1]["val_top1"], threads=args.threads, **run)
-                    log.add(row)
-                    rows.append(row)
-                    by_epoch = " ".join(f"{h['val_top1']:.1f}" for h in run["history"])
-                    print(f"{entry.name} {epochs} epochs seed {seed} {method}: top-1 by epoch {by_epoch} ({run['seconds']:.0f} s)", flush=True)
+                    done = run_and_record(log, args.data_root / entry.name, args.out, row=row, options=options, workers=args.workers, threads=args.threads)
+                    if done is not None:
+                        rows.append(done)
     table = summarise(rows, default_epochs())
     (args.out / "battery.md").write_text(table)
     print(table)
